@@ -1,0 +1,1 @@
+"""The control plane: accounts, facilities, booking, billing and the media-plane seams."""

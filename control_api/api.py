@@ -1,0 +1,330 @@
+"""A small declarative layer over aiohttp routes.
+
+Each endpoint declares who may call it, its pydantic body/query models and its response model.
+From that one declaration we get: authentication, validation with precise 4xx problems, one
+database transaction per request (rolled back on any error, so no partial writes), replay of
+idempotent money-moving requests, and the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_api.auth import Principal, Role, TokenError
+from control_api.context import CONTEXT, AppContext
+from control_api.db.models import IdempotentResponse
+from control_api.problems import ProblemError, bad_request, forbidden, unauthorized
+
+B = TypeVar("B", bound=BaseModel)
+Q = TypeVar("Q", bound=BaseModel)
+
+PUBLIC: frozenset[Role] = frozenset()
+MAX_JSON_BYTES = 256 * 1024
+_IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_\-:.]{8,200}$")
+
+
+class ApiRequest(Generic[B, Q]):
+    """What a handler receives: the caller, validated input and the request's DB session."""
+
+    def __init__(self, request: web.Request, ctx: AppContext, session: AsyncSession,
+                 principal: Principal | None, body: B | None, query: Q | None, raw: bytes | None) -> None:
+        self.request = request
+        self.ctx = ctx
+        self.session = session
+        self._principal = principal
+        self._body = body
+        self._query = query
+        self.raw = raw
+        self.on_rollback: list[Callable[[], Awaitable[None]]] = []
+        self.after_commit: list[Callable[[], Awaitable[None]]] = []
+
+    @property
+    def principal(self) -> Principal:
+        if self._principal is None:
+            raise unauthorized()
+        return self._principal
+
+    @property
+    def maybe_principal(self) -> Principal | None:
+        return self._principal
+
+    @property
+    def body(self) -> B:
+        assert self._body is not None, "endpoint declared no body model"
+        return self._body
+
+    @property
+    def query(self) -> Q:
+        assert self._query is not None, "endpoint declared no query model"
+        return self._query
+
+    def path(self, name: str) -> str:
+        return self.request.match_info[name]
+
+    @property
+    def now(self) -> Any:
+        return self.ctx.clock.now()
+
+    def require_facility(self, facility_id: str) -> None:
+        """V3: staff and kiosks act only within their own facility; operators everywhere."""
+        p = self.principal
+        if p.role is Role.OPERATOR:
+            return
+        if p.facility_id is None or p.facility_id != facility_id:
+            raise forbidden("this resource belongs to another facility")
+
+
+Handler = Callable[[ApiRequest[Any, Any]], Awaitable[Any]]
+
+
+@dataclass
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    roles: frozenset[Role]
+    tags: tuple[str, ...]
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: Any = None
+    status: int = 200
+    idempotent: bool = False
+    raw_body: tuple[str, ...] = ()  # accepted content types for a non-JSON body (uploads, CSV)
+    raw_max_bytes: int = 10 * 1024 * 1024
+    response_content_type: str | None = None  # for non-JSON responses (files, CSV)
+    description: str | None = None
+    errors: tuple[int, ...] = field(default=())
+    own_transactions: bool = False  # the handler opens its own write transactions (e.g. sweeps)
+
+    @property
+    def public(self) -> bool:
+        return not self.roles
+
+    @property
+    def writes(self) -> bool:
+        return self.method != "GET"
+
+
+class ApiRoutes:
+    """Collects endpoint declarations; `install` adds them to an aiohttp application."""
+
+    def __init__(self) -> None:
+        self.endpoints: list[Endpoint] = []
+
+    def route(self, method: str, path: str, *, summary: str, roles: Iterable[Role], tags: Iterable[str] = (),
+              **options: Any) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.endpoints.append(Endpoint(method=method, path=path, handler=handler, summary=summary,
+                                           roles=frozenset(roles), tags=tuple(tags), **options))
+            return handler
+
+        return register
+
+    def get(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("POST", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("PUT", path, **kw)
+
+    def patch(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("PATCH", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("DELETE", path, **kw)
+
+    def include(self, other: ApiRoutes) -> None:
+        self.endpoints.extend(other.endpoints)
+
+    def install(self, app: web.Application) -> None:
+        for endpoint in self.endpoints:
+            app.router.add_route(endpoint.method, endpoint.path, _aiohttp_handler(endpoint))
+
+
+def validation_problem(exc: ValidationError, where: str) -> ProblemError:
+    errors = [
+        {"location": [where, *[str(p) for p in err["loc"]]], "message": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+    first = errors[0]
+    field_name = ".".join(first["location"][1:]) or where
+    return ProblemError(422, "validation-error", f"{field_name}: {first['message']}",
+                        title="Request validation failed", extra={"errors": errors})
+
+
+def authenticate(request: web.Request, ctx: AppContext) -> Principal | None:
+    header = request.headers.get("Authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("Authorization must be 'Bearer <token>'")
+    try:
+        return ctx.access_tokens.verify(token.strip(), ctx.clock.now())
+    except TokenError as exc:
+        raise unauthorized(str(exc)) from exc
+
+
+async def _read_json(request: web.Request, model: type[BaseModel]) -> BaseModel:
+    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+        raise ProblemError(413, "payload-too-large", f"JSON bodies are limited to {MAX_JSON_BYTES} bytes")
+    raw = await request.content.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise ProblemError(413, "payload-too-large", f"JSON bodies are limited to {MAX_JSON_BYTES} bytes")
+    ctype = request.content_type
+    if raw and ctype not in ("application/json", "application/octet-stream") and not ctype.endswith("+json"):
+        raise ProblemError(415, "unsupported-media-type", f"expected application/json, got {ctype}")
+    try:
+        data = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"body is not valid JSON: {exc}", slug="malformed-json") from exc
+    if data is None:
+        raise bad_request("a JSON body is required", slug="missing-body")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_problem(exc, "body") from exc
+
+
+async def _read_raw(request: web.Request, endpoint: Endpoint) -> bytes:
+    if request.content_type not in endpoint.raw_body:
+        raise ProblemError(415, "unsupported-media-type",
+                           f"expected one of {', '.join(endpoint.raw_body)}, got {request.content_type}")
+    if request.content_length is not None and request.content_length > endpoint.raw_max_bytes:
+        raise ProblemError(413, "payload-too-large", f"bodies are limited to {endpoint.raw_max_bytes} bytes")
+    raw = await request.content.read(endpoint.raw_max_bytes + 1)
+    if len(raw) > endpoint.raw_max_bytes:
+        raise ProblemError(413, "payload-too-large", f"bodies are limited to {endpoint.raw_max_bytes} bytes")
+    if not raw:
+        raise bad_request("the request body is empty", slug="missing-body")
+    return raw
+
+
+def _serialise(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [_serialise(v) for v in value]
+    return value
+
+
+def _fingerprint(request: web.Request, body: bytes | None) -> str:
+    h = hashlib.sha256()
+    h.update(f"{request.method} {request.path}?{request.query_string}".encode())
+    h.update(body or b"")
+    return h.hexdigest()
+
+
+def _aiohttp_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        ctx = request.app[CONTEXT]
+        principal = authenticate(request, ctx)
+        if not endpoint.public:
+            if principal is None:
+                raise unauthorized()
+            if principal.role not in endpoint.roles:
+                raise forbidden(f"the {principal.role.value} role may not {endpoint.summary.lower()}")
+
+        query = None
+        if endpoint.query is not None:
+            try:
+                query = endpoint.query.model_validate(dict(request.query))
+            except ValidationError as exc:
+                raise validation_problem(exc, "query") from exc
+
+        body: BaseModel | None = None
+        raw: bytes | None = None
+        if endpoint.raw_body:
+            raw = await _read_raw(request, endpoint)
+        elif endpoint.body is not None:
+            body = await _read_json(request, endpoint.body)
+
+        idem_key: str | None = None
+        fingerprint = ""
+        if endpoint.idempotent:
+            idem_key = request.headers.get("Idempotency-Key")
+            if not idem_key:
+                raise bad_request("this request moves money: send an Idempotency-Key header",
+                                  slug="idempotency-key-required")
+            if not _IDEMPOTENCY_KEY.match(idem_key):
+                raise bad_request("Idempotency-Key must be 8-200 characters of A-Z a-z 0-9 _ - : .",
+                                  slug="idempotency-key-invalid")
+            raw_json = body.model_dump_json().encode() if body is not None else raw
+            fingerprint = _fingerprint(request, raw_json)
+            assert principal is not None
+            replay = await _stored_response(ctx, principal, idem_key, fingerprint)
+            if replay is not None:
+                return replay
+
+        maker = ctx.sessions if endpoint.writes and not endpoint.own_transactions else ctx.read_sessions
+        api_request: ApiRequest[Any, Any] = ApiRequest(request, ctx, session=None,  # type: ignore[arg-type]
+                                                       principal=principal, body=body, query=query, raw=raw)
+        try:
+            async with maker() as session:
+                api_request.session = session
+                async with session.begin():
+                    result = await endpoint.handler(api_request)
+                    if isinstance(result, web.StreamResponse):
+                        response: web.StreamResponse = result
+                        payload = None
+                    else:
+                        payload = _serialise(result)
+                        response = web.json_response(payload, status=endpoint.status, dumps=_dumps)
+                    if idem_key is not None and principal is not None:
+                        session.add(IdempotentResponse(principal=principal.key, key=idem_key,
+                                                       request_fingerprint=fingerprint,
+                                                       status_code=response.status, body=payload or {},
+                                                       created_at=ctx.clock.now()))
+        except IntegrityError:
+            await _run(api_request.on_rollback)
+            if idem_key is not None and principal is not None:
+                # A concurrent duplicate committed first: answer what it answered.
+                replay = await _stored_response(ctx, principal, idem_key, fingerprint)
+                if replay is not None:
+                    return replay
+            raise ProblemError(409, "conflict", "the request conflicted with a concurrent change; retry it")
+        except BaseException:
+            await _run(api_request.on_rollback)
+            raise
+        await _run(api_request.after_commit)
+        return response
+
+    handle.__name__ = endpoint.handler.__name__
+    return handle
+
+
+async def _run(callbacks: list[Callable[[], Awaitable[None]]]) -> None:
+    for cb in callbacks:
+        await cb()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+async def _stored_response(ctx: AppContext, principal: Principal, key: str,
+                           fingerprint: str) -> web.Response | None:
+    async with ctx.read_sessions() as session:
+        stored = await session.scalar(select(IdempotentResponse).where(
+            IdempotentResponse.principal == principal.key, IdempotentResponse.key == key))
+    if stored is None:
+        return None
+    if stored.request_fingerprint != fingerprint:
+        raise ProblemError(422, "idempotency-key-reused",
+                           "this Idempotency-Key was already used for a different request")
+    return web.json_response(stored.body, status=stored.status_code, dumps=_dumps,
+                             headers={"Idempotent-Replayed": "true"})

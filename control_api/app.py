@@ -1,0 +1,114 @@
+"""The application factory. Nothing happens at import time: `create_app` builds the app and
+its startup hook opens the database, loads keys and starts the sweeper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from aiohttp import web
+from sqlalchemy import select
+
+from control_api.api import ApiRoutes
+from control_api.auth import AccessTokens
+from control_api.context import CONTEXT, AppContext
+from control_api.db.engine import make_engine, make_sessionmaker
+from control_api.db.models import ClockState
+from control_api.join_tokens import JoinTokenSigner
+from control_api.payments.gateway import PaymentGateway
+from control_api.payments.test_gateway import TestPaymentGateway
+from control_api.problems import problem_middleware
+from openvisit.clock import Clock
+from openvisit.keys import load_or_create_secret, load_or_create_signing_key
+from openvisit.settings import Settings
+
+log = logging.getLogger(__name__)
+ROUTES = web.AppKey("openvisit_routes", ApiRoutes)
+
+
+def build_routes() -> ApiRoutes:
+    from control_api.routes import all_routes
+
+    return all_routes()
+
+
+async def load_clock(ctx_settings: Settings, sessions: object) -> Clock:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    assert isinstance(sessions, async_sessionmaker)
+    clock = Clock(movable=ctx_settings.test_clock_enabled)
+    if clock.movable:
+        session: AsyncSession
+        async with sessions() as session:
+            state = await session.scalar(select(ClockState).where(ClockState.id == 1))
+        if state is not None:
+            clock.set_offset(timedelta(seconds=state.offset_seconds))
+    return clock
+
+
+def create_app(settings: Settings, *, gateway: PaymentGateway | None = None,
+               run_sweeper: bool = True) -> web.Application:
+    app = web.Application(middlewares=[problem_middleware], client_max_size=32 * 1024 * 1024)
+    routes = build_routes()
+    app[ROUTES] = routes
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.effective_database_url)
+        read_engine = engine
+        extra = []
+        if engine.dialect.name == "sqlite":
+            # Reads use plain deferred transactions so they never queue behind the write lock.
+            from sqlalchemy.ext.asyncio import create_async_engine
+
+            read_engine = create_async_engine(settings.effective_database_url, connect_args={"timeout": 30})
+            extra.append(read_engine)
+        sessions = make_sessionmaker(engine)
+        read_sessions = make_sessionmaker(read_engine)
+        keys_dir = settings.keys_dir
+        ctx = AppContext(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            read_sessions=read_sessions,
+            clock=await load_clock(settings, read_sessions),
+            access_tokens=AccessTokens(settings.jwt_secret or load_or_create_secret(keys_dir, "jwt-secret"),
+                                       timedelta(minutes=settings.access_token_minutes)),
+            join_tokens=JoinTokenSigner(load_or_create_signing_key(keys_dir)),
+            gateway=gateway or TestPaymentGateway(),
+            media_secret=settings.media_secret or load_or_create_secret(keys_dir, "media-secret"),
+            extra_engines=extra,
+        )
+        app[CONTEXT] = ctx
+        sweeper = asyncio.create_task(_sweep_forever(ctx)) if run_sweeper else None
+        try:
+            yield
+        finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+            for eng in (engine, *extra):
+                await eng.dispose()
+
+    app.cleanup_ctx.append(lifecycle)
+    routes.install(app)
+    from control_api.docs_routes import install_docs
+
+    install_docs(app, routes)
+    return app
+
+
+async def _sweep_forever(ctx: AppContext) -> None:
+    from control_api.services.sweeps import run_sweeps
+
+    while True:
+        await asyncio.sleep(ctx.settings.sweep_interval_seconds)
+        try:
+            await run_sweeps(ctx)
+        except Exception:
+            log.exception("sweep failed; will retry")

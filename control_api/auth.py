@@ -1,0 +1,134 @@
+"""Who is asking: passwords (argon2), access tokens (PyJWT, HS256) and the Principal.
+
+Join tokens for the media plane are different (Ed25519, verify-only on media nodes): see
+`control_api.join_tokens`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+
+class Role(StrEnum):
+    VISITOR = "visitor"
+    ATTORNEY = "attorney"
+    ADMIN = "admin"
+    OFFICER = "officer"
+    INVESTIGATOR = "investigator"
+    OPERATOR = "operator"
+    KIOSK = "kiosk"
+    MEDIA = "media"
+
+
+STAFF_ROLES = frozenset({Role.ADMIN, Role.OFFICER, Role.INVESTIGATOR})
+VISITOR_ROLES = frozenset({Role.VISITOR, Role.ATTORNEY})
+USER_ROLES = frozenset({*VISITOR_ROLES, *STAFF_ROLES, Role.OPERATOR})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller. Staff and kiosks carry their facility (V3)."""
+
+    id: str
+    role: Role
+    facility_id: str | None = None
+    housing_unit_id: str | None = None  # kiosks only
+
+    @property
+    def key(self) -> str:
+        return f"{self.role.value}:{self.id}"
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in STAFF_ROLES
+
+    @property
+    def is_visitor(self) -> bool:
+        return self.role in VISITOR_ROLES
+
+
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# A hash to verify against when the account does not exist, so timing does not reveal it.
+_DUMMY_HASH: str | None = None
+
+
+def verify_password_or_dummy(password_hash: str | None, password: str) -> bool:
+    global _DUMMY_HASH
+    if password_hash is None:
+        if _DUMMY_HASH is None:
+            _DUMMY_HASH = hash_password(secrets.token_hex(8))
+        verify_password(_DUMMY_HASH, password)
+        return False
+    return verify_password(password_hash, password)
+
+
+class TokenError(Exception):
+    pass
+
+
+class AccessTokens:
+    """Issue and verify short-lived bearer tokens for users and kiosks."""
+
+    algorithm = "HS256"
+    audience = "openvisit-api"
+
+    def __init__(self, secret: str, ttl: timedelta) -> None:
+        self._secret = secret
+        self.ttl = ttl
+
+    def issue(self, principal: Principal, now: datetime) -> tuple[str, datetime]:
+        expires = now + self.ttl
+        claims = {
+            "sub": principal.id,
+            "role": principal.role.value,
+            "fac": principal.facility_id,
+            "hu": principal.housing_unit_id,
+            "aud": self.audience,
+            "iat": int(now.timestamp()),
+            "exp": int(expires.timestamp()),
+            "jti": secrets.token_hex(8),
+        }
+        return jwt.encode(claims, self._secret, algorithm=self.algorithm), expires
+
+    def verify(self, token: str, now: datetime) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[self.algorithm],
+                audience=self.audience,
+                options={"verify_exp": False, "require": ["sub", "role", "exp"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenError(f"invalid access token: {exc}") from exc
+        # Expiry is checked against our clock, which the test clock may have moved.
+        if int(claims["exp"]) <= now.timestamp():
+            raise TokenError("access token expired")
+        try:
+            role = Role(claims["role"])
+        except ValueError as exc:
+            raise TokenError("invalid access token: unknown role") from exc
+        if role is Role.MEDIA:
+            raise TokenError("invalid access token: media nodes use their own credential")
+        return Principal(id=str(claims["sub"]), role=role, facility_id=claims.get("fac"),
+                         housing_unit_id=claims.get("hu"))

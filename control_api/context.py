@@ -1,0 +1,34 @@
+"""Everything a request handler may use, built once by the application factory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from openvisit.clock import Clock
+from openvisit.settings import Settings
+
+if TYPE_CHECKING:
+    from control_api.auth import AccessTokens
+    from control_api.join_tokens import JoinTokenSigner
+    from control_api.payments.gateway import PaymentGateway
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]  # write transactions (BEGIN IMMEDIATE on SQLite)
+    read_sessions: async_sessionmaker[AsyncSession]  # read-only requests
+    clock: Clock
+    access_tokens: AccessTokens
+    join_tokens: JoinTokenSigner
+    gateway: PaymentGateway
+    media_secret: str
+    extra_engines: list[AsyncEngine] = field(default_factory=list)
+
+
+CONTEXT = web.AppKey("openvisit_context", AppContext)

@@ -1,0 +1,44 @@
+"""Serves the OpenAPI document, a browsable Swagger UI (bundled, works offline) and /healthz."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from swagger_ui_bundle import swagger_ui_path
+
+from control_api.api import ApiRoutes
+from control_api.openapi import build_openapi
+
+_DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>openvisit API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/v1/docs/static/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/v1/docs/static/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "/v1/openapi.json", dom_id: "#swagger-ui"});</script>
+</body></html>"""
+
+
+def install_docs(app: web.Application, routes: ApiRoutes) -> None:
+    spec: dict[str, Any] = {}
+
+    async def openapi(_request: web.Request) -> web.Response:
+        if not spec:
+            spec.update(build_openapi(routes))
+        return web.json_response(spec)
+
+    async def docs(_request: web.Request) -> web.Response:
+        return web.Response(text=_DOCS_PAGE, content_type="text/html")
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def root(_request: web.Request) -> web.Response:
+        raise web.HTTPFound("/v1/docs")
+
+    app.router.add_get("/v1/openapi.json", openapi)
+    app.router.add_get("/v1/docs", docs)
+    app.router.add_static("/v1/docs/static", str(swagger_ui_path))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/", root)

@@ -1,0 +1,119 @@
+"""RFC 9457 problem details: every error the API returns is application/problem+json."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+PROBLEM_TYPE_BASE = "https://openvisit.org/problems/"
+log = logging.getLogger(__name__)
+
+
+class ProblemError(Exception):
+    """Raise anywhere in a request to answer with a precise 4xx problem and roll back."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        detail: str,
+        *,
+        title: str | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.detail = detail
+        self.title = title or slug.replace("-", " ").capitalize()
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+    def to_dict(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": PROBLEM_TYPE_BASE + self.slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+def bad_request(detail: str, slug: str = "bad-request", **extra: Any) -> ProblemError:
+    return ProblemError(400, slug, detail, extra=extra)
+
+
+def unauthorized(detail: str = "a valid access token is required") -> ProblemError:
+    return ProblemError(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def forbidden(detail: str) -> ProblemError:
+    return ProblemError(403, "forbidden", detail)
+
+
+def not_found(what: str) -> ProblemError:
+    return ProblemError(404, "not-found", f"{what} not found")
+
+
+def conflict(detail: str, slug: str = "conflict", **extra: Any) -> ProblemError:
+    return ProblemError(409, slug, detail, extra=extra)
+
+
+def unprocessable(detail: str, slug: str = "rule-violated", **extra: Any) -> ProblemError:
+    return ProblemError(422, slug, detail, extra=extra)
+
+
+def problem_response(problem: ProblemError, instance: str | None = None) -> web.Response:
+    return web.Response(
+        status=problem.status,
+        text=json.dumps(problem.to_dict(instance), default=str),
+        content_type="application/problem+json",
+        headers=problem.headers,
+    )
+
+
+_HTTP_SLUGS = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+}
+
+
+@web.middleware
+async def problem_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Turn every failure into problem+json; an unexpected exception is a logged 500."""
+    try:
+        return await handler(request)
+    except ProblemError as problem:
+        return problem_response(problem, request.path)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        slug = _HTTP_SLUGS.get(exc.status, "http-error")
+        detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        if exc.status == 404:
+            detail = f"no such resource: {request.path}"
+        elif exc.status == 405:
+            detail = f"{request.method} is not allowed on {request.path}"
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in {"allow"}}
+        return problem_response(ProblemError(exc.status, slug, detail, headers=headers), request.path)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem_response(
+            ProblemError(500, "internal-error", "an internal error occurred; nothing was changed"),
+            request.path,
+        )

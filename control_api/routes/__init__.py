@@ -1,0 +1,27 @@
+"""Every endpoint of the control API, one module per area."""
+
+from __future__ import annotations
+
+import importlib
+
+from control_api.api import ApiRoutes
+
+# One module per area; each exposes `routes: ApiRoutes`.
+AREAS = (
+    "accounts",  # sign-up, login, kiosk login, profile, photo ID upload
+    "facilities",  # facility configuration, housing units, windows, closures, prices, kiosks, staff (A)
+    "residents",  # roster and CSV import
+    "access",  # access requests (V1) and attorney Bar verification (V2)
+    "visits",  # availability, quotes, booking, review, cancellation, check-in, kiosk notices (B, S6)
+    "billing",  # balance, statements, credit requests (M)
+    "media",  # join tokens and media-plane event reports (S1, S6, M6)
+    "clock",  # the test clock
+)
+
+
+def all_routes() -> ApiRoutes:
+    routes = ApiRoutes()
+    for area in AREAS:
+        module = importlib.import_module(f"control_api.routes.{area}")
+        routes.include(module.routes)
+    return routes

@@ -1,0 +1,1 @@
+"""Database-backed use cases. Each takes an AsyncSession inside the request's transaction."""

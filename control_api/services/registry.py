@@ -1,0 +1,8 @@
+"""Imports every module that registers a sweep (see control_api.services.sweeps)."""
+
+import importlib
+
+SWEEP_MODULES: tuple[str, ...] = ()
+
+for _name in SWEEP_MODULES:
+    importlib.import_module(_name)

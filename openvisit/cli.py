@@ -1,0 +1,124 @@
+"""The `openvisit` command: serve, migrate, demo and operator administration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+import uvloop
+
+from openvisit.settings import Mode, Settings, SettingsError, load_settings
+
+
+def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
+    try:
+        return load_settings(getattr(args, "config", None), **overrides)
+    except SettingsError as exc:
+        print(f"openvisit: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+async def _migrate(settings: Settings) -> None:
+    from control_api.db.engine import make_engine
+    from control_api.db.migrate import upgrade
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _serve(settings: Settings, demo: bool) -> None:
+    from aiohttp import web
+
+    from control_api.app import create_app
+
+    await _migrate(settings)
+    if demo:
+        from control_api.demo import seed_demo
+
+        accounts = await seed_demo(settings)
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=logging.getLogger("openvisit.access"))
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    print(f"openvisit is running at {base}/  (API docs: {base}/v1/docs)", flush=True)
+    if demo:
+        print("demo accounts (password for all: demo-password):")
+        for role, who in accounts.items():
+            print(f"  {role:<13} {who}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+async def _demo(settings: Settings) -> None:
+    from control_api.demo import seed_demo
+
+    await _migrate(settings)
+    accounts = await seed_demo(settings)
+    print("demo data ready; accounts (password for all: demo-password):")
+    for role, who in accounts.items():
+        print(f"  {role:<13} {who}")
+
+
+async def _create_operator(settings: Settings, email: str, name: str, password: str) -> None:
+    from control_api.demo import create_operator
+
+    await _migrate(settings)
+    await create_operator(settings, email=email, name=name, password=password)
+    print(f"operator {email} created")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openvisit", description="openvisit video visitation")
+    parser.add_argument("--config", help="TOML settings file (also OPENVISIT_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the control API")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--demo", action="store_true",
+                       help="demo mode: demo facility and accounts, movable test clock")
+
+    sub.add_parser("migrate", help="create or upgrade the database schema")
+    sub.add_parser("demo", help="create the demo facility and accounts in the database")
+
+    op = sub.add_parser("create-operator", help="create a platform operator account")
+    op.add_argument("--email", required=True)
+    op.add_argument("--name", required=True)
+    op.add_argument("--password", required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        overrides: dict[str, object] = {"host": args.host, "port": args.port}
+        if args.demo:
+            overrides["mode"] = Mode.DEMO
+        settings = _settings(args, **overrides)
+        uvloop.run(_serve(settings, demo=args.demo))
+    elif args.command == "migrate":
+        uvloop.run(_migrate(_settings(args)))
+        print("database is up to date")
+    elif args.command == "demo":
+        uvloop.run(_demo(_settings(args, mode=Mode.DEMO)))
+    elif args.command == "create-operator":
+        uvloop.run(_create_operator(_settings(args), args.email, args.name, args.password))
+
+
+if __name__ == "__main__":
+    main()

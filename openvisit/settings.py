@@ -1,0 +1,127 @@
+"""One typed settings object for every openvisit process.
+
+Values come, in rising priority, from defaults, a TOML file (``OPENVISIT_CONFIG`` or
+``--config``) and ``OPENVISIT_*`` environment variables. They are validated once at start so a
+bad value stops the process with a message naming the setting, instead of failing later.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Mode(StrEnum):
+    """`production` disables everything that bends reality (the test clock, demo data)."""
+
+    PRODUCTION = "production"
+    DEMO = "demo"
+    TEST = "test"
+
+
+class IceServer(BaseModel):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "openvisit"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENVISIT_", extra="forbid")
+
+    mode: Mode = Mode.PRODUCTION
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; default is an SQLite file in data_dir"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    public_url: str | None = Field(default=None, description="Base URL users reach the API at")
+    signaling_url: str | None = Field(default=None, description="WebSocket URL of the signaling service")
+    ice_servers: list[IceServer] = Field(default_factory=list)
+
+    access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    join_token_seconds: int = Field(default=120, ge=10, le=3600)
+    lobby_minutes: int = Field(default=10, ge=0, le=60, description="rule S1: join opens this early")
+    credit_expiry_days: int = Field(default=90, ge=1, le=3650, description="rule M5")
+    credit_request_decision_hours: int = Field(default=72, ge=1, le=24 * 30, description="rule M6")
+    photo_id_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    sweep_interval_seconds: float = Field(default=30.0, gt=0)
+
+    jwt_secret: str | None = Field(default=None, description="HS256 key for access tokens; generated if unset")
+    media_secret: str | None = Field(
+        default=None, description="Bearer secret media nodes use to report visit events; generated if unset"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            return "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if value.startswith("sqlite://") and not value.startswith("sqlite+aiosqlite://"):
+            return "sqlite+aiosqlite://" + value.split("://", 1)[1]
+        if not (value.startswith("postgresql+asyncpg://") or value.startswith("sqlite+aiosqlite://")):
+            raise ValueError("must be a postgresql:// or sqlite:// URL")
+        return value
+
+    @property
+    def test_clock_enabled(self) -> bool:
+        """The movable clock exists only outside production (issue: test clock)."""
+        return self.mode is not Mode.PRODUCTION
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'openvisit.sqlite3'}"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Private uploads (photo IDs): inside data_dir, never under a served static root."""
+        return self.data_dir / "uploads"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+
+class SettingsError(Exception):
+    """Raised with one readable line per bad setting."""
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from file + environment + explicit overrides (CLI flags win)."""
+    file_values: dict[str, Any] = {}
+    path = config_file or os.environ.get("OPENVISIT_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                file_values = tomllib.load(fh)
+        except OSError as exc:
+            raise SettingsError(f"config file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {path}: {exc}") from exc
+    env_keys = {k[len("OPENVISIT_") :].lower() for k in os.environ if k.startswith("OPENVISIT_")}
+    values = {k: v for k, v in file_values.items() if k not in env_keys}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            lines.append(f"setting {name!r}: {err['msg']}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(lines)) from exc

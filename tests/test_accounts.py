@@ -1,0 +1,64 @@
+"""Accounts and authentication."""
+
+from __future__ import annotations
+
+from tests.support import PASSWORD, Api
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+async def test_sign_up_login_and_read_me(api: Api) -> None:
+    visitor = await api.sign_up()
+    me = (await visitor.get("/v1/me")).ok()
+    assert me["role"] == "visitor" and me["has_photo_id"] is False
+    assert "password" not in str(me).lower()
+
+
+async def test_attorney_sign_up_requires_bar_details(api: Api) -> None:
+    r = await api.anonymous.post("/v1/accounts", {
+        "role": "attorney", "email": "a@example.org", "password": PASSWORD, "legal_name": "A B",
+        "postal_address": "1 Main Street", "date_of_birth": "1970-01-01", "phone": "+1 555 0100 22"})
+    r.problem(422, "validation-error")
+
+
+async def test_duplicate_email_is_a_conflict_and_writes_nothing(api: Api) -> None:
+    first = await api.sign_up(email="same@example.org")
+    assert first.principal_id
+    r = await api.anonymous.post("/v1/accounts", {
+        "email": "SAME@example.org", "password": PASSWORD, "legal_name": "Other",
+        "postal_address": "2 Main Street", "date_of_birth": "1990-01-01", "phone": "+1 555 0100 23"})
+    r.problem(409, "email-taken")
+
+
+async def test_wrong_password_and_bad_tokens_are_401(api: Api) -> None:
+    visitor = await api.sign_up()
+    r = await api.anonymous.post("/v1/auth/login", {"email": visitor.extra["email"], "password": "nope-nope-nope"})
+    r.problem(401)
+    r = await api.anonymous.get("/v1/me", headers={"Authorization": "Bearer not-a-token"})
+    r.problem(401)
+    r = await api.anonymous.get("/v1/me")
+    r.problem(401)
+
+
+async def test_malformed_json_is_400_not_500(api: Api) -> None:
+    resp = await api.client.post("/v1/accounts", data=b"{not json", headers={"Content-Type": "application/json"})
+    assert resp.status == 400
+    assert resp.headers["Content-Type"].startswith("application/problem+json")
+
+
+async def test_photo_id_upload_is_checked_and_private(api: Api) -> None:
+    visitor = await api.sign_up()
+    r = await visitor.put("/v1/me/photo-id", data=b"<html>hi</html>", headers={"Content-Type": "image/png"})
+    r.problem(400, "not-an-image")
+    r = await visitor.put("/v1/me/photo-id", data=PNG, headers={"Content-Type": "text/html"})
+    r.problem(415)
+    me = (await visitor.put("/v1/me/photo-id", data=PNG, headers={"Content-Type": "image/png"})).ok()
+    assert me["has_photo_id"] is True
+    stored = list((api.ctx.settings.uploads_dir / "photo-ids").iterdir())
+    assert len(stored) == 1 and stored[0].read_bytes() == PNG
+    assert stored[0].stat().st_mode & 0o077 == 0  # owner-only
+
+
+async def test_unknown_route_is_problem_json(api: Api) -> None:
+    r = await api.anonymous.get("/v1/nope")
+    r.problem(404)
