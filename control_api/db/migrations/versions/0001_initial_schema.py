@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 01:17:23.201569
+Create Date: 2026-11-23 01:22:44.377877
 """
 from collections.abc import Sequence
 
