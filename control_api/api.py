@@ -296,7 +296,7 @@ def _aiohttp_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[we
                 replay = await _stored_response(ctx, principal, idem_key, fingerprint)
                 if replay is not None:
                     return replay
-            raise ProblemError(409, "conflict", "the request conflicted with a concurrent change; retry it")
+            raise ProblemError(409, "conflict", "the request conflicted with a concurrent change; retry it") from None
         except BaseException:
             await _run(api_request.on_rollback)
             raise

@@ -65,7 +65,7 @@ def postgres_url() -> Iterator[str]:
         try:
             async with engine.connect() as conn:
                 await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        except (OSError, Exception) as exc:  # noqa: BLE001 - reported below
+        except (OSError, Exception) as exc:
             return f"{type(exc).__name__}: {exc}"
         finally:
             await engine.dispose()

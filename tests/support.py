@@ -54,7 +54,7 @@ class As:
         return h
 
     async def request(self, method: str, path: str, *, json: Any = None, data: bytes | None = None,
-                      headers: dict[str, str] | None = None, idempotency_key: str | None | bool = None
+                      headers: dict[str, str] | None = None, idempotency_key: str | bool | None = None
                       ) -> Response:
         h = self.headers(headers)
         if idempotency_key is True or (idempotency_key is None and method in ("POST",) and False):

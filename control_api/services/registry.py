@@ -2,7 +2,7 @@
 
 import importlib
 
-SWEEP_MODULES: tuple[str, ...] = ()
+SWEEP_MODULES: tuple[str, ...] = ("control_api.services.billing",)
 
 for _name in SWEEP_MODULES:
     importlib.import_module(_name)
