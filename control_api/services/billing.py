@@ -33,7 +33,7 @@ from control_api.db.models import (
     Visit,
 )
 from control_api.domain import credits as credit_rules
-from control_api.domain.pricing import FeeSpec, Quote, build_quote, per_minute_charge
+from control_api.domain.pricing import BillingMode, FeeSpec, Quote, build_quote, per_minute_charge
 from control_api.payments.gateway import PaymentDeclinedError
 from control_api.problems import ProblemError, unprocessable
 from control_api.services.sweeps import sweep
@@ -93,7 +93,7 @@ async def quote_for(session: AsyncSession, facility: Facility, visit_type: str, 
             f"offered: {offered or 'none'}", slug="length-not-offered")
     fees = (await session.scalars(select(FeeItem).where(FeeItem.facility_id == facility.id)
                                   .order_by(FeeItem.kind, FeeItem.name))).all()
-    mode = "per_minute" if facility.billing_mode == "per_minute" else "per_visit"
+    mode: BillingMode = "per_minute" if facility.billing_mode == "per_minute" else "per_visit"
     return build_quote(billing_mode=mode, visit_type=visit_type, length_minutes=length_minutes,
                        price_cents=option.price_cents, per_minute_cents=option.per_minute_cents,
                        fees=[FeeSpec(f.name, "tax" if f.kind == "tax" else "fee", f.amount_cents,

@@ -1,0 +1,1 @@
+"""Locust scenarios for load-testing concurrent visits."""

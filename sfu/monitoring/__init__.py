@@ -1,0 +1,1 @@
+"""Live monitoring: hidden, receive-only consumers for officers (never on privileged visits)."""

@@ -1,0 +1,1 @@
+"""Recorders: consumers that write non-privileged visits to disk (rule R1)."""

@@ -1,0 +1,1 @@
+"""Per-visit routers: producers and consumers of encoded media tracks."""

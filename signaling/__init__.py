@@ -1,0 +1,1 @@
+"""WebSocket signaling for browsers and mobile apps, authenticated by join tokens."""

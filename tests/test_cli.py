@@ -1,0 +1,80 @@
+"""The `openvisit` command: settings validation, migrate, demo seeding, serve."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from openvisit.settings import SettingsError, load_settings
+
+
+def run_cli(*args: str, data_dir: Path, env: dict[str, str] | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "OPENVISIT_DATA_DIR": str(data_dir), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "openvisit.cli", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, check=False)
+
+
+def test_bad_settings_stop_with_a_clear_message(tmp_path: Path) -> None:
+    result = run_cli("migrate", data_dir=tmp_path, env={"OPENVISIT_PORT": "99999"})
+    assert result.returncode == 2
+    assert "setting 'port'" in result.stderr
+
+
+def test_config_file_and_env_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "openvisit.toml"
+    cfg.write_text('port = 9000\nhost = "0.0.0.0"\n')
+    monkeypatch.setenv("OPENVISIT_PORT", "9100")
+    settings = load_settings(cfg)
+    assert settings.port == 9100 and settings.host == "0.0.0.0"
+    cfg.write_text("credit_expiry_days = 0\n")
+    with pytest.raises(SettingsError, match="credit_expiry_days"):
+        load_settings(cfg)
+
+
+def test_migrate_and_demo_are_idempotent(tmp_path: Path) -> None:
+    assert run_cli("migrate", data_dir=tmp_path).returncode == 0
+    first = run_cli("demo", data_dir=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "visitor@demo.openvisit.org" in first.stdout
+    second = run_cli("demo", data_dir=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert (tmp_path / "openvisit.sqlite3").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_demo_prints_url_and_answers(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "OPENVISIT_DATA_DIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "openvisit.cli", "serve", "--demo", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        assert proc.stdout is not None
+        seen = ""
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            seen += line
+            if "openvisit is running at" in line:
+                break
+        assert f"http://127.0.0.1:{port}/" in seen, seen
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as resp:
+            assert resp.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/openapi.json", timeout=10) as resp:
+            assert b'"openapi"' in resp.read()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert proc.returncode == 0
