@@ -75,7 +75,11 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         state.update(runner=runner, port=port, tokens=tokens)
         started.set()
 
-    thread = threading.Thread(target=lambda: (loop.run_until_complete(start()), loop.run_forever()), daemon=True)
+    def serve() -> None:
+        loop.run_until_complete(start())
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     assert started.wait(30), "server did not start"
     yield LiveServer(f"http://127.0.0.1:{state['port']}", db_path, state["tokens"])  # type: ignore[arg-type]
@@ -98,7 +102,8 @@ def _check(case: schemathesis.Case, server: LiveServer, role: str) -> None:
         assert content_type.startswith("application/problem+json"), response.text
         body = response.json()
         assert body["status"] == response.status_code and body["detail"]
-        assert server.row_counts() == before, f"{case.method} {case.formatted_path} wrote despite {response.status_code}"
+        after = server.row_counts()
+        assert after == before, f"{case.method} {case.formatted_path} wrote despite {response.status_code}"
 
 
 @schema.parametrize()
