@@ -19,6 +19,7 @@ from control_api.context import CONTEXT, AppContext
 from control_api.db.engine import make_engine, make_sessionmaker
 from control_api.db.models import ClockState
 from control_api.join_tokens import JoinTokenSigner
+from control_api.metrics import METRICS, ApiMetrics
 from control_api.payments.gateway import PaymentGateway
 from control_api.payments.test_gateway import TestPaymentGateway
 from control_api.problems import problem_middleware
@@ -52,7 +53,9 @@ async def load_clock(ctx_settings: Settings, sessions: object) -> Clock:
 
 def create_app(settings: Settings, *, gateway: PaymentGateway | None = None,
                run_sweeper: bool = True) -> web.Application:
-    app = web.Application(middlewares=[problem_middleware], client_max_size=32 * 1024 * 1024)
+    metrics = ApiMetrics()
+    app = web.Application(middlewares=[metrics.middleware(), problem_middleware], client_max_size=32 * 1024 * 1024)
+    app[METRICS] = metrics
     routes = build_routes()
     app[ROUTES] = routes
 
@@ -100,6 +103,7 @@ def create_app(settings: Settings, *, gateway: PaymentGateway | None = None,
     from control_api.docs_routes import install_docs
 
     install_docs(app, routes)
+    app.router.add_get("/metrics", metrics.handler)
     return app
 
 

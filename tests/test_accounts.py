@@ -62,3 +62,11 @@ async def test_photo_id_upload_is_checked_and_private(api: Api) -> None:
 async def test_unknown_route_is_problem_json(api: Api) -> None:
     r = await api.anonymous.get("/v1/nope")
     r.problem(404)
+
+
+async def test_metrics_count_requests_by_route_template(api: Api) -> None:
+    await api.anonymous.get("/v1/me")
+    resp = await api.client.get("/metrics")
+    text = await resp.text()
+    assert resp.status == 200
+    assert 'openvisit_http_requests_total{method="GET",route="/v1/me",status="401"}' in text

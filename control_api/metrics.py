@@ -1,0 +1,53 @@
+"""Prometheus metrics for the control API, served at /metrics.
+
+Each application gets its own registry, so several apps in one process (tests) never collide.
+Labels use the route template (``/v1/visits/{visit_id}``), never the raw path, to keep
+cardinality bounded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+
+class ApiMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("openvisit_http_requests_total", "HTTP requests by route and status",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("openvisit_http_request_seconds", "HTTP request latency by route",
+                                 ["method", "route"], registry=self.registry,
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+
+    def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
+        @web.middleware
+        async def measure(request: web.Request,
+                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+            started = time.perf_counter()
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "unmatched"
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                self.requests.labels(request.method, route, str(status)).inc()
+                self.latency.labels(request.method, route).observe(time.perf_counter() - started)
+
+        return measure
+
+    async def handler(self, _request: web.Request) -> web.Response:
+        resp = web.Response(body=generate_latest(self.registry))
+        resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        return resp
+
+
+METRICS = web.AppKey("openvisit_metrics", ApiMetrics)
