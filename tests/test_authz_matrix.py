@@ -1,0 +1,197 @@
+"""Authorization matrix: every route, every role, own facility and another facility (V3).
+
+The world has two facilities with the same shape. Every caller belongs to facility "own" (staff,
+kiosk) or has its visits there (visitor). For each endpoint we call it as each role:
+
+- a role the endpoint does not list gets 401 (anonymous) or 403, whatever the body;
+- a listed role reaching into the OTHER facility (its ids in the path) never gets a 2xx;
+- a listed role on its OWN facility's read endpoints gets a 2xx (the matrix is not vacuous).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from control_api.api import Endpoint
+from control_api.app import build_routes
+from control_api.auth import Principal, Role, hash_password
+from control_api.db.models import (
+    AccessRequest,
+    BarVerification,
+    Closure,
+    CreditRequest,
+    Facility,
+    HousingUnit,
+    Kiosk,
+    KioskNotification,
+    Resident,
+    SessionOption,
+    User,
+    Visit,
+    VisitationWindow,
+)
+from control_api.domain.pricing import build_quote
+from tests.support import Api, As
+
+ENDPOINTS = build_routes().endpoints
+PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
+CALLERS = ("anonymous", "visitor", "attorney", "admin", "officer", "investigator", "operator", "kiosk")
+
+
+@dataclass
+class World:
+    ids: dict[str, dict[str, str]]  # "own"/"other" -> path parameter name -> id
+    callers: dict[str, As]
+
+
+async def _facility(api: Api, tag: str, now: datetime, visitor: User, attorney: User) -> dict[str, str]:
+    async with api.ctx.sessions() as s, s.begin():
+        fac = Facility(name=f"Facility {tag}", timezone="America/Chicago", created_at=now)
+        s.add(fac)
+        await s.flush()
+        unit = HousingUnit(facility_id=fac.id, name="A", kiosk_count=2)
+        s.add(unit)
+        await s.flush()
+        s.add_all(VisitationWindow(housing_unit_id=unit.id, weekday=d, start_minute=0, end_minute=1440)
+                  for d in range(7))
+        s.add(SessionOption(facility_id=fac.id, visit_type="social", length_minutes=30, price_cents=500))
+        resident = Resident(facility_id=fac.id, housing_unit_id=unit.id, booking_number=f"{tag}-1",
+                            full_name=f"Resident {tag}")
+        kiosk = Kiosk(facility_id=fac.id, housing_unit_id=unit.id, name="k", secret_hash=hash_password("k" * 12))
+        closure = Closure(facility_id=fac.id, starts_at=now + timedelta(days=30),
+                          ends_at=now + timedelta(days=31), reason="count")
+        s.add_all([resident, kiosk, closure])
+        await s.flush()
+        quote = build_quote(billing_mode="per_visit", visit_type="social", length_minutes=30, price_cents=500,
+                            per_minute_cents=0, fees=[]).as_dict()
+        start = now + timedelta(days=2)
+        visit = Visit(facility_id=fac.id, housing_unit_id=unit.id, resident_id=resident.id, booker_id=visitor.id,
+                      visit_type="social", starts_at=start, ends_at=start + timedelta(minutes=30),
+                      length_minutes=30, status="scheduled", billing_mode="per_visit", price_cents=500,
+                      fees_cents=0, total_cents=500, quote=quote, created_at=now, updated_at=now)
+        access = AccessRequest(visitor_id=visitor.id, facility_id=fac.id, status="approved", created_at=now)
+        bar = BarVerification(attorney_id=attorney.id, facility_id=fac.id, bar_number="B-1", bar_state="IL",
+                              status="pending", created_at=now)
+        s.add_all([visit, access, bar])
+        await s.flush()
+        note = KioskNotification(housing_unit_id=unit.id, resident_id=resident.id, visit_id=visit.id,
+                                 kind="booked", message="booked", created_at=now)
+        credit = CreditRequest(visitor_id=visitor.id, visit_id=visit.id, description="no video", filed_at=now,
+                               decide_by=now + timedelta(hours=72))
+        s.add_all([note, credit])
+        await s.flush()
+        return {"facility_id": fac.id, "unit_id": unit.id, "housing_unit_id": unit.id, "resident_id": resident.id,
+                "kiosk_id": kiosk.id, "closure_id": closure.id, "visit_id": visit.id, "request_id": access.id,
+                "access_request_id": access.id, "verification_id": bar.id, "notification_id": note.id,
+                "credit_request_id": credit.id, "visitor_id": visitor.id}
+
+
+@pytest.fixture
+async def world(api: Api) -> World:
+    now = api.ctx.clock.now()
+    visitor = await api.sign_up("visitor")
+    attorney = await api.sign_up("attorney")
+    async with api.ctx.sessions() as s:
+        v_user = await s.get(User, visitor.principal_id)
+        a_user = await s.get(User, attorney.principal_id)
+    assert v_user is not None and a_user is not None
+    own = await _facility(api, "own", now, v_user, a_user)
+    other_visitor = await api.sign_up("visitor")
+    async with api.ctx.sessions() as s:
+        ov_user = await s.get(User, other_visitor.principal_id)
+    assert ov_user is not None
+    other = await _facility(api, "other", now, ov_user, a_user)
+    callers: dict[str, As] = {"anonymous": api.anonymous, "visitor": visitor, "attorney": attorney,
+                              "operator": await api.operator()}
+    for role in (Role.ADMIN, Role.OFFICER, Role.INVESTIGATOR):
+        callers[role.value] = await api.create_user(role, facility_id=own["facility_id"])
+    kiosk_token = api.token_for(Principal(own["kiosk_id"], Role.KIOSK, own["facility_id"], own["unit_id"]))
+    callers["kiosk"] = As(api, kiosk_token, own["kiosk_id"])
+    return World(ids={"own": own, "other": other}, callers=callers)
+
+
+def _path(endpoint: Endpoint, ids: dict[str, str]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        return ids.get(name, "00000000-0000-4000-8000-000000000000")
+
+    return PARAM.sub(sub, endpoint.path)
+
+
+def _role_of(caller: str) -> Role | None:
+    return None if caller == "anonymous" else Role(caller)
+
+
+async def _call(caller: As, endpoint: Endpoint, path: str) -> int:
+    kwargs: dict[str, Any] = {}
+    if endpoint.idempotent:
+        kwargs["idempotency_key"] = "matrix-key-0001"
+    if endpoint.raw_body:
+        kwargs["data"] = b"x"
+        kwargs["headers"] = {"Content-Type": endpoint.raw_body[0]}
+    elif endpoint.body is not None:
+        kwargs["json"] = {}
+    resp = await caller.request(endpoint.method, path, **kwargs)
+    return resp.status
+
+
+async def test_every_route_refuses_roles_it_does_not_list(api: Api, world: World) -> None:
+    failures = []
+    for endpoint in ENDPOINTS:
+        if endpoint.public:
+            continue
+        path = _path(endpoint, world.ids["own"])
+        for caller in CALLERS:
+            role = _role_of(caller)
+            if role is not None and role in endpoint.roles:
+                continue
+            status = await _call(world.callers[caller], endpoint, path)
+            expected = 401 if caller == "anonymous" else 403
+            if status != expected:
+                failures.append(f"{endpoint.method} {endpoint.path} as {caller}: {status}, expected {expected}")
+    assert not failures, "\n".join(failures)
+
+
+async def test_staff_and_kiosks_never_reach_another_facility(api: Api, world: World) -> None:
+    """V3: with the other facility's ids in the path, no listed staff or kiosk role gets a 2xx."""
+    failures = []
+    checked = 0
+    for endpoint in ENDPOINTS:
+        if endpoint.public or "{" not in endpoint.path:
+            continue
+        path = _path(endpoint, world.ids["other"])
+        for caller in ("admin", "officer", "investigator", "kiosk", "visitor", "attorney"):
+            role = Role(caller)
+            if role not in endpoint.roles:
+                continue
+            status = await _call(world.callers[caller], endpoint, path)
+            checked += 1
+            if status < 300 or status not in (403, 404, 409, 422):
+                failures.append(f"{endpoint.method} {endpoint.path} as {caller} on other facility: {status}")
+    assert checked > 10
+    assert not failures, "\n".join(failures)
+
+
+async def test_own_facility_reads_succeed_for_listed_staff(api: Api, world: World) -> None:
+    """The other half of the matrix: the same GET routes answer 2xx for their own facility."""
+    checked = 0
+    failures = []
+    for endpoint in ENDPOINTS:
+        if endpoint.method != "GET" or endpoint.public or endpoint.query is not None:
+            continue
+        if "facility_id" not in endpoint.path:
+            continue
+        path = _path(endpoint, world.ids["own"])
+        for caller in ("admin", "operator"):
+            if Role(caller) not in endpoint.roles:
+                continue
+            status = await _call(world.callers[caller], endpoint, path)
+            checked += 1
+            if status >= 300:
+                failures.append(f"GET {endpoint.path} as {caller}: {status}")
+    assert not failures, "\n".join(failures)
