@@ -54,7 +54,13 @@ class Principal:
         return self.role in VISITOR_ROLES
 
 
-_hasher = PasswordHasher()
+_hasher = PasswordHasher()  # argon2id with the library's recommended parameters
+
+
+def use_password_hasher(hasher: PasswordHasher) -> None:
+    """Swap the hasher's cost parameters (the test suite uses a cheap one to stay fast)."""
+    global _hasher
+    _hasher = hasher
 
 
 def hash_password(password: str) -> str:

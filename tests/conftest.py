@@ -17,9 +17,11 @@ from pathlib import Path
 import pytest
 import uvloop
 from aiohttp.test_utils import TestClient, TestServer
+from argon2 import PasswordHasher
 from sqlalchemy import text
 
 from control_api.app import create_app
+from control_api.auth import use_password_hasher
 from control_api.context import CONTEXT, AppContext
 from control_api.db.engine import make_engine
 from control_api.db.migrate import upgrade
@@ -30,6 +32,11 @@ from tests.support import Api
 
 PG_ADMIN_URL = os.environ.get("OPENVISIT_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Real argon2id, cheap parameters: hashing cost is not what these tests are about.
+    use_password_hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
