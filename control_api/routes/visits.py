@@ -1,5 +1,400 @@
-"""Placeholder until this area lands."""
+"""Availability, quotes, booking with payment, review, cancellation, moving, kiosk notices and
+check-in (rules B1-B8, M3, M4, S6)."""
 
-from control_api.api import ApiRoutes
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, field_validator, model_validator
+from sqlalchemy import select
+
+from control_api.api import ApiRequest, ApiRoutes
+from control_api.auth import Principal, Role
+from control_api.db.models import KioskNotification, Resident, Visit
+from control_api.domain.cancellation import CancelledBy
+from control_api.domain.schedule import Span
+from control_api.problems import forbidden, not_found, unprocessable
+from control_api.routes.common import Id, Reason, Strict, get_or_404
+from control_api.services import billing, booking
+from control_api.services.access import has_approved_access, is_verified_attorney
 
 routes = ApiRoutes()
+TAGS = ("visits",)
+VISITORS = {Role.VISITOR, Role.ATTORNEY}
+STAFF = {Role.ADMIN, Role.OFFICER, Role.INVESTIGATOR}
+MAX_RANGE_DAYS = 31
+_CARD_NUMBER = re.compile(r"\d[\d -]{11,}\d")
+CardToken = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class Slot(BaseModel):
+    starts_at: datetime
+    ends_at: datetime
+    local_start: str
+    local_end: str
+
+
+class AvailabilityQuery(BaseModel):
+    from_: date = Field(alias="from", description="first local date")
+    to: date = Field(description="last local date (inclusive)")
+    length_minutes: int = Field(ge=5, le=240)
+    visit_type: Literal["social", "privileged"] = "social"
+
+    @model_validator(mode="after")
+    def _range(self) -> AvailabilityQuery:
+        if self.to < self.from_:
+            raise ValueError("'to' must not be before 'from'")
+        if (self.to - self.from_).days >= MAX_RANGE_DAYS:
+            raise ValueError(f"at most {MAX_RANGE_DAYS} days per request")
+        return self
+
+
+class Availability(BaseModel):
+    resident_id: str
+    timezone: str
+    length_minutes: int
+    visit_type: str
+    slots: list[Slot]
+
+
+class QuoteLineOut(BaseModel):
+    kind: str
+    name: str
+    amount_cents: int
+
+
+class QuoteOut(BaseModel):
+    billing_mode: str
+    visit_type: str
+    length_minutes: int
+    per_minute_cents: int | None
+    lines: list[QuoteLineOut]
+    price_cents: int
+    fees_cents: int
+    total_cents: int
+    currency: str
+
+
+class QuoteRequest(Strict):
+    resident_id: Id
+    starts_at: AwareDatetime
+    length_minutes: int = Field(ge=5, le=240)
+    visit_type: Literal["social", "privileged"] = "social"
+
+
+class QuoteResponse(BaseModel):
+    quote: QuoteOut
+    bookable: bool
+    problems: list[dict[str, str]]
+    credit_available_cents: int
+
+
+class Payment(Strict):
+    card_token: CardToken | None = Field(default=None, description="a payment-processor token, never card data")
+    use_credit: bool = Field(default=True, description="spend credit first, soonest-expiring (M5)")
+
+    @field_validator("card_token")
+    @classmethod
+    def _tokens_only(cls, value: str | None) -> str | None:
+        if value is not None and _CARD_NUMBER.search(value):
+            raise ValueError("send a payment token, never a card number (rule M1)")
+        return value
+
+
+class BookingRequest(QuoteRequest):
+    payment: Payment = Field(default_factory=Payment)
+
+
+class VisitOut(BaseModel):
+    id: str
+    facility_id: str
+    housing_unit_id: str
+    resident_id: str
+    resident_name: str | None = None
+    booker_id: str
+    visit_type: str
+    starts_at: datetime
+    ends_at: datetime
+    length_minutes: int
+    status: str
+    billing_mode: str
+    quote: QuoteOut
+    price_cents: int
+    fees_cents: int
+    total_cents: int
+    credit_used_cents: int | None = None
+    card_charged_cents: int | None = None
+    cancelled_by: str | None
+    cancel_reason: str | None
+    review_reason: str | None
+    disconnect_reason: str | None
+    ended_reason: str | None
+    resident_checked_in_at: datetime | None
+    connected_seconds: int | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, v: Visit, resident_name: str | None = None, payment: billing.PaymentResult | None = None) -> VisitOut:
+        return cls(id=v.id, facility_id=v.facility_id, housing_unit_id=v.housing_unit_id, resident_id=v.resident_id,
+                   resident_name=resident_name, booker_id=v.booker_id, visit_type=v.visit_type,
+                   starts_at=v.starts_at, ends_at=v.ends_at, length_minutes=v.length_minutes, status=v.status,
+                   billing_mode=v.billing_mode, quote=QuoteOut.model_validate(v.quote), price_cents=v.price_cents,
+                   fees_cents=v.fees_cents, total_cents=v.total_cents,
+                   credit_used_cents=payment.credit_used_cents if payment else None,
+                   card_charged_cents=payment.card_charged_cents if payment else None,
+                   cancelled_by=v.cancelled_by, cancel_reason=v.cancel_reason, review_reason=v.review_reason,
+                   disconnect_reason=v.disconnect_reason, ended_reason=v.ended_reason,
+                   resident_checked_in_at=v.resident_checked_in_at, connected_seconds=v.connected_seconds,
+                   created_at=v.created_at)
+
+
+# ------------------------------------------------------------------ who may see what
+
+
+async def _resident_for_booking(req: ApiRequest[Any, Any], resident_id: str, visit_type: str,
+                                *, lock: bool = False) -> booking.ResidentContext:
+    """V1/V2 for visitors; V3 for staff. Unknown and unapproved residents look the same (404)."""
+    ctx = await booking.resident_context(req.session, resident_id, lock=lock)
+    if ctx is None:
+        raise not_found("resident")
+    p = req.principal
+    if p.role in VISITORS:
+        if not await has_approved_access(req.session, p.id, ctx.facility.id):
+            raise forbidden("the facility has not approved your access request (rule V1)")
+        if visit_type == "privileged" and not (p.role is Role.ATTORNEY and await is_verified_attorney(
+                req.session, p.id, ctx.facility.id)):
+            raise forbidden("only attorneys verified by this facility can book privileged visits (rule V2)")
+    else:
+        req.require_facility(ctx.facility.id)
+    return ctx
+
+
+def can_see(principal: Principal, visit: Visit) -> bool:
+    if principal.role is Role.OPERATOR:
+        return True
+    if principal.role in VISITORS:
+        return visit.booker_id == principal.id
+    if principal.role is Role.KIOSK:
+        return visit.housing_unit_id == principal.housing_unit_id
+    return visit.facility_id == principal.facility_id
+
+
+async def visible_visit(req: ApiRequest[Any, Any], visit_id: str) -> Visit:
+    """Visitors probing others' visits get 404 (nothing to learn); other facilities' staff 403 (V3)."""
+    visit = await req.session.get(Visit, visit_id)
+    if visit is None or (req.principal.role in VISITORS and visit.booker_id != req.principal.id):
+        raise not_found("visit")
+    if not can_see(req.principal, visit):
+        raise forbidden("this visit belongs to another facility or housing unit")
+    return visit
+
+
+async def _resident_name(req: ApiRequest[Any, Any], resident_id: str) -> str | None:
+    return await req.session.scalar(select(Resident.full_name).where(Resident.id == resident_id))
+
+
+# ------------------------------------------------------------------ availability and quotes
+
+
+@routes.get("/v1/residents/{resident_id}/availability", summary="List bookable slots for a resident",
+            roles={*VISITORS, *STAFF, Role.OPERATOR}, tags=TAGS, query=AvailabilityQuery, response=Availability)
+async def availability(req: ApiRequest[Any, AvailabilityQuery]) -> Availability:
+    q = req.query
+    ctx = await _resident_for_booking(req, req.path("resident_id"), q.visit_type)
+    await billing.quote_for(req.session, ctx.facility, q.visit_type, q.length_minutes)  # only offered lengths (A3)
+    spans = await booking.available_slots(req.session, ctx, q.from_, q.to, q.length_minutes, req.now)
+    zone = ZoneInfo(ctx.facility.timezone)
+    return Availability(resident_id=ctx.resident.id, timezone=ctx.facility.timezone, length_minutes=q.length_minutes,
+                        visit_type=q.visit_type, slots=[
+                            Slot(starts_at=s.start, ends_at=s.end, local_start=s.start.astimezone(zone).isoformat(),
+                                 local_end=s.end.astimezone(zone).isoformat()) for s in spans])
+
+
+@routes.post("/v1/quotes", summary="Quote a visit before paying", roles={*VISITORS, Role.OPERATOR}, tags=TAGS,
+             body=QuoteRequest, response=QuoteResponse)
+async def quote(req: ApiRequest[QuoteRequest, Any]) -> QuoteResponse:
+    """B6: the price with every fee and tax itemised, and whether the slot can be booked now."""
+    b = req.body
+    ctx = await _resident_for_booking(req, b.resident_id, b.visit_type)
+    q = await billing.quote_for(req.session, ctx.facility, b.visit_type, b.length_minutes)
+    span = Span(b.starts_at, b.starts_at + timedelta(minutes=b.length_minutes))
+    problems = await booking.check_rules(req.session, ctx, span, req.now)
+    credit = 0
+    if req.principal.role in VISITORS:
+        credit = await billing.balance_cents(req.session, req.principal.id, req.now)
+    return QuoteResponse(quote=QuoteOut.model_validate(q.as_dict()), bookable=not problems,
+                         problems=[{"rule": p.rule, "slug": p.slug, "detail": p.message} for p in problems],
+                         credit_available_cents=credit)
+
+
+# ------------------------------------------------------------------ booking (B1-B8)
+
+
+@routes.post("/v1/visits", summary="Book and pay for a visit", roles=VISITORS, tags=TAGS, body=BookingRequest,
+             response=VisitOut, status=201, idempotent=True, errors=(402, 403, 409))
+async def book(req: ApiRequest[BookingRequest, Any]) -> VisitOut:
+    b = req.body
+    key = req.request.headers["Idempotency-Key"]
+    ctx = await _resident_for_booking(req, b.resident_id, b.visit_type, lock=True)
+    visit, payment = await booking.book_visit(
+        req.session, req.ctx, booker_id=req.principal.id, ctx=ctx, visit_type=b.visit_type, starts_at=b.starts_at,
+        length_minutes=b.length_minutes, card_token=b.payment.card_token, use_credit=b.payment.use_credit,
+        idempotency_key=key, now=req.now, on_rollback=req.on_rollback)
+    return VisitOut.of(visit, ctx.resident.full_name, payment)
+
+
+class VisitQuery(BaseModel):
+    status: str | None = Field(default=None, max_length=24)
+    resident_id: Id | None = None
+    facility_id: Id | None = None
+    starts_from: AwareDatetime | None = None
+    starts_before: AwareDatetime | None = None
+    limit: int = Field(default=100, ge=1, le=500)
+
+
+@routes.get("/v1/visits", summary="List visits", roles={*VISITORS, *STAFF, Role.OPERATOR, Role.KIOSK}, tags=TAGS,
+            query=VisitQuery, response=list[VisitOut])
+async def list_visits(req: ApiRequest[Any, VisitQuery]) -> list[VisitOut]:
+    """Visitors see their own, staff their facility's, a kiosk its housing unit's upcoming ones."""
+    p, q = req.principal, req.query
+    stmt = select(Visit, Resident.full_name).join(Resident, Resident.id == Visit.resident_id)
+    if p.role in VISITORS:
+        stmt = stmt.where(Visit.booker_id == p.id)
+    elif p.role is Role.KIOSK:
+        stmt = stmt.where(Visit.housing_unit_id == p.housing_unit_id, Visit.ends_at > req.now,
+                          Visit.status.in_(("scheduled", "in_progress")))
+    elif p.role is not Role.OPERATOR:
+        stmt = stmt.where(Visit.facility_id == p.facility_id)
+    if q.facility_id:
+        stmt = stmt.where(Visit.facility_id == q.facility_id)
+    if q.status:
+        stmt = stmt.where(Visit.status == q.status)
+    if q.resident_id:
+        stmt = stmt.where(Visit.resident_id == q.resident_id)
+    if q.starts_from:
+        stmt = stmt.where(Visit.starts_at >= q.starts_from)
+    if q.starts_before:
+        stmt = stmt.where(Visit.starts_at < q.starts_before)
+    rows = await req.session.execute(stmt.order_by(Visit.starts_at).limit(q.limit))
+    return [VisitOut.of(v, name) for v, name in rows.all()]
+
+
+@routes.get("/v1/visits/{visit_id}", summary="Read a visit", roles={*VISITORS, *STAFF, Role.OPERATOR, Role.KIOSK},
+            tags=TAGS, response=VisitOut)
+async def read_visit(req: ApiRequest[Any, Any]) -> VisitOut:
+    visit = await visible_visit(req, req.path("visit_id"))
+    return VisitOut.of(visit, await _resident_name(req, visit.resident_id))
+
+
+class ReviewRequest(Strict):
+    decision: Literal["approve", "reject"]
+    reason: Reason | None = None
+
+    @model_validator(mode="after")
+    def _reason(self) -> ReviewRequest:
+        if self.decision == "reject" and not self.reason:
+            raise ValueError("a rejection must give a reason")
+        return self
+
+
+class ChangeResult(VisitOut):
+    credited_cents: int = 0
+    credit_rule: str | None = None
+
+
+@routes.post("/v1/visits/{visit_id}/review", summary="Approve or reject a booking", roles={Role.ADMIN}, tags=TAGS,
+             body=ReviewRequest, response=ChangeResult, errors=(409,))
+async def review(req: ApiRequest[ReviewRequest, Any]) -> ChangeResult:
+    visit = await visible_visit(req, req.path("visit_id"))
+    credited = await booking.review_visit(req.session, req.ctx, visit, approve=req.body.decision == "approve",
+                                          reason=req.body.reason, now=req.now)
+    return ChangeResult(**VisitOut.of(visit).model_dump(), credited_cents=credited,
+                        credit_rule="M3c" if credited else None)
+
+
+class CancelRequest(Strict):
+    reason: Reason
+
+
+@routes.post("/v1/visits/{visit_id}/cancel", summary="Cancel a visit",
+             roles={*VISITORS, Role.ADMIN, Role.OFFICER, Role.OPERATOR}, tags=TAGS, body=CancelRequest,
+             response=ChangeResult, idempotent=True, errors=(409,))
+async def cancel(req: ApiRequest[CancelRequest, Any]) -> ChangeResult:
+    """Credits follow M3/M4: with notice for visitors, always for facility and operator before the start."""
+    visit = await visible_visit(req, req.path("visit_id"))
+    role = req.principal.role
+    by: CancelledBy = "visitor" if role in VISITORS else "operator" if role is Role.OPERATOR else "facility"
+    credited, rule = await booking.cancel_visit(req.session, req.ctx, visit, cancelled_by=by,
+                                                reason=req.body.reason, now=req.now)
+    return ChangeResult(**VisitOut.of(visit).model_dump(), credited_cents=credited, credit_rule=rule)
+
+
+class MoveRequest(Strict):
+    starts_at: AwareDatetime
+
+
+@routes.post("/v1/visits/{visit_id}/move", summary="Move a visit to another time", roles={Role.ADMIN}, tags=TAGS,
+             body=MoveRequest, response=VisitOut, errors=(409,))
+async def move(req: ApiRequest[MoveRequest, Any]) -> VisitOut:
+    visit = await visible_visit(req, req.path("visit_id"))
+    await booking.move_visit(req.session, visit, starts_at=req.body.starts_at, now=req.now)
+    return VisitOut.of(visit, await _resident_name(req, visit.resident_id))
+
+
+@routes.patch("/v1/visits/{visit_id}", summary="Change a visit's type (always refused)",
+              roles={*VISITORS, *STAFF, Role.OPERATOR}, tags=TAGS, errors=(409,))
+async def patch_visit(req: ApiRequest[Any, Any]) -> None:
+    """B1: a visit's type never changes after booking; cancel and book again instead."""
+    await visible_visit(req, req.path("visit_id"))
+    raise unprocessable("a visit cannot be changed after booking; its type never changes (rule B1). Cancel it "
+                        "and book again, or ask the facility to move it.", slug="visit-immutable")
+
+
+# ------------------------------------------------------------------ kiosk (B7, S6)
+
+
+class NotificationOut(BaseModel):
+    id: str
+    visit_id: str
+    resident_id: str
+    resident_name: str | None
+    kind: str
+    message: str
+    created_at: datetime
+    acknowledged_at: datetime | None
+
+
+@routes.get("/v1/kiosk/notifications", summary="Notices for this kiosk's residents", roles={Role.KIOSK},
+            tags=("kiosk",), response=list[NotificationOut])
+async def kiosk_notifications(req: ApiRequest[Any, Any]) -> list[NotificationOut]:
+    rows = await req.session.execute(
+        select(KioskNotification, Resident.full_name).join(Resident, Resident.id == KioskNotification.resident_id)
+        .where(KioskNotification.housing_unit_id == req.principal.housing_unit_id)
+        .order_by(KioskNotification.acknowledged_at.is_not(None), KioskNotification.created_at.desc()).limit(200))
+    return [NotificationOut(id=n.id, visit_id=n.visit_id, resident_id=n.resident_id, resident_name=name, kind=n.kind,
+                            message=n.message, created_at=n.created_at, acknowledged_at=n.acknowledged_at)
+            for n, name in rows.all()]
+
+
+@routes.post("/v1/kiosk/notifications/{notification_id}/ack", summary="Mark a kiosk notice as seen",
+             roles={Role.KIOSK}, tags=("kiosk",), response=NotificationOut)
+async def ack_notification(req: ApiRequest[Any, Any]) -> NotificationOut:
+    note = await get_or_404(req.session, KioskNotification, req.path("notification_id"), "notification")
+    if note.housing_unit_id != req.principal.housing_unit_id:
+        raise not_found("notification")
+    if note.acknowledged_at is None:
+        note.acknowledged_at = req.now
+    return NotificationOut(id=note.id, visit_id=note.visit_id, resident_id=note.resident_id,
+                           resident_name=await _resident_name(req, note.resident_id), kind=note.kind,
+                           message=note.message, created_at=note.created_at, acknowledged_at=note.acknowledged_at)
+
+
+@routes.post("/v1/visits/{visit_id}/check-in", summary="Check the resident in at the kiosk", roles={Role.KIOSK},
+             tags=("kiosk",), response=VisitOut, errors=(409,))
+async def check_in(req: ApiRequest[Any, Any]) -> VisitOut:
+    visit = await visible_visit(req, req.path("visit_id"))
+    booking.check_in(visit, now=req.now, lobby_minutes=req.ctx.settings.lobby_minutes)
+    return VisitOut.of(visit, await _resident_name(req, visit.resident_id))
