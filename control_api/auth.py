@@ -123,7 +123,8 @@ class AccessTokens:
                 self._secret,
                 algorithms=[self.algorithm],
                 audience=self.audience,
-                options={"verify_exp": False, "require": ["sub", "role", "exp"]},
+                options={"verify_exp": False, "verify_iat": False, "verify_nbf": False,
+                         "require": ["sub", "role", "exp"]},
             )
         except jwt.PyJWTError as exc:
             raise TokenError(f"invalid access token: {exc}") from exc

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import jwt
 from aiohttp.test_utils import TestClient
 
 from control_api.auth import Principal, Role, hash_password
@@ -93,6 +94,22 @@ class Api:
         self.ctx = ctx
         self.gateway = gateway
         self.anonymous = As(self, None)
+        self.callers: list[As] = []
+
+    def track(self, caller: As) -> As:
+        self.callers.append(caller)
+        return caller
+
+    async def advance(self, operator: As, seconds: int) -> dict[str, Any]:
+        """Move the test clock through the API, then give every caller a fresh access token
+        (tokens expire by the moved clock, as they would for real)."""
+        body = (await operator.post("/v1/test-clock/advance", {"seconds": seconds})).ok()
+        for caller in self.callers:
+            if caller.token:
+                claims = jwt.decode(caller.token, options={"verify_signature": False})
+                principal = Principal(claims["sub"], Role(claims["role"]), claims.get("fac"), claims.get("hu"))
+                caller.token = self.token_for(principal)
+        return body
 
     def token_for(self, principal: Principal) -> str:
         token, _ = self.ctx.access_tokens.issue(principal, self.ctx.clock.now())
@@ -109,7 +126,7 @@ class Api:
             session.add(user)
         resp = await self.anonymous.post("/v1/auth/login", {"email": user.email, "password": PASSWORD})
         token = resp.ok()["access_token"]
-        return As(self, token, user.id, {"email": user.email})
+        return self.track(As(self, token, user.id, {"email": user.email}))
 
     async def operator(self) -> As:
         return await self.create_user(Role.OPERATOR)
@@ -131,4 +148,4 @@ class Api:
         created = (await self.anonymous.post("/v1/accounts", body)).ok(201)
         token = (await self.anonymous.post("/v1/auth/login", {"email": body["email"],
                                                                "password": PASSWORD})).ok()["access_token"]
-        return As(self, token, created["id"], {"email": body["email"]})
+        return self.track(As(self, token, created["id"], {"email": body["email"]}))

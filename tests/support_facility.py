@@ -65,5 +65,5 @@ async def build_facility(api: Api, *, operator: As | None = None, timezone: str 
     token = (await api.anonymous.post("/v1/auth/kiosk", {"kiosk_id": kiosk["id"], "secret": kiosk["secret"]})).ok()
     return FacilityWorld(facility_id=fid, unit_id=unit["id"], resident_id=resident["id"], kiosk_id=kiosk["id"],
                          kiosk_secret=kiosk["secret"], operator=operator, admin=admin, officer=officer,
-                         investigator=investigator, kiosk=As(api, token["access_token"], kiosk["id"]),
+                         investigator=investigator, kiosk=api.track(As(api, token["access_token"], kiosk["id"])),
                          facility=facility)

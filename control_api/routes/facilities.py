@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, EmailStr, Field, StringConstraints, field_validator, model_validator
@@ -283,6 +283,7 @@ class ClosureIn(Strict):
     def _span(self) -> ClosureIn:
         if self.starts_at >= self.ends_at:
             raise ValueError("starts_at must be before ends_at")
+        self.starts_at, self.ends_at = self.starts_at.astimezone(UTC), self.ends_at.astimezone(UTC)
         return self
 
 

@@ -122,6 +122,7 @@ async def book_visit(session: AsyncSession, app: AppContext, *, booker_id: str, 
                      visit_type: VisitType, starts_at: datetime, length_minutes: int, card_token: str | None,
                      use_credit: bool, idempotency_key: str, now: datetime,
                      on_rollback: list[Any]) -> tuple[Visit, billing.PaymentResult]:
+    starts_at = starts_at.astimezone(UTC)
     span = Span(starts_at, starts_at + timedelta(minutes=length_minutes))
     quote = await billing.quote_for(session, ctx.facility, visit_type, length_minutes)  # A3, B6
     raise_first(await check_rules(session, ctx, span, now))
@@ -192,6 +193,7 @@ async def move_visit(session: AsyncSession, visit: Visit, *, starts_at: datetime
         raise conflict("the visit has started and can no longer be moved", slug="visit-started")
     ctx = await resident_context(session, visit.resident_id, lock=True)
     assert ctx is not None
+    starts_at = starts_at.astimezone(UTC)
     span = Span(starts_at, starts_at + timedelta(minutes=visit.length_minutes))
     raise_first(await check_rules(session, ctx, span, now, ignore_visit_id=visit.id))
     old = visit.starts_at
