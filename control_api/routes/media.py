@@ -1,5 +1,151 @@
-"""Placeholder until this area lands."""
+"""The two seams the media plane uses: join tokens for participants (S1) and event reports (S6)."""
 
-from control_api.api import ApiRoutes
+from __future__ import annotations
+
+import hmac
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from aiohttp import web
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, model_validator
+from sqlalchemy import select
+
+from control_api.api import PUBLIC, ApiRequest, ApiRoutes
+from control_api.auth import Role
+from control_api.db.models import Visit
+from control_api.problems import ProblemError, conflict, forbidden, not_found, unauthorized
+from control_api.routes.common import Id, Strict
+from control_api.services.visit_outcomes import record_event
+from openvisit.keys import public_pem
 
 routes = ApiRoutes()
+TAGS = ("media",)
+
+
+class IceServerOut(BaseModel):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class JoinVisit(BaseModel):
+    id: str
+    starts_at: datetime
+    ends_at: datetime
+    visit_type: str
+
+
+class JoinOut(BaseModel):
+    join_token: str
+    expires_at: datetime
+    signaling_url: str | None
+    ice_servers: list[IceServerOut]
+    participant_role: str
+    visit: JoinVisit
+
+
+@routes.post("/v1/visits/{visit_id}/join", summary="Get a join token for a visit",
+             roles={Role.VISITOR, Role.ATTORNEY, Role.KIOSK}, tags=TAGS, response=JoinOut, errors=(409,))
+async def join(req: ApiRequest[Any, Any]) -> JoinOut:
+    """S1: only the visit's participants, only from the lobby opening until the scheduled end.
+    The token is signed with Ed25519; media nodes verify it with the public key only."""
+    visit = await req.session.get(Visit, req.path("visit_id"))
+    p = req.principal
+    if visit is None or (p.role is not Role.KIOSK and visit.booker_id != p.id):
+        raise not_found("visit")
+    if p.role is Role.KIOSK:
+        if visit.housing_unit_id != p.housing_unit_id:
+            raise forbidden("this kiosk is not in the visit's housing unit")
+        participant_id, participant_role = visit.resident_id, "resident"
+    else:
+        participant_id, participant_role = p.id, p.role.value
+    if visit.status not in ("scheduled", "in_progress"):
+        raise conflict(f"a {visit.status} visit cannot be joined", slug="not-joinable")
+    now = req.now
+    opens = visit.starts_at - timedelta(minutes=req.ctx.settings.lobby_minutes)
+    if now < opens:
+        raise conflict(f"joining opens at {opens.isoformat()}, {req.ctx.settings.lobby_minutes} minutes before the "
+                       "start (rule S1)", slug="outside-join-window", opens_at=opens.isoformat())
+    if now >= visit.ends_at:
+        raise conflict(f"the visit ended at {visit.ends_at.isoformat()} (rule S2)", slug="outside-join-window")
+    if p.role is Role.KIOSK and visit.resident_checked_in_at is None:
+        raise conflict("check the resident in at the kiosk first (rule S6)", slug="not-checked-in")
+    expires = min(now + timedelta(seconds=req.ctx.settings.join_token_seconds), visit.ends_at)
+    token, _claims = req.ctx.join_tokens.issue(
+        visit_id=visit.id, participant_id=participant_id, participant_role=participant_role,
+        visit_type=visit.visit_type, visit_starts_at=visit.starts_at, visit_ends_at=visit.ends_at,
+        not_before=opens, expires_at=expires)
+    servers = [IceServerOut(**s.model_dump()) for s in req.ctx.settings.ice_servers]
+    return JoinOut(join_token=token, expires_at=expires, signaling_url=req.ctx.settings.signaling_url,
+                   ice_servers=servers, participant_role=participant_role,
+                   visit=JoinVisit(id=visit.id, starts_at=visit.starts_at, ends_at=visit.ends_at,
+                                   visit_type=visit.visit_type))
+
+
+class PublicKeyOut(BaseModel):
+    algorithm: Literal["EdDSA"] = "EdDSA"
+    public_key_pem: str
+
+
+@routes.get("/v1/media/public-key", summary="The key media nodes verify join tokens with", roles=PUBLIC,
+            tags=TAGS, response=PublicKeyOut)
+async def public_key(req: ApiRequest[Any, Any]) -> PublicKeyOut:
+    return PublicKeyOut(public_key_pem=public_pem(req.ctx.join_tokens.public_key))
+
+
+EventId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_\-:.]{1,100}$")]
+
+
+class MediaEvent(Strict):
+    event_id: EventId = Field(description="unique per event; a repeated id is acknowledged and ignored")
+    visit_id: Id
+    kind: Literal["participant_joined", "participant_left", "started", "ended"]
+    participant: Literal["visitor", "resident"] | None = None
+    occurred_at: AwareDatetime
+    reason: Literal["completed", "disconnected", "failed"] | None = Field(default=None, description="for ended")
+    disconnect_reason: Literal["conduct", "facility", "technical"] | None = Field(default=None, description="S4")
+    connected_seconds: int | None = Field(default=None, ge=0, le=24 * 3600, description="for ended")
+    detail: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> MediaEvent:
+        if self.kind.startswith("participant_") and self.participant is None:
+            raise ValueError("participant events name the participant")
+        if self.kind == "ended" and self.reason is None:
+            raise ValueError("an ended event gives its reason")
+        if self.reason == "disconnected" and self.disconnect_reason is None:
+            raise ValueError("a disconnect gives the officer's reason: conduct, facility or technical (rule S4)")
+        return self
+
+
+class MediaEventAck(BaseModel):
+    accepted: bool
+    duplicate: bool
+    visit_status: str
+
+
+def _require_media_node(request: web.Request, secret: str) -> None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), secret.encode()):
+        raise unauthorized("media nodes authenticate with 'Bearer <media secret>'")
+
+
+@routes.post("/v1/internal/media-events", summary="Report a visit event from the media plane", roles=PUBLIC,
+             tags=TAGS, body=MediaEvent, response=MediaEventAck, errors=(401,),
+             description="For media nodes only: authenticated with the media secret as a bearer token, "
+                         "not with a user's access token.")
+async def media_event(req: ApiRequest[MediaEvent, Any]) -> MediaEventAck:
+    _require_media_node(req.request, req.ctx.media_secret)
+    b = req.body
+    visit = (await req.session.scalars(select(Visit).where(Visit.id == b.visit_id).with_for_update())).one_or_none()
+    if visit is None:
+        raise not_found("visit")
+    if visit.status in ("pending_review", "cancelled", "rejected"):
+        raise ProblemError(409, "not-joinable", f"a {visit.status} visit has no media events")
+    data = {"reason": b.reason, "disconnect_reason": b.disconnect_reason, "connected_seconds": b.connected_seconds,
+            "detail": b.detail}
+    fresh = await record_event(req.session, req.ctx, visit=visit, event_id=b.event_id, kind=b.kind,
+                               participant=b.participant, occurred_at=b.occurred_at,
+                               data={k: v for k, v in data.items() if v is not None}, now=req.now)
+    return MediaEventAck(accepted=True, duplicate=not fresh, visit_status=visit.status)

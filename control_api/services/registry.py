@@ -2,7 +2,7 @@
 
 import importlib
 
-SWEEP_MODULES: tuple[str, ...] = ("control_api.services.billing",)
+SWEEP_MODULES: tuple[str, ...] = ("control_api.services.billing", "control_api.services.visit_outcomes")
 
 for _name in SWEEP_MODULES:
     importlib.import_module(_name)
