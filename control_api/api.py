@@ -9,6 +9,7 @@ idempotent money-moving requests, and the OpenAPI document.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
@@ -166,6 +167,14 @@ def validation_problem(exc: ValidationError, where: str) -> ProblemError:
                         title="Request validation failed", extra={"errors": errors})
 
 
+def authenticate_media_node(request: web.Request, ctx: AppContext) -> Principal:
+    """Media nodes present the shared media secret, not a user's access token."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), ctx.media_secret.encode()):
+        raise unauthorized("media nodes authenticate with 'Bearer <media secret>'")
+    return Principal(id="media-node", role=Role.MEDIA)
+
+
 def authenticate(request: web.Request, ctx: AppContext) -> Principal | None:
     header = request.headers.get("Authorization")
     if not header:
@@ -232,7 +241,8 @@ def _fingerprint(request: web.Request, body: bytes | None) -> str:
 def _aiohttp_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         ctx = request.app[CONTEXT]
-        principal = authenticate(request, ctx)
+        principal = authenticate_media_node(request, ctx) if Role.MEDIA in endpoint.roles else authenticate(
+            request, ctx)
         if not endpoint.public:
             if principal is None:
                 raise unauthorized()

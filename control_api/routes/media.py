@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import hmac
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, model_validator
 from sqlalchemy import select
 
 from control_api.api import PUBLIC, ApiRequest, ApiRoutes
 from control_api.auth import Role
 from control_api.db.models import Visit
-from control_api.problems import ProblemError, conflict, forbidden, not_found, unauthorized
+from control_api.problems import ProblemError, conflict, forbidden, not_found
 from control_api.routes.common import Id, Strict
 from control_api.services.visit_outcomes import record_event
 from openvisit.keys import public_pem
@@ -124,19 +122,11 @@ class MediaEventAck(BaseModel):
     visit_status: str
 
 
-def _require_media_node(request: web.Request, secret: str) -> None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), secret.encode()):
-        raise unauthorized("media nodes authenticate with 'Bearer <media secret>'")
-
-
-@routes.post("/v1/internal/media-events", summary="Report a visit event from the media plane", roles=PUBLIC,
-             tags=TAGS, body=MediaEvent, response=MediaEventAck, errors=(401,),
+@routes.post("/v1/internal/media-events", summary="Report a visit event from the media plane", roles={Role.MEDIA},
+             tags=TAGS, body=MediaEvent, response=MediaEventAck,
              description="For media nodes only: authenticated with the media secret as a bearer token, "
                          "not with a user's access token.")
 async def media_event(req: ApiRequest[MediaEvent, Any]) -> MediaEventAck:
-    _require_media_node(req.request, req.ctx.media_secret)
     b = req.body
     visit = (await req.session.scalars(select(Visit).where(Visit.id == b.visit_id).with_for_update())).one_or_none()
     if visit is None:

@@ -22,7 +22,7 @@ def is_overdue(request: CreditRequest, now: datetime) -> bool:
 
 async def file_request(session: AsyncSession, app: AppContext, *, visit: Visit, visitor_id: str, description: str,
                        now: datetime) -> CreditRequest:
-    if visit.status not in CLAIMABLE or now < visit.starts_at:
+    if visit.status not in CLAIMABLE:
         raise unprocessable("a credit request is for a visit that has started or ended; cancel a future visit "
                             "instead (rules M3, M6)", slug="not-claimable")
     existing = await session.scalar(select(CreditRequest).where(CreditRequest.visit_id == visit.id,
