@@ -12,32 +12,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from control_api.api import Endpoint
 from control_api.app import build_routes
-from control_api.auth import Principal, Role, hash_password
+from control_api.auth import Principal, Role
 from control_api.db.models import (
-    AccessRequest,
-    BarVerification,
-    Closure,
-    CreditRequest,
-    Facility,
-    HousingUnit,
-    Kiosk,
-    KioskNotification,
-    Resident,
-    SessionOption,
     User,
-    Visit,
-    VisitationWindow,
 )
-from control_api.domain.pricing import build_quote
 from tests.support import Api, As
 from tests.support_facility import PNG
+from tests.support_world import seed_facility
 
 ENDPOINTS = build_routes().endpoints
 PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
@@ -50,48 +37,6 @@ class World:
     callers: dict[str, As]
 
 
-async def _facility(api: Api, tag: str, now: datetime, visitor: User, attorney: User) -> dict[str, str]:
-    async with api.ctx.sessions() as s, s.begin():
-        fac = Facility(name=f"Facility {tag}", timezone="America/Chicago", created_at=now)
-        s.add(fac)
-        await s.flush()
-        unit = HousingUnit(facility_id=fac.id, name="A", kiosk_count=2)
-        s.add(unit)
-        await s.flush()
-        s.add_all(VisitationWindow(housing_unit_id=unit.id, weekday=d, start_minute=0, end_minute=1440)
-                  for d in range(7))
-        s.add(SessionOption(facility_id=fac.id, visit_type="social", length_minutes=30, price_cents=500))
-        resident = Resident(facility_id=fac.id, housing_unit_id=unit.id, booking_number=f"{tag}-1",
-                            full_name=f"Resident {tag}")
-        kiosk = Kiosk(facility_id=fac.id, housing_unit_id=unit.id, name="k", secret_hash=hash_password("k" * 12))
-        closure = Closure(facility_id=fac.id, starts_at=now + timedelta(days=30),
-                          ends_at=now + timedelta(days=31), reason="count")
-        s.add_all([resident, kiosk, closure])
-        await s.flush()
-        quote = build_quote(billing_mode="per_visit", visit_type="social", length_minutes=30, price_cents=500,
-                            per_minute_cents=0, fees=[]).as_dict()
-        start = now + timedelta(days=2)
-        visit = Visit(facility_id=fac.id, housing_unit_id=unit.id, resident_id=resident.id, booker_id=visitor.id,
-                      visit_type="social", starts_at=start, ends_at=start + timedelta(minutes=30),
-                      length_minutes=30, status="scheduled", billing_mode="per_visit", price_cents=500,
-                      fees_cents=0, total_cents=500, quote=quote, created_at=now, updated_at=now)
-        access = AccessRequest(visitor_id=visitor.id, facility_id=fac.id, status="approved", created_at=now)
-        bar = BarVerification(attorney_id=attorney.id, facility_id=fac.id, bar_number="B-1", bar_state="IL",
-                              status="pending", created_at=now)
-        s.add_all([visit, access, bar])
-        await s.flush()
-        note = KioskNotification(housing_unit_id=unit.id, resident_id=resident.id, visit_id=visit.id,
-                                 kind="booked", message="booked", created_at=now)
-        credit = CreditRequest(visitor_id=visitor.id, visit_id=visit.id, description="no video", filed_at=now,
-                               decide_by=now + timedelta(hours=72))
-        s.add_all([note, credit])
-        await s.flush()
-        return {"facility_id": fac.id, "unit_id": unit.id, "housing_unit_id": unit.id, "resident_id": resident.id,
-                "kiosk_id": kiosk.id, "closure_id": closure.id, "visit_id": visit.id, "request_id": access.id,
-                "access_request_id": access.id, "verification_id": bar.id, "notification_id": note.id,
-                "credit_request_id": credit.id, "visitor_id": visitor.id}
-
-
 @pytest.fixture
 async def world(api: Api) -> World:
     now = api.ctx.clock.now()
@@ -102,12 +47,12 @@ async def world(api: Api) -> World:
         v_user = await s.get(User, visitor.principal_id)
         a_user = await s.get(User, attorney.principal_id)
     assert v_user is not None and a_user is not None
-    own = await _facility(api, "own", now, v_user, a_user)
+    own = await seed_facility(api.ctx.sessions, "own", now, v_user, a_user)
     other_visitor = await api.sign_up("visitor")
     async with api.ctx.sessions() as s:
         ov_user = await s.get(User, other_visitor.principal_id)
     assert ov_user is not None
-    other = await _facility(api, "other", now, ov_user, a_user)
+    other = await seed_facility(api.ctx.sessions, "other", now, ov_user, a_user)
     callers: dict[str, As] = {"anonymous": api.anonymous, "visitor": visitor, "attorney": attorney,
                               "operator": await api.operator()}
     for role in (Role.ADMIN, Role.OFFICER, Role.INVESTIGATOR):
