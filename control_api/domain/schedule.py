@@ -75,15 +75,20 @@ class Schedule:
     ignore_visit_id: str | None = None  # when moving a visit, it does not compete with itself
     _unit_sorted: list[BookedVisit] = field(init=False, repr=False)
     _unit_starts: list[datetime] = field(init=False, repr=False)
+    _longest: timedelta = field(init=False, repr=False)
+    _resident_active: list[Span] = field(init=False, repr=False)
+    _week_counts: dict[date, int] = field(init=False, repr=False)
+    zone: ZoneInfo = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.zone = ZoneInfo(self.policy.timezone)
         self._unit_sorted = sorted((v for v in self.unit_visits if v.status in ACTIVE_STATUSES
                                     and v.id != self.ignore_visit_id), key=lambda v: v.start)
         self._unit_starts = [v.start for v in self._unit_sorted]
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.policy.timezone)
+        self._longest = max((v.end - v.start for v in self._unit_sorted), default=timedelta(0))
+        self._resident_active = [Span(v.start, v.end) for v in self.resident_visits
+                                 if v.status in ACTIVE_STATUSES and v.id != self.ignore_visit_id]
+        self._week_counts = {}
 
     # ---------------------------------------------------------------- A1, A2
 
@@ -107,8 +112,10 @@ class Schedule:
 
     def peak_kiosk_use(self, span: Span) -> int:
         """Most visits holding a kiosk at any instant of `span` (checked at every visit boundary)."""
+        # Only visits starting within the longest visit's length before `span` can overlap it.
+        lo = bisect.bisect_left(self._unit_starts, span.start - self._longest)
         hi = bisect.bisect_left(self._unit_starts, span.end)
-        overlapping = [v for v in self._unit_sorted[:hi] if v.end > span.start]
+        overlapping = [v for v in self._unit_sorted[lo:hi] if v.end > span.start]
         if not overlapping:
             return 0
         events = sorted([(max(v.start, span.start), 1) for v in overlapping] +
@@ -128,9 +135,14 @@ class Schedule:
         return Span(_local(monday, 0, self.zone), _local(monday + timedelta(days=7), 0, self.zone))
 
     def visits_in_week(self, instant: datetime) -> int:
-        week = self.week_of(instant)
-        return sum(1 for v in self.resident_visits if v.status not in NOT_COUNTED_FOR_LIMIT
-                   and v.id != self.ignore_visit_id and week.start <= v.start < week.end)
+        local_day = self.local_date(instant)
+        monday = local_day - timedelta(days=local_day.weekday())
+        if monday not in self._week_counts:
+            week = self.week_of(instant)
+            self._week_counts[monday] = sum(
+                1 for v in self.resident_visits if v.status not in NOT_COUNTED_FOR_LIMIT
+                and v.id != self.ignore_visit_id and week.start <= v.start < week.end)
+        return self._week_counts[monday]
 
     # ---------------------------------------------------------------- one booking
 
@@ -152,8 +164,7 @@ class Schedule:
                                  "housing unit (rules A2, B2)"))
         if any(c.overlaps(span) for c in self.closures):
             out.append(Violation("B2", "facility-closed", "the facility is closed for visits then (rule A2)"))
-        if any(v.status in ACTIVE_STATUSES and v.id != self.ignore_visit_id and
-               Span(v.start, v.end).overlaps(span) for v in self.resident_visits):
+        if any(busy.overlaps(span) for busy in self._resident_active):
             out.append(Violation("B3", "resident-busy", "the resident already has a visit then (rule B3)"))
         if self.visits_in_week(span.start) >= p.weekly_visit_limit:
             out.append(Violation("B3", "weekly-limit-reached", f"the resident already has {p.weekly_visit_limit} "
