@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from openvisit.settings import SettingsError, load_settings
+from tests.support import Api, As
 
 
 def run_cli(*args: str, data_dir: Path, env: dict[str, str] | None = None,
@@ -78,3 +79,25 @@ def test_serve_demo_prints_url_and_answers(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(timeout=20)
     assert proc.returncode == 0
+
+
+async def test_demo_accounts_can_book_with_the_test_card(api: Api) -> None:
+    """What a newcomer does after `bash scripts/start.sh`: sign in as the demo visitor and book."""
+    from datetime import timedelta
+
+    from control_api.demo import DEMO_PASSWORD, seed_demo
+
+    accounts = await seed_demo(api.ctx.settings)
+    login = (await api.anonymous.post("/v1/auth/login", {"email": accounts["visitor"],
+                                                         "password": DEMO_PASSWORD})).ok()
+    visitor = As(api, login["access_token"])
+    facility = (await visitor.get("/v1/facilities")).ok()[0]
+    resident = (await visitor.get(f"/v1/facilities/{facility['id']}/residents/lookup?booking_number=D-1001")).ok()
+    day = (api.ctx.clock.now() + timedelta(days=2)).date()
+    slots = (await visitor.get(f"/v1/residents/{resident['id']}/availability?from={day}&to={day}"
+                               "&length_minutes=30")).ok()["slots"]
+    assert slots
+    visit = (await visitor.post("/v1/visits", {"resident_id": resident["id"], "starts_at": slots[0]["starts_at"],
+                                               "length_minutes": 30, "payment": {"card_token": "tok_visa"}},
+                                idempotency_key=True)).ok(201)
+    assert visit["status"] == "scheduled" and visit["card_charged_cents"] == 750

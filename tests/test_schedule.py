@@ -12,16 +12,17 @@ from control_api.domain.schedule import BookedVisit, Policy, Schedule, Span, Win
 NY = "America/New_York"
 
 
-def schedule(**kw: object) -> Schedule:
-    policy = Policy(timezone=str(kw.pop("tz", NY)), booking_horizon_days=60, min_lead_minutes=0,
-                    weekly_visit_limit=int(kw.pop("limit", 10)), kiosk_count=int(kw.pop("kiosks", 1)))
-    return Schedule(policy=policy, windows=kw.pop("windows", [Window(6, 8 * 60, 11 * 60)]),  # type: ignore[arg-type]
-                    closures=kw.pop("closures", []), unit_visits=kw.pop("unit", []),  # type: ignore[arg-type]
-                    resident_visits=kw.pop("resident", []))  # type: ignore[arg-type]
+def schedule(*, limit: int = 10, kiosks: int = 1, windows: list[Window] | None = None,
+             closures: list[Span] | None = None, unit: list[BookedVisit] | None = None,
+             resident: list[BookedVisit] | None = None) -> Schedule:
+    policy = Policy(timezone=NY, booking_horizon_days=60, min_lead_minutes=0, weekly_visit_limit=limit,
+                    kiosk_count=kiosks)
+    return Schedule(policy=policy, windows=windows if windows is not None else [Window(6, 8 * 60, 11 * 60)],
+                    closures=closures or [], unit_visits=unit or [], resident_visits=resident or [])
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def test_a1_windows_keep_local_hours_across_dst() -> None:
