@@ -15,8 +15,8 @@ async def report(api: Api, visit_id: str, kind: str, at: datetime, **fields: Any
     body = {"event_id": f"ev-{next(_ids)}", "visit_id": visit_id, "kind": kind, "occurred_at": at.isoformat(), **fields}
     resp = await api.anonymous.post("/v1/internal/media-events", body,
                                     headers={"Authorization": f"Bearer {api.ctx.media_secret}"})
-    body: dict[str, Any] = resp.ok()
-    return body
+    answer: dict[str, Any] = resp.ok()
+    return answer
 
 
 async def run_visit(api: Api, visit: dict[str, Any], *, visitor: bool = True, resident: bool = True,
