@@ -84,11 +84,15 @@ async def test_m6_credit_requests_have_a_72_hour_deadline_and_overdue_flag(api: 
     await api.advance(w.operator, 73 * 3600)
     overdue = (await w.operator.get("/v1/credit-requests?overdue=true")).ok()
     assert [x["id"] for x in overdue] == [cr["id"]] and overdue[0]["overdue"] is True
-    (await w.operator.post(f"/v1/credit-requests/{cr['id']}/decision", {"decision": "deny"})).problem(422)
-    (await visitor.post(f"/v1/credit-requests/{cr['id']}/decision", {"decision": "approve"})).problem(403)
-    done = (await w.operator.post(f"/v1/credit-requests/{cr['id']}/decision", {"decision": "approve"})).ok()
+    decide = f"/v1/credit-requests/{cr['id']}/decision"
+    (await w.operator.post(decide, {"decision": "deny"}, idempotency_key=True)).problem(422)
+    (await visitor.post(decide, {"decision": "approve"}, idempotency_key=True)).problem(403)
+    (await w.operator.post(decide, {"decision": "approve"})).problem(400, "idempotency-key-required")
+    done = (await w.operator.post(decide, {"decision": "approve"}, idempotency_key="decide-key-01")).ok()
+    replay = await w.operator.post(decide, {"decision": "approve"}, idempotency_key="decide-key-01")
+    assert replay.ok() == done  # a retried decision answers the same and credits nothing more
     assert (done["status"], done["credited_cents"], done["overdue"]) == ("approved", 750, False)
-    (await w.operator.post(f"/v1/credit-requests/{cr['id']}/decision", {"decision": "deny", "note": "x"})).problem(409)
+    (await w.operator.post(decide, {"decision": "deny", "note": "x"}, idempotency_key=True)).problem(409)
     lines = (await w.operator.get(f"/v1/visitors/{visitor.principal_id}/statement")).ok()
     assert lines[-1]["rule"] == "M6" and lines[-1]["visit_id"] == v["id"]
 

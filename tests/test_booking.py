@@ -184,12 +184,13 @@ async def test_m3c_rejected_booking_is_credited_and_m4_no_cancel_after_start(api
     visitor = await w.approved_visitor(api)
     v = (await book(visitor, w.resident_id, at(api, days=2))).ok(201)
     assert v["status"] == "pending_review"
-    (await w.admin.post(f"/v1/visits/{v['id']}/review", {"decision": "reject"})).problem(422)
-    r = (await w.admin.post(f"/v1/visits/{v['id']}/review", {"decision": "reject", "reason": "not on list"})).ok()
+    (await w.admin.post(f"/v1/visits/{v['id']}/review", {"decision": "reject"}, idempotency_key=True)).problem(422)
+    r = (await w.admin.post(f"/v1/visits/{v['id']}/review", {"decision": "reject", "reason": "not on list"},
+                            idempotency_key=True)).ok()
     assert (r["status"], r["credit_rule"], r["credited_cents"]) == ("rejected", "M3c", 750)
-    (await w.admin.post(f"/v1/visits/{v['id']}/review", {"decision": "approve"})).problem(409)
+    (await w.admin.post(f"/v1/visits/{v['id']}/review", {"decision": "approve"}, idempotency_key=True)).problem(409)
     v2 = (await book(visitor, w.resident_id, at(api, days=1))).ok(201)
-    (await w.admin.post(f"/v1/visits/{v2['id']}/review", {"decision": "approve"})).ok()
+    (await w.admin.post(f"/v1/visits/{v2['id']}/review", {"decision": "approve"}, idempotency_key=True)).ok()
     started = datetime.fromisoformat(v2["starts_at"]) + timedelta(minutes=5)
     await api.advance(w.operator, int((started - api.ctx.clock.now()).total_seconds()))
     r = await visitor.post(f"/v1/visits/{v2['id']}/cancel", {"reason": "late"}, idempotency_key=True)

@@ -49,7 +49,8 @@ async def test_m6_a_failed_visit_is_credited_automatically_once(api: Api) -> Non
     assert balance["available_cents"] == 750 and balance["lots"][0]["rule"] == "M6"
     # a credit request afterwards cannot credit the same visit twice
     cr = (await visitor.post("/v1/credit-requests", {"visit_id": v["id"], "description": "no video"})).ok(201)
-    decided = (await w.operator.post(f"/v1/credit-requests/{cr['id']}/decision", {"decision": "approve"})).ok()
+    decided = (await w.operator.post(f"/v1/credit-requests/{cr['id']}/decision", {"decision": "approve"},
+                                     idempotency_key=True)).ok()
     assert decided["credited_cents"] == 0
     assert (await visitor.get("/v1/me/balance")).ok()["available_cents"] == 750
     assert await _balanced(api)

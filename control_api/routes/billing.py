@@ -146,7 +146,7 @@ class Decision(Strict):
 
 
 @routes.post("/v1/credit-requests/{request_id}/decision", summary="Decide a credit request", roles={Role.OPERATOR},
-             tags=TAGS, body=Decision, response=CreditRequestOut, errors=(409,))
+             tags=TAGS, body=Decision, response=CreditRequestOut, idempotent=True, errors=(409,))
 async def decide_credit_request(req: ApiRequest[Decision, Any]) -> CreditRequestOut:
     request = await get_or_404(req.session, CreditRequest, req.path("request_id"), "credit request")
     credited = await credit_requests.decide(req.session, req.ctx, request, approve=req.body.decision == "approve",

@@ -306,7 +306,7 @@ class ChangeResult(VisitOut):
 
 
 @routes.post("/v1/visits/{visit_id}/review", summary="Approve or reject a booking", roles={Role.ADMIN}, tags=TAGS,
-             body=ReviewRequest, response=ChangeResult, errors=(409,))
+             body=ReviewRequest, response=ChangeResult, idempotent=True, errors=(409,))
 async def review(req: ApiRequest[ReviewRequest, Any]) -> ChangeResult:
     visit = await visible_visit(req, req.path("visit_id"))
     credited = await booking.review_visit(req.session, req.ctx, visit, approve=req.body.decision == "approve",
