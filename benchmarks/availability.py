@@ -19,9 +19,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import uvloop
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession
 
-from control_api.app import create_app
+from control_api.app import create_app, start_site
 from control_api.auth import Principal, Role
 from control_api.context import CONTEXT
 from control_api.db.engine import make_engine, make_sessionmaker
@@ -105,11 +105,7 @@ async def main(runs: int, n_visits: int, postgres: str | None) -> None:
         resident_id, visitor_id = await seed(url, n_visits)
         settings = Settings(mode=Mode.TEST, data_dir=Path(tmp) / "data", database_url=url)
         app = create_app(settings, run_sweeper=False)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runner, port = await start_site(app, "127.0.0.1", 0)
         ctx = app[CONTEXT]
         now = ctx.clock.now()
         first = (now + timedelta(days=1)).date()

@@ -107,6 +107,17 @@ def create_app(settings: Settings, *, gateway: PaymentGateway | None = None,
     return app
 
 
+async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Run `app` on host:port (port 0 picks a free one); returns the runner and the bound port."""
+    runner = web.AppRunner(app, access_log=logging.getLogger("openvisit.access"))
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server
+    bound = server.sockets[0].getsockname()[1] if server is not None and server.sockets else port  # type: ignore[attr-defined]
+    return runner, int(bound)
+
+
 async def _sweep_forever(ctx: AppContext) -> None:
     from control_api.services.sweeps import run_sweeps
 

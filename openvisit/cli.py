@@ -35,20 +35,14 @@ async def _migrate(settings: Settings) -> None:
 
 
 async def _serve(settings: Settings, demo: bool) -> None:
-    from aiohttp import web
-
-    from control_api.app import create_app
+    from control_api.app import create_app, start_site
 
     await _migrate(settings)
     if demo:
         from control_api.demo import seed_demo
 
         accounts = await seed_demo(settings)
-    app = create_app(settings)
-    runner = web.AppRunner(app, access_log=logging.getLogger("openvisit.access"))
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
+    runner, _port = await start_site(create_app(settings), settings.host, settings.port)
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
     print(f"openvisit is running at {base}/  (API docs: {base}/v1/docs)", flush=True)
     if demo:

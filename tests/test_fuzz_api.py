@@ -20,10 +20,9 @@ from pathlib import Path
 import pytest
 import schemathesis
 import uvloop
-from aiohttp import web
 from hypothesis import HealthCheck, settings
 
-from control_api.app import build_routes, create_app
+from control_api.app import build_routes, create_app, start_site
 from control_api.auth import Principal, Role, hash_password
 from control_api.context import CONTEXT
 from control_api.db.engine import make_engine
@@ -63,11 +62,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         await upgrade(engine)
         await engine.dispose()
         app = create_app(cfg, run_sweeper=False)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runner, port = await start_site(app, "127.0.0.1", 0)
         ctx = app[CONTEXT]
         tokens = {}
         users = {}
