@@ -288,9 +288,14 @@ def _aiohttp_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[we
                 api_request.session = session
                 async with session.begin():
                     result = await endpoint.handler(api_request)
+                    payload = None
                     if isinstance(result, web.StreamResponse):
                         response: web.StreamResponse = result
-                        payload = None
+                    elif isinstance(result, BaseModel):  # pydantic's own encoder is the fast path
+                        text = result.model_dump_json()
+                        response = web.Response(text=text, status=endpoint.status, content_type="application/json")
+                        if idem_key is not None:
+                            payload = json.loads(text)
                     else:
                         payload = _serialise(result)
                         response = web.json_response(payload, status=endpoint.status, dumps=_dumps)

@@ -207,10 +207,11 @@ async def availability(req: ApiRequest[Any, AvailabilityQuery]) -> Availability:
     await billing.quote_for(req.session, ctx.facility, q.visit_type, q.length_minutes)  # only offered lengths (A3)
     spans = await booking.available_slots(req.session, ctx, q.from_, q.to, q.length_minutes, req.now)
     zone = ZoneInfo(ctx.facility.timezone)
-    return Availability(resident_id=ctx.resident.id, timezone=ctx.facility.timezone, length_minutes=q.length_minutes,
-                        visit_type=q.visit_type, slots=[
-                            Slot(starts_at=s.start, ends_at=s.end, local_start=s.start.astimezone(zone).isoformat(),
-                                 local_end=s.end.astimezone(zone).isoformat()) for s in spans])
+    # model_construct: these values come from our own computation, not from input (hundreds per call).
+    slots = [Slot.model_construct(starts_at=s.start, ends_at=s.end, local_start=s.start.astimezone(zone).isoformat(),
+                                  local_end=s.end.astimezone(zone).isoformat()) for s in spans]
+    return Availability.model_construct(resident_id=ctx.resident.id, timezone=ctx.facility.timezone,
+                                        length_minutes=q.length_minutes, visit_type=q.visit_type, slots=slots)
 
 
 @routes.post("/v1/quotes", summary="Quote a visit before paying", roles={*VISITORS, Role.OPERATOR}, tags=TAGS,
