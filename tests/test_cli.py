@@ -101,3 +101,12 @@ async def test_demo_accounts_can_book_with_the_test_card(api: Api) -> None:
                                                "length_minutes": 30, "payment": {"card_token": "tok_visa"}},
                                 idempotency_key=True)).ok(201)
     assert visit["status"] == "scheduled" and visit["card_charged_cents"] == 750
+
+
+def test_database_urls_select_the_async_drivers() -> None:
+    from openvisit.settings import Settings
+
+    assert Settings(database_url="postgresql://u@db/x").database_url == "postgresql+asyncpg://u@db/x"
+    assert Settings(database_url="sqlite:////tmp/x.db").database_url == "sqlite+aiosqlite:////tmp/x.db"
+    with pytest.raises(ValueError, match="postgresql:// or sqlite://"):
+        Settings(database_url="mysql://u@db/x")
