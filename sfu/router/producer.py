@@ -1,0 +1,52 @@
+"""A Producer: one published track (a participant's audio or video), fanned out to consumers."""
+
+from __future__ import annotations
+
+from sfu.router.consumer import Consumer, ConsumerRole
+from sfu.router.frames import EncodedFrame, Kind
+from sfu.router.keyframes import KeyFrameRequestManager, SendPli
+
+
+class Producer:
+    def __init__(self, producer_id: str, participant_id: str, kind: Kind, send_pli: SendPli,
+                 *, pli_interval: float = 0.5) -> None:
+        self.id = producer_id
+        self.participant_id = participant_id
+        self.kind = kind
+        self.keyframes = KeyFrameRequestManager(send_pli, min_interval=pli_interval)
+        self._consumers: dict[str, Consumer] = {}
+        self.frames_published = 0
+        self.bytes_published = 0
+        self.closed = False
+
+    @property
+    def consumers(self) -> list[Consumer]:
+        return list(self._consumers.values())
+
+    def add_consumer(self, consumer_id: str, role: ConsumerRole, *, max_queue: int = 64) -> Consumer:
+        consumer = Consumer(consumer_id, self, role, max_queue=max_queue)
+        self._consumers[consumer_id] = consumer
+        if self.kind == "video":
+            self.request_keyframe()  # a late joiner sees video at the next keyframe, asked for now
+        return consumer
+
+    def remove_consumer(self, consumer: Consumer) -> None:
+        self._consumers.pop(consumer.id, None)
+
+    def publish(self, frame: EncodedFrame) -> None:
+        self.frames_published += 1
+        self.bytes_published += len(frame.data)
+        if frame.keyframe and self.kind == "video":
+            self.keyframes.keyframe_received()
+        for consumer in list(self._consumers.values()):
+            consumer.deliver(frame)
+
+    def request_keyframe(self) -> None:
+        if self.kind == "video" and not self.closed:
+            self.keyframes.request()
+
+    async def close(self) -> None:
+        self.closed = True
+        for consumer in list(self._consumers.values()):
+            consumer.close()
+        await self.keyframes.close()

@@ -1,0 +1,63 @@
+"""A Router per visit: its producers and consumers, and the privilege rule (P1) as structure.
+
+A privileged (attorney) visit's router refuses recorder and monitor consumers whoever asks:
+the refusal lives here, below every API, so no caller can bypass it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+from sfu.router.consumer import Consumer, ConsumerRole
+from sfu.router.frames import Kind
+from sfu.router.keyframes import SendPli
+from sfu.router.producer import Producer
+
+_ids = itertools.count(1)
+
+
+class PrivilegeViolationError(Exception):
+    """Rule P1: a privileged visit is never recorded and never monitored."""
+
+
+class Router:
+    def __init__(self, visit_id: str, *, privileged: bool,
+                 on_refusal: Callable[[str, ConsumerRole], None] | None = None) -> None:
+        self.visit_id = visit_id
+        self.privileged = privileged
+        self._producers: dict[str, Producer] = {}
+        self._on_refusal = on_refusal
+        self.closed = False
+
+    @property
+    def producers(self) -> list[Producer]:
+        return list(self._producers.values())
+
+    def add_producer(self, participant_id: str, kind: Kind, send_pli: SendPli) -> Producer:
+        producer = Producer(f"p{next(_ids)}", participant_id, kind, send_pli)
+        self._producers[producer.id] = producer
+        return producer
+
+    async def remove_producer(self, producer: Producer) -> None:
+        self._producers.pop(producer.id, None)
+        await producer.close()
+
+    def consume(self, producer: Producer, consumer_id: str, role: ConsumerRole) -> Consumer:
+        if self.privileged and role != "peer":
+            if self._on_refusal is not None:
+                self._on_refusal(consumer_id, role)
+            raise PrivilegeViolationError(f"visit {self.visit_id} is privileged: no {role} may attach (rule P1)")
+        if producer.id not in self._producers:
+            raise KeyError(f"producer {producer.id} is not in this router")
+        return producer.add_consumer(consumer_id, role)
+
+    def producers_for(self, participant_id: str) -> list[Producer]:
+        """What a participant receives: everyone else's tracks (never its own)."""
+        return [p for p in self._producers.values() if p.participant_id != participant_id]
+
+    async def close(self) -> None:
+        self.closed = True
+        for producer in list(self._producers.values()):
+            await producer.close()
+        self._producers.clear()
