@@ -1,0 +1,147 @@
+"""The one place the SFU reaches into aiortc and aioice internals.
+
+aiortc's public API decodes every received frame and encodes every sent one. An SFU must not:
+it takes each frame encoded, just after the depacketiser and jitter buffer, and sends it encoded.
+Everything here depends on private details of aiortc 1.16 (pinned in pyproject.toml); the
+contract tests in tests/sfu/test_aiortc_adapter.py fail loudly if an upgrade changes them.
+
+- `tap_receiver`: replace a receiver's private decoder queue with a tap that hands
+  `EncodedFrame`s to a callback on the event loop, and end aiortc's decoder thread. Audio gets a
+  jitter buffer without prefetch (aiortc's default holds ~80 ms; an SFU need not hold audio).
+- `send_pli`: ask the publisher for a keyframe (RTCP PLI to each SSRC it sends from).
+- `EncodedSourceTrack`: a track whose `recv()` yields `av.Packet`s, which RTCRtpSender
+  packetises without encoding (pts and time_base set; keyframe flag unused by the sender).
+- `route_keyframe_requests`: a subscriber's PLI reaches `RTCRtpSender._send_keyframe`, which
+  only affects encoding; redirect it to the consumer so the SFU asks the publisher instead.
+- `restrict_host_candidates`: aioice gathers every non-loopback address; the SFU announces only
+  the configured ones (tests use 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from typing import Any
+
+import aioice.ice
+import av
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCRtpReceiver, RTCRtpSender
+from aiortc.jitterbuffer import JitterBuffer
+from aiortc.mediastreams import MediaStreamError
+
+from sfu.router.consumer import Consumer, ConsumerClosedError
+from sfu.router.frames import EncodedFrame, Kind, vp8_is_keyframe
+
+OnFrame = Callable[[EncodedFrame], None]
+
+
+class AdapterContractError(RuntimeError):
+    """aiortc no longer has the internals this adapter relies on (see the module docstring)."""
+
+
+def _private(obj: object, cls: type, name: str) -> Any:
+    attr = f"_{cls.__name__}__{name}"
+    if not hasattr(obj, attr):
+        raise AdapterContractError(f"{cls.__name__}.__{name} is gone: aiortc changed, update sfu/aiortc_adapter.py")
+    return getattr(obj, attr)
+
+
+class _EncodedFrameTap:
+    """Stands in for the receiver's decoder queue: `put((codec, JitterFrame))` from the loop."""
+
+    def __init__(self, kind: Kind, on_frame: OnFrame, loop: asyncio.AbstractEventLoop) -> None:
+        self.kind = kind
+        self.on_frame = on_frame
+        self.loop = loop
+        self.frames = 0
+
+    def put(self, item: Any) -> None:
+        if item is None:  # aiortc stopping its (already finished) decoder thread
+            return
+        codec, jitter_frame = item
+        data = jitter_frame.data
+        if self.kind == "video":
+            if codec.mimeType.lower() != "video/vp8":
+                raise AdapterContractError(f"only VP8 video is forwarded, got {codec.mimeType}")
+            keyframe = vp8_is_keyframe(data)
+        else:
+            keyframe = True
+        self.frames += 1
+        self.on_frame(EncodedFrame(kind=self.kind, data=data, timestamp=jitter_frame.timestamp,
+                                   clock_rate=codec.clockRate, keyframe=keyframe, received_at=self.loop.time()))
+
+
+def tap_receiver(receiver: RTCRtpReceiver, on_frame: OnFrame) -> None:
+    """From the moment the receiver starts, deliver its encoded frames to `on_frame`; never decode."""
+    kind: Kind = "video" if receiver.track.kind == "video" else "audio"
+    _private(receiver, RTCRtpReceiver, "decoder_queue")  # fail now, not at the first packet
+    original_receive = receiver.receive
+
+    async def receive(parameters: Any) -> None:
+        await original_receive(parameters)
+        # No await between starting aiortc's decoder thread and replacing its queue: no frame
+        # can reach the decoder.
+        decoder_queue = _private(receiver, RTCRtpReceiver, "decoder_queue")
+        receiver._RTCRtpReceiver__decoder_queue = _EncodedFrameTap(  # type: ignore[attr-defined]
+            kind, on_frame, asyncio.get_running_loop())
+        decoder_queue.put(None)  # ends aiortc's decoder thread (and its decoded-track output)
+        if kind == "audio":
+            receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(  # type: ignore[attr-defined]
+                capacity=16, prefetch=0)
+
+    receiver.receive = receive  # type: ignore[method-assign]
+
+
+async def send_pli(receiver: RTCRtpReceiver) -> None:
+    """Ask the publisher for a keyframe on every SSRC it is sending from."""
+    for source in receiver.getSynchronizationSources():
+        await receiver._send_rtcp_pli(source.source)
+
+
+class EncodedSourceTrack(MediaStreamTrack):
+    """Feeds a consumer's encoded frames to an RTCRtpSender, which sends them without encoding."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        super().__init__()
+        self.kind = consumer.kind
+        self.consumer = consumer
+
+    async def recv(self) -> av.Packet:
+        try:
+            frame = await self.consumer.next_frame()
+        except ConsumerClosedError:
+            self.stop()
+            raise MediaStreamError from None
+        packet = av.Packet(frame.data)
+        packet.pts = frame.timestamp
+        packet.time_base = Fraction(1, frame.clock_rate)
+        return packet
+
+
+def route_keyframe_requests(sender: RTCRtpSender, consumer: Consumer) -> None:
+    _private(sender, RTCRtpSender, "force_keyframe")
+    sender._send_keyframe = consumer.request_keyframe  # type: ignore[method-assign]
+
+
+_original_get_host_addresses = aioice.ice.get_host_addresses
+
+
+def restrict_host_candidates(addresses: Sequence[str]) -> Callable[[], None]:
+    """Gather host candidates only on `addresses` (process-wide). Returns an undo function."""
+    chosen = list(addresses)
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = get_host_addresses
+
+    def undo() -> None:
+        aioice.ice.get_host_addresses = _original_get_host_addresses
+
+    return undo
+
+
+def rtc_configuration(ice_servers: Sequence[dict[str, Any]] = ()) -> RTCConfiguration:
+    """Only the configured ICE servers (aiortc would add a public STUN server otherwise)."""
+    return RTCConfiguration(iceServers=[RTCIceServer(**server) for server in ice_servers])

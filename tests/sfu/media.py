@@ -1,0 +1,80 @@
+"""Pre-encoded media for SFU tests and benchmarks: real VP8 and Opus made once with PyAV, then
+replayed by aiortc tracks without encoding, so load generators stay cheap."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+
+import av
+from aiortc import MediaStreamTrack
+
+VIDEO_CLOCK = 90000
+AUDIO_CLOCK = 48000
+
+
+def encode_vp8(frames: int = 90, width: int = 640, height: int = 480, fps: int = 30, gop: int = 30) -> list[bytes]:
+    ctx = av.CodecContext.create("libvpx", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
+    ctx.time_base = fractions.Fraction(1, fps)
+    ctx.framerate = fractions.Fraction(fps, 1)
+    ctx.bit_rate = 500_000
+    ctx.gop_size = gop
+    ctx.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    out: list[bytes] = []
+    for i in range(frames):
+        frame = av.VideoFrame(width, height, "yuv420p")
+        for n, plane in enumerate(frame.planes):
+            plane.update(bytes([(i * 3 + n * 50 + (k % 97)) % 256 for k in range(256)]) *
+                         (plane.buffer_size // 256) + bytes(plane.buffer_size % 256))
+        frame.pts = i
+        out.extend(bytes(p) for p in ctx.encode(frame))
+    out.extend(bytes(p) for p in ctx.encode(None))
+    return out
+
+
+def encode_opus(packets: int = 150) -> list[bytes]:
+    ctx = av.CodecContext.create("libopus", "w")
+    ctx.sample_rate, ctx.layout, ctx.format = AUDIO_CLOCK, "stereo", "s16"
+    ctx.bit_rate = 32000
+    out: list[bytes] = []
+    for i in range(packets):
+        frame = av.AudioFrame(format="s16", layout="stereo", samples=960)
+        frame.planes[0].update(bytes(((i * 7 + k) % 64) for k in range(960 * 4)))
+        frame.sample_rate = AUDIO_CLOCK
+        frame.pts = i * 960
+        out.extend(bytes(p) for p in ctx.encode(frame))
+    return out
+
+
+class ReplayTrack(MediaStreamTrack):
+    """Sends pre-encoded frames in real time as av.Packets (aiortc packetises, never encodes)."""
+
+    def __init__(self, kind: str, payloads: list[bytes], *, loop_forever: bool = True) -> None:
+        super().__init__()
+        self.kind = kind
+        self.payloads = payloads
+        self.loop_forever = loop_forever
+        self.sent: list[bytes] = []
+        self._i = 0
+        self._start: float | None = None
+        self._interval = 1 / 30 if kind == "video" else 0.02
+        self._step = VIDEO_CLOCK // 30 if kind == "video" else 960
+        self._clock = VIDEO_CLOCK if kind == "video" else AUDIO_CLOCK
+
+    async def recv(self) -> av.Packet:
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._i * self._interval
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        if self._i >= len(self.payloads) and not self.loop_forever:
+            self.stop()
+            raise asyncio.CancelledError
+        data = self.payloads[self._i % len(self.payloads)]
+        packet = av.Packet(data)
+        packet.pts = self._i * self._step
+        packet.time_base = fractions.Fraction(1, self._clock)
+        self._i += 1
+        self.sent.append(data)
+        return packet

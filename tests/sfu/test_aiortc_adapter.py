@@ -1,0 +1,162 @@
+"""Contract tests for sfu/aiortc_adapter.py against the real aiortc (pinned 1.16).
+
+A publisher sends pre-encoded VP8 and Opus through real WebRTC on loopback to the SFU's receiving
+peer connection; the router forwards the encoded frames to the SFU's sending peer connection and
+on to a subscriber. The forwarded payloads must equal the published bytes, and no frame may ever
+be decoded or encoded anywhere on the path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from aiortc import RTCPeerConnection, RTCRtpReceiver
+from aiortc.codecs import opus, vpx
+
+from sfu.aiortc_adapter import (
+    EncodedSourceTrack,
+    restrict_host_candidates,
+    route_keyframe_requests,
+    rtc_configuration,
+    send_pli,
+    tap_receiver,
+)
+from sfu.router import EncodedFrame, Producer, Router
+from tests.sfu.media import ReplayTrack, encode_opus, encode_vp8
+
+VP8 = encode_vp8(frames=90)
+OPUS = encode_opus(packets=100)
+
+
+@pytest.fixture
+def loopback_only() -> Iterator[None]:
+    undo = restrict_host_candidates(["127.0.0.1"])
+    yield
+    undo()
+
+
+@pytest.fixture
+def codec_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts every decode and encode aiortc performs anywhere in the process."""
+    calls = {"decode": 0, "encode": 0}
+
+    def counting(name: str, original: Any) -> Any:
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return original(self, *args, **kwargs)
+
+        return wrapper
+
+    for cls in (vpx.Vp8Decoder, opus.OpusDecoder):
+        monkeypatch.setattr(cls, "decode", counting("decode", cls.decode))
+    for enc in (vpx.Vp8Encoder, opus.OpusEncoder):
+        monkeypatch.setattr(enc, "encode", counting("encode", enc.encode))
+    return calls
+
+
+async def _negotiate(offerer: RTCPeerConnection, answerer: RTCPeerConnection) -> None:
+    await offerer.setLocalDescription(await offerer.createOffer())
+    await answerer.setRemoteDescription(offerer.localDescription)
+    await answerer.setLocalDescription(await answerer.createAnswer())
+    await offerer.setRemoteDescription(answerer.localDescription)
+
+
+def _receiver_of(pc: RTCPeerConnection, track: Any) -> RTCRtpReceiver:
+    return next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
+
+
+@pytest.fixture
+async def peers(loopback_only: None) -> AsyncIterator[list[RTCPeerConnection]]:
+    pcs = [RTCPeerConnection(rtc_configuration()) for _ in range(4)]
+    yield pcs
+    for pc in pcs:
+        await pc.close()
+
+
+async def test_encoded_frames_are_forwarded_byte_for_byte_without_decoding_or_encoding(
+        peers: list[RTCPeerConnection], codec_calls: dict[str, int]) -> None:
+    publisher, sfu_in, sfu_out, subscriber = peers
+    video, audio = ReplayTrack("video", VP8), ReplayTrack("audio", OPUS)
+    publisher.addTrack(video)
+    publisher.addTrack(audio)
+
+    router = Router("visit-1", privileged=False)
+    producers: dict[str, Producer] = {}
+
+    @sfu_in.on("track")
+    def on_publisher_track(track: Any) -> None:
+        receiver = _receiver_of(sfu_in, track)
+
+        async def pli() -> None:
+            await send_pli(receiver)
+
+        producer = router.add_producer("visitor", track.kind, pli)
+        producers[track.kind] = producer
+        tap_receiver(receiver, producer.publish)
+
+    await _negotiate(publisher, sfu_in)
+    assert set(producers) == {"audio", "video"}
+    for kind in ("video", "audio"):
+        consumer = router.consume(producers[kind], f"resident-{kind}", "peer")
+        sender = sfu_out.addTrack(EncodedSourceTrack(consumer))
+        route_keyframe_requests(sender, consumer)
+
+    received: dict[str, list[EncodedFrame]] = {"video": [], "audio": []}
+
+    @subscriber.on("track")
+    def on_forwarded_track(track: Any) -> None:
+        tap_receiver(_receiver_of(subscriber, track), received[track.kind].append)
+
+    await _negotiate(sfu_out, subscriber)
+    for _ in range(100):
+        if len(received["video"]) >= 45 and len(received["audio"]) >= 40:
+            break
+        await asyncio.sleep(0.1)
+    got_video = [f.data for f in received["video"]]
+    got_audio = [f.data for f in received["audio"]]
+    assert len(got_video) >= 45 and len(got_audio) >= 40, (len(got_video), len(got_audio))
+    # The subscriber starts at a keyframe and then sees the publisher's frames, in order, byte for byte.
+    assert received["video"][0].keyframe
+    first = video.sent.index(got_video[0])
+    assert got_video == video.sent[first:first + len(got_video)]
+    assert set(got_audio) <= set(audio.sent)
+    assert producers["video"].frames_published >= len(got_video)
+    assert codec_calls == {"decode": 0, "encode": 0}
+    await router.close()
+
+
+async def test_a_subscriber_pli_reaches_the_publisher_as_a_keyframe_request(
+        peers: list[RTCPeerConnection]) -> None:
+    publisher, sfu_in, sfu_out, subscriber = peers
+    publisher.addTrack(ReplayTrack("video", VP8))
+    router = Router("visit-2", privileged=False)
+    plis_to_publisher: list[int] = []
+    producer_box: list[Producer] = []
+
+    @sfu_in.on("track")
+    def on_track(track: Any) -> None:
+        receiver = _receiver_of(sfu_in, track)
+
+        async def pli() -> None:
+            plis_to_publisher.append(1)
+            await send_pli(receiver)
+
+        producer = router.add_producer("visitor", "video", pli)
+        producer_box.append(producer)
+        tap_receiver(receiver, producer.publish)
+
+    await _negotiate(publisher, sfu_in)
+    consumer = router.consume(producer_box[0], "resident", "peer")
+    sender = sfu_out.addTrack(EncodedSourceTrack(consumer))
+    route_keyframe_requests(sender, consumer)
+    await _negotiate(sfu_out, subscriber)
+    await asyncio.sleep(1.0)
+    producer_box[0].keyframes.keyframe_received()
+    before = len(plis_to_publisher)
+    sender._send_keyframe()  # what aiortc calls when the subscriber's PLI arrives
+    await asyncio.sleep(0.1)
+    assert len(plis_to_publisher) == before + 1
+    await router.close()
