@@ -9,7 +9,7 @@ contract tests in tests/sfu/test_aiortc_adapter.py fail loudly if an upgrade cha
   `EncodedFrame`s to a callback on the event loop, and end aiortc's decoder thread. Audio gets a
   jitter buffer without prefetch (aiortc's default holds ~80 ms; an SFU need not hold audio).
 - `send_pli`: ask the publisher for a keyframe (RTCP PLI to each SSRC it sends from).
-- `EncodedSourceTrack`: a track whose `recv()` yields `av.Packet`s, which RTCRtpSender
+- `ForwardingTrack`: a track whose `recv()` yields `av.Packet`s, which RTCRtpSender
   packetises without encoding (pts and time_base set; keyframe flag unused by the sender).
 - `route_keyframe_requests`: a subscriber's PLI reaches `RTCRtpSender._send_keyframe`, which
   only affects encoding; redirect it to the consumer so the SFU asks the publisher instead.
@@ -28,7 +28,6 @@ import aioice.ice
 import av
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterBuffer
-from aiortc.mediastreams import MediaStreamError
 
 from sfu.router.consumer import Consumer, ConsumerClosedError
 from sfu.router.frames import EncodedFrame, Kind, vp8_is_keyframe
@@ -99,29 +98,60 @@ async def send_pli(receiver: RTCRtpReceiver) -> None:
         await receiver._send_rtcp_pli(source.source)
 
 
-class EncodedSourceTrack(MediaStreamTrack):
-    """Feeds a consumer's encoded frames to an RTCRtpSender, which sends them without encoding."""
+class ForwardingTrack(MediaStreamTrack):
+    """A sender's track for the whole life of a peer connection: it forwards the frames of
+    whichever consumer is attached (none yet, the other party's, a rejoined party's), so the
+    sender never stops and no renegotiation is needed when the other side comes and goes (S5).
+    RTCRtpSender sends the `av.Packet`s it yields without encoding them."""
 
-    def __init__(self, consumer: Consumer) -> None:
+    def __init__(self, kind: Kind) -> None:
         super().__init__()
-        self.kind = consumer.kind
-        self.consumer = consumer
+        self.kind = kind
+        self._consumer: Consumer | None = None
+        self._attached = asyncio.Event()
+
+    @property
+    def consumer(self) -> Consumer | None:
+        return self._consumer
+
+    def attach(self, consumer: Consumer | None) -> None:
+        if self._consumer is not None and self._consumer is not consumer:
+            self._consumer.close()
+        self._consumer = consumer
+        if consumer is None:
+            self._attached.clear()
+        else:
+            self._attached.set()
+
+    def request_keyframe(self) -> None:
+        if self._consumer is not None:
+            self._consumer.request_keyframe()
 
     async def recv(self) -> av.Packet:
-        try:
-            frame = await self.consumer.next_frame()
-        except ConsumerClosedError:
-            self.stop()
-            raise MediaStreamError from None
-        packet = av.Packet(frame.data)
-        packet.pts = frame.timestamp
-        packet.time_base = Fraction(1, frame.clock_rate)
-        return packet
+        while True:
+            consumer = self._consumer
+            if consumer is None or consumer.closed:
+                self._attached.clear()
+                await self._attached.wait()
+                continue
+            try:
+                frame = await consumer.next_frame()
+            except ConsumerClosedError:
+                continue
+            packet = av.Packet(frame.data)
+            packet.pts = frame.timestamp
+            packet.time_base = Fraction(1, frame.clock_rate)
+            return packet
+
+    def stop(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+        super().stop()
 
 
-def route_keyframe_requests(sender: RTCRtpSender, consumer: Consumer) -> None:
+def route_keyframe_requests(sender: RTCRtpSender, track: ForwardingTrack) -> None:
     _private(sender, RTCRtpSender, "force_keyframe")
-    sender._send_keyframe = consumer.request_keyframe  # type: ignore[method-assign]
+    sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
 
 
 _original_get_host_addresses = aioice.ice.get_host_addresses

@@ -17,7 +17,7 @@ from aiortc import RTCPeerConnection, RTCRtpReceiver
 from aiortc.codecs import opus, vpx
 
 from sfu.aiortc_adapter import (
-    EncodedSourceTrack,
+    ForwardingTrack,
     restrict_host_candidates,
     route_keyframe_requests,
     rtc_configuration,
@@ -100,9 +100,10 @@ async def test_encoded_frames_are_forwarded_byte_for_byte_without_decoding_or_en
     await _negotiate(publisher, sfu_in)
     assert set(producers) == {"audio", "video"}
     for kind in ("video", "audio"):
-        consumer = router.consume(producers[kind], f"resident-{kind}", "peer")
-        sender = sfu_out.addTrack(EncodedSourceTrack(consumer))
-        route_keyframe_requests(sender, consumer)
+        track = ForwardingTrack(kind)
+        track.attach(router.consume(producers[kind], f"resident-{kind}", "peer"))
+        sender = sfu_out.addTrack(track)
+        route_keyframe_requests(sender, track)
 
     received: dict[str, list[EncodedFrame]] = {"video": [], "audio": []}
 
@@ -149,9 +150,10 @@ async def test_a_subscriber_pli_reaches_the_publisher_as_a_keyframe_request(
         tap_receiver(receiver, producer.publish)
 
     await _negotiate(publisher, sfu_in)
-    consumer = router.consume(producer_box[0], "resident", "peer")
-    sender = sfu_out.addTrack(EncodedSourceTrack(consumer))
-    route_keyframe_requests(sender, consumer)
+    track = ForwardingTrack("video")
+    track.attach(router.consume(producer_box[0], "resident", "peer"))
+    sender = sfu_out.addTrack(track)
+    route_keyframe_requests(sender, track)
     await _negotiate(sfu_out, subscriber)
     await asyncio.sleep(1.0)
     producer_box[0].keyframes.keyframe_received()
