@@ -1,0 +1,227 @@
+"""A Room: one visit's live session on this SFU. It owns the visit's Router and one peer
+connection per participant, and enforces the schedule (S1-S3, S5) and officer disconnects (S4).
+
+Negotiation is one offer from each client, answered once: the room pre-creates an audio and a
+video transceiver (VP8 and Opus only, so every leg carries the same codec) whose senders carry
+a `ForwardingTrack`; when the other party publishes, leaves or rejoins, only the attached
+consumer changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+
+from sfu.aiortc_adapter import ForwardingTrack, route_keyframe_requests, rtc_configuration, send_pli, tap_receiver
+from sfu.events import VisitEvent, VisitEventSink
+from sfu.router import EncodedFrame, Producer, Router
+from sfu.router.frames import Kind
+
+log = logging.getLogger(__name__)
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Side = Literal["visitor", "resident"]
+DisconnectReason = Literal["conduct", "facility", "technical"]
+DEFAULT_WARNINGS = (120, 30)  # rule S3: seconds before the end
+
+
+def side_of(role: str) -> Side:
+    return "resident" if role == "resident" else "visitor"
+
+
+@dataclass
+class Participant:
+    participant_id: str
+    side: Side
+    send: Send
+    pc: RTCPeerConnection
+    outgoing: dict[Kind, ForwardingTrack]
+    producers: dict[Kind, Producer] = field(default_factory=dict)
+    connected_since: float | None = None
+
+
+class RoomClosedError(Exception):
+    pass
+
+
+class Room:
+    def __init__(self, visit_id: str, *, privileged: bool, starts_at: datetime, ends_at: datetime,
+                 events: VisitEventSink, now: Callable[[], datetime],
+                 ice_servers: Sequence[dict[str, Any]] = (), warnings: Sequence[int] = DEFAULT_WARNINGS,
+                 on_closed: Callable[[Room], None] | None = None) -> None:
+        self.visit_id = visit_id
+        self.starts_at = starts_at
+        self.ends_at = ends_at
+        self.router = Router(visit_id, privileged=privileged)
+        self.events = events
+        self.now = now
+        self.ice_servers = ice_servers
+        self.warnings = sorted(warnings, reverse=True)
+        self.participants: dict[Side, Participant] = {}
+        self.closed = False
+        self.started = False
+        self.end_reason: str | None = None
+        self._on_closed = on_closed
+        self._loop = asyncio.get_running_loop()
+        self._connected_seconds = 0.0
+        self._both_since: float | None = None
+        self._timer = asyncio.create_task(self._enforce_schedule())
+
+    # ---------------------------------------------------------------- joining (S1, S5)
+
+    async def join(self, participant_id: str, role: str, offer_sdp: str, send: Send) -> str:
+        """Accept a participant's offer and return the answer. A second join of the same side
+        replaces the first connection: a dropped participant rejoins; the visit does not restart."""
+        if self.closed:
+            raise RoomClosedError(self.end_reason or "the visit has ended")
+        side = side_of(role)
+        previous = self.participants.get(side)
+        if previous is not None:
+            await self._drop(previous, report=False)
+        pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
+        outgoing: dict[Kind, ForwardingTrack] = {}
+        kinds: tuple[Kind, ...] = ("audio", "video")
+        for kind in kinds:
+            track = ForwardingTrack(kind)
+            transceiver = pc.addTransceiver(track, direction="sendrecv")
+            codecs = [c for c in RTCRtpSender.getCapabilities(kind).codecs
+                      if c.mimeType.lower() in ("video/vp8", "audio/opus")]
+            transceiver.setCodecPreferences(codecs)
+            route_keyframe_requests(transceiver.sender, track)
+            outgoing[kind] = track
+        participant = Participant(participant_id, side, send, pc, outgoing)
+        self.participants[side] = participant
+
+        @pc.on("track")
+        def on_track(track: Any) -> None:
+            receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
+            kind: Kind = "video" if track.kind == "video" else "audio"
+
+            async def pli() -> None:
+                await send_pli(receiver)
+
+            producer = self.router.add_producer(participant_id, kind, pli)
+            participant.producers[kind] = producer
+            tap_receiver(receiver, self._gate(producer))
+            other = self.participants.get("resident" if side == "visitor" else "visitor")
+            if other is not None:
+                other.outgoing[kind].attach(self.router.consume(producer, f"{other.participant_id}-{kind}", "peer"))
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState == "connected":
+                participant.connected_since = self._loop.time()
+                self._update_both_connected()
+            elif pc.connectionState in ("failed", "closed") and self.participants.get(side) is participant:
+                await self._drop(participant, report=True)
+
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        # Receive what the other side already publishes.
+        other = self.participants.get("resident" if side == "visitor" else "visitor")
+        if other is not None:
+            for kind, producer in other.producers.items():
+                outgoing[kind].attach(self.router.consume(producer, f"{participant_id}-{kind}", "peer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await self.events.report(VisitEvent(self.visit_id, "participant_joined", self.now(), participant=side))
+        await self._broadcast({"type": "participant_joined", "side": side}, exclude=side)
+        remaining = (self.ends_at - self.now()).total_seconds()
+        for threshold in self.warnings:
+            if remaining <= threshold:
+                await send({"type": "warning", "seconds_left": max(0, int(remaining))})
+                break
+        return pc.localDescription.sdp
+
+    def _gate(self, producer: Producer) -> Callable[[EncodedFrame], None]:
+        """S1: participants may wait in the lobby, but media flows only from the start."""
+        def on_frame(frame: EncodedFrame) -> None:
+            if self.closed or self.now() < self.starts_at:
+                return
+            if not self.started and len(self.participants) == 2:
+                self.started = True
+                self._loop.create_task(self.events.report(VisitEvent(self.visit_id, "started", self.now())))
+            producer.publish(frame)
+
+        return on_frame
+
+    def _update_both_connected(self) -> None:
+        both = len(self.participants) == 2 and all(p.connected_since is not None for p in self.participants.values())
+        if both and self._both_since is None:
+            self._both_since = self._loop.time()
+        elif not both and self._both_since is not None:
+            self._connected_seconds += self._loop.time() - self._both_since
+            self._both_since = None
+
+    async def leave(self, side: Side) -> None:
+        participant = self.participants.get(side)
+        if participant is not None:
+            await self._drop(participant, report=True)
+
+    async def _drop(self, participant: Participant, *, report: bool) -> None:
+        if self.participants.get(participant.side) is participant:
+            participant.connected_since = None
+            self._update_both_connected()
+            del self.participants[participant.side]
+        for producer in participant.producers.values():
+            await self.router.remove_producer(producer)
+        for track in participant.outgoing.values():
+            track.stop()
+        await participant.pc.close()
+        if report and not self.closed:
+            await self.events.report(VisitEvent(self.visit_id, "participant_left", self.now(),
+                                                participant=participant.side))
+            await self._broadcast({"type": "participant_left", "side": participant.side})
+
+    # ---------------------------------------------------------------- ending (S2, S3, S4)
+
+    async def _enforce_schedule(self) -> None:
+        """S2: the visit ends at its scheduled end, to the second, however late anyone joined.
+        S3: warnings before the end."""
+        for threshold in self.warnings:
+            delay = (self.ends_at - self.now()).total_seconds() - threshold
+            if delay > 0:
+                await asyncio.sleep(delay)
+                await self._broadcast({"type": "warning", "seconds_left": threshold})
+        await asyncio.sleep(max(0.0, (self.ends_at - self.now()).total_seconds()))
+        await self.end("completed", message="the visit reached its scheduled end")
+
+    async def disconnect(self, reason: DisconnectReason, note: str | None = None) -> None:
+        """S4: an officer ends the visit at once; both parties are told why."""
+        message = note or f"disconnected by an officer ({reason})"
+        await self.end("disconnected", disconnect_reason=reason, message=message)
+
+    async def end(self, reason: Literal["completed", "disconnected", "failed"], *,
+                  disconnect_reason: DisconnectReason | None = None, message: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.end_reason = message
+        self._update_both_connected_final()
+        await self._broadcast({"type": "ended", "reason": reason, "disconnect_reason": disconnect_reason,
+                               "message": message})
+        for participant in list(self.participants.values()):
+            await self._drop(participant, report=False)
+        await self.router.close()
+        if asyncio.current_task() is not self._timer:
+            self._timer.cancel()
+        await self.events.report(VisitEvent(self.visit_id, "ended", self.now(), reason=reason,
+                                            disconnect_reason=disconnect_reason,
+                                            connected_seconds=int(self._connected_seconds), detail=message))
+        if self._on_closed is not None:
+            self._on_closed(self)
+
+    def _update_both_connected_final(self) -> None:
+        if self._both_since is not None:
+            self._connected_seconds += self._loop.time() - self._both_since
+            self._both_since = None
+
+    async def _broadcast(self, message: dict[str, Any], exclude: Side | None = None) -> None:
+        for side, participant in list(self.participants.items()):
+            if side != exclude:
+                with contextlib.suppress(Exception):  # a dead socket must not stop the others
+                    await participant.send(message)
