@@ -52,7 +52,7 @@ async def load_clock(ctx_settings: Settings, sessions: object) -> Clock:
 
 
 def create_app(settings: Settings, *, gateway: PaymentGateway | None = None,
-               run_sweeper: bool = True) -> web.Application:
+               run_sweeper: bool = True, embedded_media: bool | None = None) -> web.Application:
     metrics = ApiMetrics()
     app = web.Application(middlewares=[metrics.middleware(), problem_middleware], client_max_size=32 * 1024 * 1024)
     app[METRICS] = metrics
@@ -104,6 +104,10 @@ def create_app(settings: Settings, *, gateway: PaymentGateway | None = None,
 
     install_docs(app, routes)
     app.router.add_get("/metrics", metrics.handler)
+    if settings.embedded_media if embedded_media is None else embedded_media:
+        from control_api.media_bridge import install_embedded_media
+
+        install_embedded_media(app)
     return app
 
 

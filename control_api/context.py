@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from openvisit.clock import Clock
 from openvisit.settings import Settings
+
+
+class MediaControl(Protocol):
+    """Commands into the media plane (in-process: the Sfu; later: a Redis-backed client)."""
+
+    async def disconnect(self, visit_id: str, reason: Literal["conduct", "facility", "technical"],
+                         note: str | None = None) -> bool: ...
+
 
 if TYPE_CHECKING:
     from control_api.auth import AccessTokens
@@ -29,6 +37,7 @@ class AppContext:
     gateway: PaymentGateway
     media_secret: str
     extra_engines: list[AsyncEngine] = field(default_factory=list)
+    media: MediaControl | None = None  # the SFU's command seam, when a media plane is attached
 
 
 CONTEXT = web.AppKey("openvisit_context", AppContext)

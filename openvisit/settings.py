@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     public_url: str | None = Field(default=None, description="Base URL users reach the API at")
     signaling_url: str | None = Field(default=None, description="WebSocket URL of the signaling service")
     ice_servers: list[IceServer] = Field(default_factory=list)
+    embedded_media: bool = Field(default=True, description="run the SFU and signaling inside `openvisit serve`")
+    media_addresses: list[str] = Field(
+        default_factory=list, description="addresses the SFU gathers and announces ICE candidates on (all if empty)")
 
     access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
     join_token_seconds: int = Field(default=120, ge=10, le=3600)

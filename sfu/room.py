@@ -44,6 +44,7 @@ class Participant:
     outgoing: dict[Kind, ForwardingTrack]
     producers: dict[Kind, Producer] = field(default_factory=dict)
     connected_since: float | None = None
+    dropped: bool = False
 
 
 class RoomClosedError(Exception):
@@ -51,6 +52,8 @@ class RoomClosedError(Exception):
 
 
 class Room:
+    TICK = 0.25  # seconds between looks at the clock: the end is enforced within this
+
     def __init__(self, visit_id: str, *, privileged: bool, starts_at: datetime, ends_at: datetime,
                  events: VisitEventSink, now: Callable[[], datetime],
                  ice_servers: Sequence[dict[str, Any]] = (), warnings: Sequence[int] = DEFAULT_WARNINGS,
@@ -163,6 +166,9 @@ class Room:
             await self._drop(participant, report=True)
 
     async def _drop(self, participant: Participant, *, report: bool) -> None:
+        if participant.dropped:
+            return
+        participant.dropped = True
         if self.participants.get(participant.side) is participant:
             participant.connected_since = None
             self._update_both_connected()
@@ -181,13 +187,19 @@ class Room:
 
     async def _enforce_schedule(self) -> None:
         """S2: the visit ends at its scheduled end, to the second, however late anyone joined.
-        S3: warnings before the end."""
-        for threshold in self.warnings:
-            delay = (self.ends_at - self.now()).total_seconds() - threshold
-            if delay > 0:
-                await asyncio.sleep(delay)
-                await self._broadcast({"type": "warning", "seconds_left": threshold})
-        await asyncio.sleep(max(0.0, (self.ends_at - self.now()).total_seconds()))
+        S3: warnings before the end. The clock is re-read every tick, so it may be a movable
+        test clock."""
+        pending = list(self.warnings)
+        while True:
+            remaining = (self.ends_at - self.now()).total_seconds()
+            if remaining <= 0:
+                break
+            if pending and remaining <= pending[0]:
+                while pending and remaining <= pending[0]:
+                    pending.pop(0)
+                await self._broadcast({"type": "warning", "seconds_left": round(remaining)})
+            next_event = min([remaining, *[remaining - t for t in pending]])
+            await asyncio.sleep(min(max(next_event, 0.01), self.TICK))
         await self.end("completed", message="the visit reached its scheduled end")
 
     async def disconnect(self, reason: DisconnectReason, note: str | None = None) -> None:

@@ -23,9 +23,18 @@ MAX_MESSAGE = 256 * 1024
 
 
 def create_signaling_app(sfu: Sfu, verifier: JoinTokenVerifier, now: Callable[[], datetime]) -> web.Application:
+    """A standalone signaling service (a media node of its own)."""
     app = web.Application()
+    app.router.add_get("/v1/signaling", signaling_handler(lambda: sfu, lambda: verifier, now))
+    return app
+
+
+def signaling_handler(get_sfu: Callable[[], Sfu], get_verifier: Callable[[], JoinTokenVerifier],
+                      now: Callable[[], datetime]) -> Callable[[web.Request], Any]:
+    """The WebSocket handler; the getters let an application build the SFU at startup."""
 
     async def signaling(request: web.Request) -> web.WebSocketResponse:
+        sfu, verifier = get_sfu(), get_verifier()
         ws = web.WebSocketResponse(heartbeat=15, max_msg_size=MAX_MESSAGE)
         await ws.prepare(request)
         lock = asyncio.Lock()
@@ -93,8 +102,7 @@ def create_signaling_app(sfu: Sfu, verifier: JoinTokenVerifier, now: Callable[[]
                 await ws.close()
         return ws
 
-    app.router.add_get("/v1/signaling", signaling)
-    return app
+    return signaling
 
 
 def _parse(message: Any) -> dict[str, Any] | None:

@@ -102,6 +102,7 @@ def valid_bodies(ids: dict[str, str]) -> dict[tuple[str, str], Any]:
         ("POST", "/v1/visits/{visit_id}/review"): {"decision": "approve"},
         ("POST", "/v1/visits/{visit_id}/cancel"): {"reason": "matrix"},
         ("POST", "/v1/visits/{visit_id}/move"): {"starts_at": "2031-01-01T10:00:00Z"},
+        ("POST", "/v1/visits/{visit_id}/disconnect"): {"reason": "conduct"},
         ("POST", "/v1/credit-requests/{request_id}/decision"): {"decision": "approve"},
     }
 

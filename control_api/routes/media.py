@@ -74,10 +74,44 @@ async def join(req: ApiRequest[Any, Any]) -> JoinOut:
         visit_type=visit.visit_type, visit_starts_at=visit.starts_at, visit_ends_at=visit.ends_at,
         not_before=opens, expires_at=expires)
     servers = [IceServerOut(**s.model_dump()) for s in req.ctx.settings.ice_servers]
-    return JoinOut(join_token=token, expires_at=expires, signaling_url=req.ctx.settings.signaling_url,
+    signaling_url = req.ctx.settings.signaling_url
+    if signaling_url is None and req.ctx.media is not None:  # the embedded media plane, on this server
+        scheme = "wss" if req.request.scheme == "https" else "ws"
+        signaling_url = f"{scheme}://{req.request.host}/v1/signaling"
+    return JoinOut(join_token=token, expires_at=expires, signaling_url=signaling_url,
                    ice_servers=servers, participant_role=participant_role,
                    visit=JoinVisit(id=visit.id, starts_at=visit.starts_at, ends_at=visit.ends_at,
                                    visit_type=visit.visit_type))
+
+
+class DisconnectIn(Strict):
+    reason: Literal["conduct", "facility", "technical"] = Field(description="rule S4")
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+
+
+class DisconnectOut(BaseModel):
+    visit_id: str
+    reason: str
+    disconnected: bool
+
+
+@routes.post("/v1/visits/{visit_id}/disconnect", summary="Disconnect a live visit at once",
+             roles={Role.OFFICER, Role.ADMIN}, tags=TAGS, body=DisconnectIn, response=DisconnectOut, errors=(409,),
+             own_transactions=True)
+async def disconnect(req: ApiRequest[DisconnectIn, Any]) -> DisconnectOut:
+    """S4: an officer of the visit's facility ends it at once; both parties see the reason. The
+    media plane reports the end, which sets the visit `disconnected` (no credit for conduct or
+    facility reasons, M4)."""
+    visit = await req.session.get(Visit, req.path("visit_id"))
+    if visit is None:
+        raise not_found("visit")
+    req.require_facility(visit.facility_id)
+    if visit.status not in ("scheduled", "in_progress"):
+        raise conflict(f"a {visit.status} visit is not live", slug="not-live")
+    media = req.ctx.media
+    if media is None or not await media.disconnect(visit.id, req.body.reason, req.body.note):
+        raise conflict("the visit has no live session on the media plane", slug="not-live")
+    return DisconnectOut(visit_id=visit.id, reason=req.body.reason, disconnected=True)
 
 
 class PublicKeyOut(BaseModel):

@@ -1,0 +1,75 @@
+"""The in-process media plane: the SFU and signaling inside the control API's process.
+
+This is the embedded default (`openvisit serve`): commands reach the SFU by a method call
+(`AppContext.media`), and the SFU's visit events are applied to the database directly, with the
+same code the HTTP event intake uses. A separate media node uses `sfu.events.ControlApiEventSink`
+and `/v1/internal/media-events` instead; the SFU cannot tell the difference.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from aiohttp import web
+from sqlalchemy import select
+
+from control_api.context import CONTEXT, AppContext
+from control_api.db.models import Visit
+from openvisit.join_tokens import JoinTokenVerifier
+from sfu.aiortc_adapter import restrict_host_candidates
+from sfu.events import VisitEvent
+from sfu.service import Sfu
+from signaling.server import signaling_handler
+
+log = logging.getLogger(__name__)
+SFU = web.AppKey("openvisit_sfu", Sfu)
+
+
+class ControlPlaneEventSink:
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+
+    async def report(self, event: VisitEvent) -> None:
+        from control_api.services.visit_outcomes import record_event
+
+        ctx: AppContext = self.app[CONTEXT]
+        async with ctx.sessions() as session, session.begin():
+            visit = (await session.scalars(select(Visit).where(Visit.id == event.visit_id)
+                                           .with_for_update())).one_or_none()
+            if visit is None:
+                log.warning("event for unknown visit %s", event.visit_id)
+                return
+            body = event.to_json()
+            fields = ("reason", "disconnect_reason", "connected_seconds", "detail")
+            data: dict[str, object] = {k: body[k] for k in fields if k in body}
+            await record_event(session, ctx, visit=visit, event_id=event.event_id, kind=event.kind,
+                               participant=event.participant, occurred_at=event.occurred_at, data=data,
+                               now=ctx.clock.now())
+
+
+def install_embedded_media(app: web.Application) -> None:
+    """Mount /v1/signaling and run an SFU whose clock is the control plane's (test clock aware)."""
+
+    def now() -> datetime:
+        return app[CONTEXT].clock.now()
+
+    def verifier() -> JoinTokenVerifier:
+        return JoinTokenVerifier(app[CONTEXT].join_tokens.public_key)
+
+    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+        ctx = app[CONTEXT]
+        undo = None
+        if ctx.settings.media_addresses:
+            undo = restrict_host_candidates(ctx.settings.media_addresses)
+        sfu = Sfu(ControlPlaneEventSink(app), now,
+                  ice_servers=[s.model_dump(exclude_none=True) for s in ctx.settings.ice_servers])
+        app[SFU] = sfu
+        ctx.media = sfu
+        yield
+        await sfu.close()
+        if undo is not None:
+            undo()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/v1/signaling", signaling_handler(lambda: app[SFU], verifier, now))

@@ -1,0 +1,101 @@
+"""A whole visit through the real API and the embedded SFU, with two aiortc WebRTC clients:
+booking, kiosk check-in, join tokens, media both ways, an officer's disconnect (S4) and the
+scheduled end (S2), and the outcome the control plane records (S6)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from sfu.aiortc_adapter import restrict_host_candidates
+from tests.sfu.test_signaling import Client, Stack, connect
+from tests.support import Api, As
+from tests.support_booking import at, book
+from tests.support_facility import FacilityWorld, build_facility
+
+
+@pytest.fixture
+def loopback_only() -> Iterator[None]:
+    undo = restrict_host_candidates(["127.0.0.1"])
+    yield
+    undo()
+
+
+async def _live_visit(api: Api, length: int = 20) -> tuple[FacilityWorld, As, dict[str, Any]]:
+    w = await build_facility(api, options=[{"visit_type": "social", "length_minutes": length, "price_cents": 500}])
+    visitor = await w.approved_visitor(api)
+    visit = (await book(visitor, w.resident_id, at(api, days=1), length=length)).ok(201)
+    start = datetime.fromisoformat(visit["starts_at"])
+    await api.advance(w.operator, int((start - api.ctx.clock.now()).total_seconds()) + 1)
+    (await w.kiosk.post(f"/v1/visits/{visit['id']}/check-in")).ok()
+    return w, visitor, visit
+
+
+async def _join(api: Api, who: As, visit_id: str) -> Client:
+    joined = (await who.post(f"/v1/visits/{visit_id}/join")).ok()
+    assert joined["signaling_url"].endswith("/v1/signaling")
+    url = f"ws://{api.client.server.host}:{api.client.server.port}/v1/signaling"
+    stack = Stack(url, None, None, None)  # type: ignore[arg-type]
+    return await connect(stack, joined["join_token"])
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_s4_officer_disconnect_through_the_api_reaches_both_parties(api: Api, loopback_only: None) -> None:
+    w, visitor, visit = await _live_visit(api)
+    family = await _join(api, visitor, visit["id"])
+    kiosk = await _join(api, w.kiosk, visit["id"])
+    try:
+        for _ in range(80):
+            if family.received["video"] and kiosk.received["video"]:
+                break
+            await asyncio.sleep(0.1)
+        assert family.received["video"] and kiosk.received["video"]
+        (await w.investigator.post(f"/v1/visits/{visit['id']}/disconnect", {"reason": "conduct"})).problem(403)
+        done = (await w.officer.post(f"/v1/visits/{visit['id']}/disconnect", {"reason": "conduct"})).ok()
+        assert done["disconnected"] is True
+        for client in (family, kiosk):
+            ended = await client.wait_message("ended", within=5)
+            assert (ended["reason"], ended["disconnect_reason"]) == ("disconnected", "conduct")
+        for _ in range(50):
+            got = (await visitor.get(f"/v1/visits/{visit['id']}")).ok()
+            if got["status"] != "in_progress" and got["status"] != "scheduled":
+                break
+            await asyncio.sleep(0.1)
+        assert (got["status"], got["disconnect_reason"]) == ("disconnected", "conduct")
+        assert (await visitor.get("/v1/me/balance")).ok()["available_cents"] == 0  # M4: no credit
+        (await w.officer.post(f"/v1/visits/{visit['id']}/disconnect", {"reason": "conduct"})).problem(409)
+    finally:
+        await family.close()
+        await kiosk.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_s2_the_visit_ends_at_its_scheduled_end_and_is_recorded_completed(api: Api,
+                                                                               loopback_only: None) -> None:
+    w, visitor, visit = await _live_visit(api)
+    end = datetime.fromisoformat(visit["ends_at"])
+    family = await _join(api, visitor, visit["id"])
+    kiosk = await _join(api, w.kiosk, visit["id"])
+    try:
+        for _ in range(80):
+            if family.received["video"] and kiosk.received["video"]:
+                break
+            await asyncio.sleep(0.1)
+        # Jump to 3 s before the end: the SFU follows the control plane's (test) clock.
+        await api.advance(w.operator, int((end - api.ctx.clock.now()).total_seconds()) - 3)
+        ended = await family.wait_message("ended", within=10)
+        assert ended["reason"] == "completed"
+        for _ in range(50):
+            got = (await visitor.get(f"/v1/visits/{visit['id']}")).ok()
+            if got["status"] == "completed":
+                break
+            await asyncio.sleep(0.1)
+        assert got["status"] == "completed"
+        assert (await kiosk.wait_message("ended", within=2))["reason"] == "completed"
+    finally:
+        await family.close()
+        await kiosk.close()
