@@ -16,6 +16,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver
 from aiortc.codecs import opus, vpx
 
+from loadtests.synthetic_media import ReplayTrack, encode_opus, encode_vp8
 from sfu.aiortc_adapter import (
     ForwardingTrack,
     restrict_host_candidates,
@@ -25,7 +26,6 @@ from sfu.aiortc_adapter import (
     tap_receiver,
 )
 from sfu.router import EncodedFrame, Producer, Router
-from tests.sfu.media import ReplayTrack, encode_opus, encode_vp8
 
 VP8 = encode_vp8(frames=90)
 OPUS = encode_opus(packets=100)

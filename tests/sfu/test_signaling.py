@@ -17,13 +17,13 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from control_api.app import start_site
+from loadtests.synthetic_media import ReplayTrack, encode_opus, encode_vp8
 from openvisit.join_tokens import JoinTokenSigner, JoinTokenVerifier
 from sfu.aiortc_adapter import restrict_host_candidates, rtc_configuration, tap_receiver
 from sfu.events import InProcessEventSink
 from sfu.router import EncodedFrame
 from sfu.service import Sfu
 from signaling.server import create_signaling_app
-from tests.sfu.media import ReplayTrack, encode_opus, encode_vp8
 
 VP8 = encode_vp8(frames=60)
 OPUS = encode_opus(packets=60)

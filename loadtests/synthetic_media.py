@@ -1,5 +1,5 @@
-"""Pre-encoded media for SFU tests and benchmarks: real VP8 and Opus made once with PyAV, then
-replayed by aiortc tracks without encoding, so load generators stay cheap."""
+"""Pre-encoded media for load generators, benchmarks and tests: real VP8 and Opus made once with
+PyAV, then replayed by aiortc tracks without encoding, so load generators stay cheap."""
 
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ class ReplayTrack(MediaStreamTrack):
         self.payloads = payloads
         self.loop_forever = loop_forever
         self.sent: list[bytes] = []
+        self.sent_at: dict[bytes, float] = {}  # payload -> last monotonic send time (latency probes)
         self._i = 0
         self._start: float | None = None
         self._interval = 1 / 30 if kind == "video" else 0.02
@@ -77,4 +78,5 @@ class ReplayTrack(MediaStreamTrack):
         packet.time_base = fractions.Fraction(1, self._clock)
         self._i += 1
         self.sent.append(data)
+        self.sent_at[data] = time.monotonic()
         return packet
