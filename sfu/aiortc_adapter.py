@@ -20,6 +20,7 @@ contract tests in tests/sfu/test_aiortc_adapter.py fail loudly if an upgrade cha
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
@@ -68,7 +69,7 @@ class _EncodedFrameTap:
             keyframe = True
         self.frames += 1
         self.on_frame(EncodedFrame(kind=self.kind, data=data, timestamp=jitter_frame.timestamp,
-                                   clock_rate=codec.clockRate, keyframe=keyframe, received_at=self.loop.time()))
+                                   clock_rate=codec.clockRate, keyframe=keyframe, received_at=time.monotonic()))
 
 
 def tap_receiver(receiver: RTCRtpReceiver, on_frame: OnFrame) -> None:

@@ -35,6 +35,7 @@ class Consumer:
         self.waiting_for_keyframe = self.kind == "video"
         self.frames_delivered = 0
         self.frames_dropped = 0
+        self.last_frame: EncodedFrame | None = None
 
     @property
     def closed(self) -> bool:
@@ -74,6 +75,7 @@ class Consumer:
             await self._ready.wait()
         frame = self._queue.popleft()
         self.frames_delivered += 1
+        self.last_frame = frame
         return frame
 
     def close(self) -> None:

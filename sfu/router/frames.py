@@ -15,7 +15,7 @@ class EncodedFrame:
     timestamp: int  # in the codec clock (90 kHz video, 48 kHz Opus)
     clock_rate: int
     keyframe: bool  # always True for audio
-    received_at: float  # event-loop time when the frame was complete, for latency metrics
+    received_at: float  # time.monotonic() when the frame was complete, for latency metrics
 
 
 def vp8_is_keyframe(payload: bytes) -> bool:
