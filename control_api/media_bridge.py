@@ -16,9 +16,11 @@ from sqlalchemy import select
 
 from control_api.context import CONTEXT, AppContext
 from control_api.db.models import Visit
+from control_api.metrics import METRICS
 from openvisit.join_tokens import JoinTokenVerifier
 from sfu.aiortc_adapter import restrict_host_candidates
 from sfu.events import VisitEvent
+from sfu.metrics import EventLoopLag, SfuCollector
 from sfu.service import Sfu
 from signaling.server import signaling_handler
 
@@ -66,7 +68,13 @@ def install_embedded_media(app: web.Application) -> None:
                   ice_servers=[s.model_dump(exclude_none=True) for s in ctx.settings.ice_servers])
         app[SFU] = sfu
         ctx.media = sfu
+        lag = EventLoopLag()
+        lag.start()
+        collector = SfuCollector(sfu, lag)
+        app[METRICS].registry.register(collector)
         yield
+        app[METRICS].registry.unregister(collector)
+        await lag.stop()
         await sfu.close()
         if undo is not None:
             undo()

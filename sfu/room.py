@@ -51,13 +51,21 @@ class RoomClosedError(Exception):
     pass
 
 
+@dataclass
+class RoomTotals:
+    frames_forwarded: int = 0
+    bytes_received: int = 0
+    plis_sent: int = 0
+
+
 class Room:
     TICK = 0.25  # seconds between looks at the clock: the end is enforced within this
 
     def __init__(self, visit_id: str, *, privileged: bool, starts_at: datetime, ends_at: datetime,
                  events: VisitEventSink, now: Callable[[], datetime],
                  ice_servers: Sequence[dict[str, Any]] = (), warnings: Sequence[int] = DEFAULT_WARNINGS,
-                 on_closed: Callable[[Room], None] | None = None) -> None:
+                 on_closed: Callable[[Room], None] | None = None,
+                 on_first_frame: Callable[[float], None] | None = None) -> None:
         self.visit_id = visit_id
         self.starts_at = starts_at
         self.ends_at = ends_at
@@ -71,6 +79,8 @@ class Room:
         self.started = False
         self.end_reason: str | None = None
         self._on_closed = on_closed
+        self._on_first_frame = on_first_frame
+        self.totals = RoomTotals()  # counts of producers already removed (live ones count themselves)
         self._loop = asyncio.get_running_loop()
         self._connected_seconds = 0.0
         self._both_since: float | None = None
@@ -99,6 +109,22 @@ class Room:
             route_keyframe_requests(transceiver.sender, track)
             outgoing[kind] = track
         participant = Participant(participant_id, side, send, pc, outgoing)
+        offered_at = self._loop.time()
+        first_frame_seen = False
+        video_track = outgoing["video"]
+        original_recv = video_track.recv
+
+        async def recv_and_time() -> Any:  # join-to-first-frame: once per participant, then unwrapped
+            nonlocal first_frame_seen
+            packet = await original_recv()
+            if not first_frame_seen:
+                first_frame_seen = True
+                if self._on_first_frame is not None:
+                    self._on_first_frame(self._loop.time() - offered_at)
+                video_track.recv = original_recv  # type: ignore[method-assign]
+            return packet
+
+        video_track.recv = recv_and_time  # type: ignore[method-assign]
         self.participants[side] = participant
 
         @pc.on("track")
@@ -174,6 +200,9 @@ class Room:
             self._update_both_connected()
             del self.participants[participant.side]
         for producer in participant.producers.values():
+            self.totals.frames_forwarded += sum(c.frames_delivered for c in producer.consumers)
+            self.totals.bytes_received += producer.bytes_published
+            self.totals.plis_sent += producer.keyframes.plis_sent
             await self.router.remove_producer(producer)
         for track in participant.outgoing.values():
             track.stop()

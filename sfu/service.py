@@ -8,12 +8,20 @@ SFU workers exposes the same methods.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from openvisit.join_tokens import JoinClaims
 from sfu.events import VisitEventSink
 from sfu.room import DEFAULT_WARNINGS, DisconnectReason, Room
+
+
+@dataclass(frozen=True)
+class SfuStats:
+    frames_forwarded: int
+    bytes_received: int
+    plis_sent: int
 
 
 class Sfu:
@@ -25,6 +33,8 @@ class Sfu:
         self.warnings = warnings
         self.rooms: dict[str, Room] = {}
         self.ended: set[str] = set()  # visits that ended here: a late join must not reopen them (S2)
+        self.join_to_first_frame: list[float] = []  # seconds, for the metrics histogram
+        self._closed_totals = SfuStats(0, 0, 0)
 
     def room_for(self, claims: JoinClaims) -> Room | None:
         if claims.visit_id in self.ended:
@@ -33,13 +43,34 @@ class Sfu:
         if room is None:
             room = Room(claims.visit_id, privileged=claims.visit_type == "privileged",
                         starts_at=claims.visit_starts_at, ends_at=claims.visit_ends_at, events=self.events,
-                        now=self.now, ice_servers=self.ice_servers, warnings=self.warnings, on_closed=self._closed)
+                        now=self.now, ice_servers=self.ice_servers, warnings=self.warnings, on_closed=self._closed,
+                        on_first_frame=self._first_frame)
             self.rooms[claims.visit_id] = room
         return room
+
+    def _first_frame(self, seconds: float) -> None:
+        self.join_to_first_frame.append(seconds)
+        del self.join_to_first_frame[:-10000]
 
     def _closed(self, room: Room) -> None:
         self.rooms.pop(room.visit_id, None)
         self.ended.add(room.visit_id)
+        t = room.totals
+        c = self._closed_totals
+        self._closed_totals = SfuStats(c.frames_forwarded + t.frames_forwarded, c.bytes_received + t.bytes_received,
+                                       c.plis_sent + t.plis_sent)
+
+    def stats(self, live_producers: Sequence[Any] | None = None) -> SfuStats:
+        """Totals over closed rooms and live producers (monotonic, for Prometheus counters)."""
+        producers = live_producers if live_producers is not None else [
+            p for r in self.rooms.values() for p in r.router.producers]
+        live = [r.totals for r in self.rooms.values()]
+        c = self._closed_totals
+        return SfuStats(
+            c.frames_forwarded + sum(t.frames_forwarded for t in live) + sum(
+                x.frames_delivered for p in producers for x in p.consumers),
+            c.bytes_received + sum(t.bytes_received for t in live) + sum(p.bytes_published for p in producers),
+            c.plis_sent + sum(t.plis_sent for t in live) + sum(p.keyframes.plis_sent for p in producers))
 
     async def disconnect(self, visit_id: str, reason: DisconnectReason, note: str | None = None) -> bool:
         """S4: end a live visit at once. False when this SFU has no such room."""

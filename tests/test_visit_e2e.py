@@ -54,6 +54,13 @@ async def test_s4_officer_disconnect_through_the_api_reaches_both_parties(api: A
                 break
             await asyncio.sleep(0.1)
         assert family.received["video"] and kiosk.received["video"]
+        metrics = await (await api.client.get("/metrics")).text()
+        values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
+                  if line.startswith("openvisit_") and " " in line}
+        assert values["openvisit_sfu_rooms"] == 1 and values["openvisit_sfu_peers"] == 2
+        assert values["openvisit_sfu_frames_forwarded_total"] > 0 and values["openvisit_sfu_pli_sent_total"] >= 1
+        assert values["openvisit_sfu_join_to_first_frame_seconds_count"] >= 1
+        assert "openvisit_event_loop_lag_seconds" in values
         (await w.investigator.post(f"/v1/visits/{visit['id']}/disconnect", {"reason": "conduct"})).problem(403)
         done = (await w.officer.post(f"/v1/visits/{visit['id']}/disconnect", {"reason": "conduct"})).ok()
         assert done["disconnected"] is True

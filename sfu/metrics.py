@@ -1,0 +1,77 @@
+"""Prometheus metrics for the SFU, read from live state at scrape time (nothing on the hot path
+but plain integer counters the router keeps anyway)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from sfu.service import Sfu
+
+JOIN_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class EventLoopLag:
+    """How late the event loop wakes a task that asked to sleep 100 ms: media stalls show here first."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self.last = 0.0
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(self.interval)
+            self.last = max(0.0, time.monotonic() - started - self.interval)
+            self.worst = max(self.worst, self.last)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class SfuCollector(Collector):
+    def __init__(self, sfu: Sfu, lag: EventLoopLag | None = None) -> None:
+        self.sfu = sfu
+        self.lag = lag
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
+        rooms = list(self.sfu.rooms.values())
+        producers = [p for r in rooms for p in r.router.producers]
+        consumers = [c for p in producers for c in p.consumers]
+        yield GaugeMetricFamily("openvisit_sfu_rooms", "Live visit rooms", value=len(rooms))
+        yield GaugeMetricFamily("openvisit_sfu_peers", "Connected participants",
+                                value=sum(len(r.participants) for r in rooms))
+        yield GaugeMetricFamily("openvisit_sfu_producers", "Published tracks", value=len(producers))
+        consumer_gauge = GaugeMetricFamily("openvisit_sfu_consumers", "Receivers of tracks", labels=["role"])
+        for role in ("peer", "recorder", "monitor"):
+            consumer_gauge.add_metric([role], sum(1 for c in consumers if c.role == role))
+        yield consumer_gauge
+        stats = self.sfu.stats(live_producers=producers)
+        yield CounterMetricFamily("openvisit_sfu_frames_forwarded", "Encoded frames delivered to consumers",
+                                  value=stats.frames_forwarded)
+        yield CounterMetricFamily("openvisit_sfu_bytes_received", "Encoded media bytes received from publishers",
+                                  value=stats.bytes_received)
+        yield CounterMetricFamily("openvisit_sfu_pli_sent", "Keyframe requests (RTCP PLI) sent to publishers",
+                                  value=stats.plis_sent)
+        hist = HistogramMetricFamily("openvisit_sfu_join_to_first_frame_seconds",
+                                     "From a participant's offer to the first frame forwarded to it")
+        samples = self.sfu.join_to_first_frame
+        buckets = [(str(b), sum(1 for s in samples if s <= b)) for b in JOIN_BUCKETS] + [("+Inf", len(samples))]
+        hist.add_metric([], buckets, sum(samples))
+        yield hist
+        if self.lag is not None:
+            yield GaugeMetricFamily("openvisit_event_loop_lag_seconds", "Event-loop lag (last 100 ms sleep)",
+                                    value=self.lag.last)
