@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -35,10 +36,11 @@ def install_docs(app: web.Application, routes: ApiRoutes) -> None:
         return web.json_response({"status": "ok"})
 
     async def root(_request: web.Request) -> web.Response:
-        raise web.HTTPFound("/v1/docs")
+        raise web.HTTPFound("/app/visitor.html")
 
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_get("/v1/docs", docs)
     app.router.add_static("/v1/docs/static", str(swagger_ui_path))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", root)
+    app.router.add_static("/app", str(Path(__file__).parent / "static"))

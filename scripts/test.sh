@@ -20,6 +20,12 @@ if ! port_open 6379 && command -v redis-server >/dev/null; then
 fi
 for _ in $(seq 1 30); do port_open 5432 && break; sleep 1; done
 
+# Browser end-to-end tests use Debian's Chromium (Playwright never downloads a browser here).
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing chromium with apt-get"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
 echo "== pytest"; .venv/bin/pytest -q -p no:cacheprovider "$@"

@@ -121,8 +121,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(mode=Mode.TEST, data_dir=tmp_path / "data", database_url=database_url,
-                    signaling_url="ws://127.0.0.1:8081/v1/signaling")
+    return Settings(mode=Mode.TEST, data_dir=tmp_path / "data", database_url=database_url)
 
 
 @pytest.fixture

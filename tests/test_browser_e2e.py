@@ -1,0 +1,144 @@
+"""End to end in real browsers: two headless Chromium instances (fake camera and microphone) as
+the visitor and the kiosk, through the real API, pages and embedded SFU. Each decodes the
+other's 640x480 video and receives audio; the warnings arrive; the visit ends at its scheduled
+end (test clock), and the control plane records it completed.
+
+Chromium comes from Debian (`apt-get install chromium`); Playwright drives it, never downloading
+a browser of its own. Under CI=true a missing browser fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sfu.aiortc_adapter import restrict_host_candidates
+from tests.support import PASSWORD, Api
+from tests.support_booking import at, book
+from tests.support_facility import build_facility
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+HAVE_CHROMIUM = Path(CHROMIUM).exists()
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+         "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection"]
+
+INBOUND = """async () => {
+  if (!window.callPc) return null;
+  const out = {video: null, audio: null};
+  (await window.callPc.getStats()).forEach(r => {
+    if (r.type === 'inbound-rtp' && r.kind === 'video')
+      out.video = {frames: r.framesDecoded || 0, width: r.frameWidth, height: r.frameHeight};
+    if (r.type === 'inbound-rtp' && r.kind === 'audio') out.audio = {bytes: r.bytesReceived || 0};
+  });
+  return out;
+}"""
+
+
+@pytest.fixture
+def loopback_only() -> Iterator[None]:
+    undo = restrict_host_candidates(["127.0.0.1"])
+    yield
+    undo()
+
+
+@pytest.fixture
+async def browsers(tmp_path: Path) -> AsyncIterator[list[Any]]:
+    if not HAVE_CHROMIUM:
+        message = "Chromium is not installed (apt-get install chromium)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        launched = []
+        for n in range(2):
+            launched.append(await p.chromium.launch_persistent_context(
+                str(tmp_path / f"profile-{n}"), executable_path=CHROMIUM, headless=True, args=FLAGS))
+        try:
+            yield launched
+        finally:
+            for context in launched:
+                await context.close()
+
+
+async def _wait_for_video(page: Any, min_frames: int = 15, within: float = 20) -> dict[str, Any]:
+    async with asyncio.timeout(within):
+        while True:
+            stats = await page.evaluate(INBOUND)
+            if stats and stats["video"] and stats["video"]["frames"] >= min_frames and stats["audio"] \
+                    and stats["audio"]["bytes"] > 0:
+                return stats
+            await asyncio.sleep(0.25)
+
+
+async def _wait_state(page: Any, expression: str, within: float = 15) -> Any:
+    async with asyncio.timeout(within):
+        while True:
+            value = await page.evaluate(expression)
+            if value:
+                return value
+            await asyncio.sleep(0.2)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_two_browsers_hold_a_visit_that_warns_and_ends_on_time(api: Api, browsers: list[Any],
+                                                                     loopback_only: None) -> None:
+    w = await build_facility(api, options=[{"visit_type": "social", "length_minutes": 20, "price_cents": 500}])
+    visitor = await w.approved_visitor(api)
+    visit = (await book(visitor, w.resident_id, at(api, days=1), length=20)).ok(201)
+    start, end = datetime.fromisoformat(visit["starts_at"]), datetime.fromisoformat(visit["ends_at"])
+    await api.advance(w.operator, int((start - api.ctx.clock.now()).total_seconds()) + 1)
+    base = f"http://{api.client.server.host}:{api.client.server.port}"
+
+    family = await browsers[0].new_page()
+    errors: list[str] = []
+    family.on("pageerror", lambda e: errors.append(str(e)))
+    await family.goto(f"{base}/app/visitor.html")
+    await family.fill("#email", visitor.extra["email"])
+    await family.fill("#password", PASSWORD)
+    await family.click("#login button")
+    await family.click(f"button[data-visit='{visit['id']}']")
+
+    kiosk = await browsers[1].new_page()
+    await kiosk.goto(f"{base}/app/kiosk.html")
+    await kiosk.fill("#kiosk-id", w.kiosk_id)
+    await kiosk.fill("#secret", w.kiosk_secret)
+    await kiosk.click("#login button")
+    await kiosk.click(f"button[data-visit='{visit['id']}']")
+
+    for page in (family, kiosk):
+        stats = await _wait_for_video(page)
+        assert (stats["video"]["width"], stats["video"]["height"]) == (640, 480)
+    before = (await family.evaluate(INBOUND))["video"]["frames"]
+    await asyncio.sleep(1)
+    assert (await family.evaluate(INBOUND))["video"]["frames"] > before  # still decoding
+
+    # S3: warnings at 2 minutes and 30 seconds left (the SFU follows the control plane's test clock).
+    await api.advance(w.operator, int((end - api.ctx.clock.now()).total_seconds()) - 119)
+    warnings = await _wait_state(family, "window.callState.warnings.length >= 1 && window.callState.warnings")
+    assert 100 <= warnings[0] <= 120
+    await api.advance(w.operator, int((end - api.ctx.clock.now()).total_seconds()) - 29)
+    await _wait_state(kiosk, "window.callState.warnings.some(s => s <= 30)")
+    # S2: the end, for both, with the reason shown.
+    await api.advance(w.operator, int((end - api.ctx.clock.now()).total_seconds()) - 2)
+    for page in (family, kiosk):
+        ended = await _wait_state(page, "window.callState.ended", within=10)
+        assert ended["reason"] == "completed"
+        assert "ended" in (await page.text_content("#banner") or "")
+    for _ in range(50):
+        status = (await visitor.get(f"/v1/visits/{visit['id']}")).ok()["status"]
+        if status == "completed":
+            break
+        await asyncio.sleep(0.1)
+    assert status == "completed"
+    assert errors == []
