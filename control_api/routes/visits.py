@@ -4,16 +4,18 @@ check-in (rules B1-B8, M3, M4, S6)."""
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, field_validator, model_validator
-from sqlalchemy import select
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, model_validator
+from sqlalchemy import and_, or_, select
+from sqlalchemy.sql.elements import ColumnElement
+from typing_extensions import TypedDict
 
 from control_api.api import ApiRequest, ApiRoutes
 from control_api.auth import Principal, Role
-from control_api.db.models import KioskNotification, Resident, Visit
+from control_api.db.models import Facility, KioskNotification, Resident, Visit
 from control_api.domain.cancellation import CancelledBy
 from control_api.domain.schedule import Span
 from control_api.problems import forbidden, not_found, unprocessable
@@ -26,11 +28,16 @@ TAGS = ("visits",)
 VISITORS = {Role.VISITOR, Role.ATTORNEY}
 STAFF = {Role.ADMIN, Role.OFFICER, Role.INVESTIGATOR}
 MAX_RANGE_DAYS = 31
-_CARD_NUMBER = re.compile(r"\d[\d -]{11,}\d")
+# A card number (PAN) is 13 to 19 digits, often grouped by spaces or dashes (M1: never accepted).
+_CARD_NUMBER = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
+VisitStatus = Literal["pending_review", "scheduled", "in_progress", "completed", "no_show_visitor",
+                      "no_show_resident", "disconnected", "failed", "cancelled", "rejected"]
 CardToken = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
-class Slot(BaseModel):
+class Slot(TypedDict):
+    """One bookable start (a plain dict: hundreds per answer, serialised without model objects)."""
+
     starts_at: datetime
     ends_at: datetime
     local_start: str
@@ -93,15 +100,15 @@ class QuoteResponse(BaseModel):
 
 
 class Payment(Strict):
-    card_token: CardToken | None = Field(default=None, description="a payment-processor token, never card data")
+    card_token: CardToken | None = Field(default=None, description="a payment-processor token, never card data "
+                                                                    "(anything holding a 13-19 digit number is "
+                                                                    "refused, M1)")
     use_credit: bool = Field(default=True, description="spend credit first, soonest-expiring (M5)")
 
-    @field_validator("card_token")
-    @classmethod
-    def _tokens_only(cls, value: str | None) -> str | None:
-        if value is not None and _CARD_NUMBER.search(value):
-            raise ValueError("send a payment token, never a card number (rule M1)")
-        return value
+
+def looks_like_card_number(value: str | None) -> bool:
+    """M1: a 13-19 digit number, with or without spaces or dashes, is card data, not a token."""
+    return value is not None and _CARD_NUMBER.search(value) is not None
 
 
 class BookingRequest(QuoteRequest):
@@ -137,7 +144,8 @@ class VisitOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, v: Visit, resident_name: str | None = None, payment: billing.PaymentResult | None = None) -> VisitOut:
+    def of(cls, v: Visit, resident_name: str | None = None,
+           payment: billing.PaymentResult | booking.PaidWith | None = None) -> VisitOut:
         return cls(id=v.id, facility_id=v.facility_id, housing_unit_id=v.housing_unit_id, resident_id=v.resident_id,
                    resident_name=resident_name, booker_id=v.booker_id, visit_type=v.visit_type,
                    starts_at=v.starts_at, ends_at=v.ends_at, length_minutes=v.length_minutes, status=v.status,
@@ -156,7 +164,8 @@ class VisitOut(BaseModel):
 
 async def _resident_for_booking(req: ApiRequest[Any, Any], resident_id: str, visit_type: str,
                                 *, lock: bool = False) -> booking.ResidentContext:
-    """V1/V2 for visitors; V3 for staff. Unknown and unapproved residents look the same (404)."""
+    """V1/V2 for visitors (403 until the facility approved them), V3 for staff; 404 for an unknown resident.
+    With `lock`, the resident's housing unit and the resident stay locked until commit (B8)."""
     ctx = await booking.resident_context(req.session, resident_id, lock=lock)
     if ctx is None:
         raise not_found("resident")
@@ -182,9 +191,10 @@ def can_see(principal: Principal, visit: Visit) -> bool:
     return visit.facility_id == principal.facility_id
 
 
-async def visible_visit(req: ApiRequest[Any, Any], visit_id: str) -> Visit:
-    """Visitors probing others' visits get 404 (nothing to learn); other facilities' staff 403 (V3)."""
-    visit = await req.session.get(Visit, visit_id)
+async def visible_visit(req: ApiRequest[Any, Any], visit_id: str, *, lock: bool = False) -> Visit:
+    """Visitors probing others' visits get 404 (nothing to learn); other facilities' staff 403 (V3).
+    With `lock`, the row stays locked until commit (every change of a visit's state)."""
+    visit = await (booking.lock_visit(req.session, visit_id) if lock else req.session.get(Visit, visit_id))
     if visit is None or (req.principal.role in VISITORS and visit.booker_id != req.principal.id):
         raise not_found("visit")
     if not can_see(req.principal, visit):
@@ -194,6 +204,12 @@ async def visible_visit(req: ApiRequest[Any, Any], visit_id: str) -> Visit:
 
 async def _resident_name(req: ApiRequest[Any, Any], resident_id: str) -> str | None:
     return await req.session.scalar(select(Resident.full_name).where(Resident.id == resident_id))
+
+
+async def visit_out(req: ApiRequest[Any, Any], visit: Visit) -> VisitOut:
+    """The full view of one visit, with how it was paid."""
+    paid = (await booking.paid_with(req.session, [visit.id])).get(visit.id)
+    return VisitOut.of(visit, await _resident_name(req, visit.resident_id), paid)
 
 
 # ------------------------------------------------------------------ availability and quotes
@@ -207,9 +223,9 @@ async def availability(req: ApiRequest[Any, AvailabilityQuery]) -> Availability:
     await billing.quote_for(req.session, ctx.facility, q.visit_type, q.length_minutes)  # only offered lengths (A3)
     spans = await booking.available_slots(req.session, ctx, q.from_, q.to, q.length_minutes, req.now)
     zone = ZoneInfo(ctx.facility.timezone)
-    # model_construct: these values come from our own computation, not from input (hundreds per call).
-    slots = [Slot.model_construct(starts_at=s.start, ends_at=s.end, local_start=s.start.astimezone(zone).isoformat(),
-                                  local_end=s.end.astimezone(zone).isoformat()) for s in spans]
+    # model_construct and plain dicts: these values come from our own computation, not from input.
+    slots = [Slot(starts_at=s.start, ends_at=s.end, local_start=s.start.astimezone(zone).isoformat(),
+                  local_end=s.end.astimezone(zone).isoformat()) for s in spans]
     return Availability.model_construct(resident_id=ctx.resident.id, timezone=ctx.facility.timezone,
                                         length_minutes=q.length_minutes, visit_type=q.visit_type, slots=slots)
 
@@ -237,7 +253,12 @@ async def quote(req: ApiRequest[QuoteRequest, Any]) -> QuoteResponse:
 @routes.post("/v1/visits", summary="Book and pay for a visit", roles=VISITORS, tags=TAGS, body=BookingRequest,
              response=VisitOut, status=201, idempotent=True, errors=(402, 403, 409))
 async def book(req: ApiRequest[BookingRequest, Any]) -> VisitOut:
+    """B1-B8: check access (V1, V2) and every schedule rule with the housing unit and resident
+    locked, create the visit, pay (credit first, then card), and tell the resident's kiosk."""
     b = req.body
+    if looks_like_card_number(b.payment.card_token):
+        raise unprocessable("tokens only (M1): send the payment processor's token, never a card number",
+                            slug="card-data-refused")
     key = req.request.headers["Idempotency-Key"]
     ctx = await _resident_for_booking(req, b.resident_id, b.visit_type, lock=True)
     visit, payment = await booking.book_visit(
@@ -248,46 +269,89 @@ async def book(req: ApiRequest[BookingRequest, Any]) -> VisitOut:
 
 
 class VisitQuery(BaseModel):
-    status: str | None = Field(default=None, max_length=24)
+    status: VisitStatus | None = None
     resident_id: Id | None = None
     facility_id: Id | None = None
-    starts_from: AwareDatetime | None = None
-    starts_before: AwareDatetime | None = None
+    from_: AwareDatetime | date | None = Field(default=None, alias="from", description=(
+        "visits starting at or after this instant, or on or after this local date (facility time, A1)"))
+    to: AwareDatetime | date | None = Field(default=None, description=(
+        "visits starting before this instant, or on or before this local date (facility time, A1)"))
     limit: int = Field(default=100, ge=1, le=500)
+
+
+def _local_midnight(day: date, zone: str) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=ZoneInfo(zone)).astimezone(UTC)
+
+
+async def _starts_filter(req: ApiRequest[Any, VisitQuery], facility_id: str | None) -> ColumnElement[bool] | None:
+    """`from`/`to` as a condition on starts_at. Dates are local to each visit's facility, so with
+    several facilities in view there is one pair of bounds per time zone."""
+    q = req.query
+    if q.from_ is None and q.to is None:
+        return None
+
+    def bounds(zone: str | None) -> list[ColumnElement[bool]]:
+        out: list[ColumnElement[bool]] = []
+        if isinstance(q.from_, datetime):
+            out.append(Visit.starts_at >= q.from_)
+        elif q.from_ is not None and zone is not None:
+            out.append(Visit.starts_at >= _local_midnight(q.from_, zone))
+        if isinstance(q.to, datetime):
+            out.append(Visit.starts_at < q.to)
+        elif q.to is not None and zone is not None:
+            out.append(Visit.starts_at < _local_midnight(q.to + timedelta(days=1), zone))
+        return out
+
+    if all(v is None or isinstance(v, datetime) for v in (q.from_, q.to)):
+        return and_(*bounds(None))
+    stmt = select(Facility.id, Facility.timezone)
+    if facility_id is not None:
+        stmt = stmt.where(Facility.id == facility_id)
+    by_zone: dict[str, list[str]] = {}
+    for fid, zone in (await req.session.execute(stmt)).all():
+        by_zone.setdefault(zone, []).append(fid)
+    if not by_zone:
+        return Visit.id.is_(None)
+    return or_(*[and_(Visit.facility_id.in_(ids), *bounds(zone)) for zone, ids in by_zone.items()])
 
 
 @routes.get("/v1/visits", summary="List visits", roles={*VISITORS, *STAFF, Role.OPERATOR, Role.KIOSK}, tags=TAGS,
             query=VisitQuery, response=list[VisitOut])
 async def list_visits(req: ApiRequest[Any, VisitQuery]) -> list[VisitOut]:
-    """Visitors see their own, staff their facility's, a kiosk its housing unit's upcoming ones."""
+    """Visitors see their own, staff their facility's (V3), a kiosk its housing unit's upcoming
+    ones, operators everything; filters: status, resident_id, facility_id, from, to."""
     p, q = req.principal, req.query
     stmt = select(Visit, Resident.full_name).join(Resident, Resident.id == Visit.resident_id)
+    scope = q.facility_id
     if p.role in VISITORS:
         stmt = stmt.where(Visit.booker_id == p.id)
     elif p.role is Role.KIOSK:
         stmt = stmt.where(Visit.housing_unit_id == p.housing_unit_id, Visit.ends_at > req.now,
                           Visit.status.in_(("scheduled", "in_progress")))
+        scope = p.facility_id
     elif p.role is not Role.OPERATOR:
+        if q.facility_id and q.facility_id != p.facility_id:
+            req.require_facility(q.facility_id)
         stmt = stmt.where(Visit.facility_id == p.facility_id)
+        scope = p.facility_id
     if q.facility_id:
         stmt = stmt.where(Visit.facility_id == q.facility_id)
     if q.status:
         stmt = stmt.where(Visit.status == q.status)
     if q.resident_id:
         stmt = stmt.where(Visit.resident_id == q.resident_id)
-    if q.starts_from:
-        stmt = stmt.where(Visit.starts_at >= q.starts_from)
-    if q.starts_before:
-        stmt = stmt.where(Visit.starts_at < q.starts_before)
-    rows = await req.session.execute(stmt.order_by(Visit.starts_at).limit(q.limit))
-    return [VisitOut.of(v, name) for v, name in rows.all()]
+    starts = await _starts_filter(req, scope)
+    if starts is not None:
+        stmt = stmt.where(starts)
+    rows = (await req.session.execute(stmt.order_by(Visit.starts_at, Visit.id).limit(q.limit))).all()
+    paid = await booking.paid_with(req.session, [v.id for v, _ in rows])
+    return [VisitOut.of(v, name, paid.get(v.id)) for v, name in rows]
 
 
 @routes.get("/v1/visits/{visit_id}", summary="Read a visit", roles={*VISITORS, *STAFF, Role.OPERATOR, Role.KIOSK},
             tags=TAGS, response=VisitOut)
 async def read_visit(req: ApiRequest[Any, Any]) -> VisitOut:
-    visit = await visible_visit(req, req.path("visit_id"))
-    return VisitOut.of(visit, await _resident_name(req, visit.resident_id))
+    return await visit_out(req, await visible_visit(req, req.path("visit_id")))
 
 
 class ReviewRequest(Strict):
@@ -309,10 +373,11 @@ class ChangeResult(VisitOut):
 @routes.post("/v1/visits/{visit_id}/review", summary="Approve or reject a booking", roles={Role.ADMIN}, tags=TAGS,
              body=ReviewRequest, response=ChangeResult, idempotent=True, errors=(409,))
 async def review(req: ApiRequest[ReviewRequest, Any]) -> ChangeResult:
-    visit = await visible_visit(req, req.path("visit_id"))
+    """A7: approve or reject a booking awaiting review, before it starts; a rejection credits M3c."""
+    visit = await visible_visit(req, req.path("visit_id"), lock=True)
     credited = await booking.review_visit(req.session, req.ctx, visit, approve=req.body.decision == "approve",
                                           reason=req.body.reason, now=req.now)
-    return ChangeResult(**VisitOut.of(visit).model_dump(), credited_cents=credited,
+    return ChangeResult(**(await visit_out(req, visit)).model_dump(), credited_cents=credited,
                         credit_rule="M3c" if credited else None)
 
 
@@ -325,12 +390,12 @@ class CancelRequest(Strict):
              response=ChangeResult, idempotent=True, errors=(409,))
 async def cancel(req: ApiRequest[CancelRequest, Any]) -> ChangeResult:
     """Credits follow M3/M4: with notice for visitors, always for facility and operator before the start."""
-    visit = await visible_visit(req, req.path("visit_id"))
+    visit = await visible_visit(req, req.path("visit_id"), lock=True)
     role = req.principal.role
     by: CancelledBy = "visitor" if role in VISITORS else "operator" if role is Role.OPERATOR else "facility"
     credited, rule = await booking.cancel_visit(req.session, req.ctx, visit, cancelled_by=by,
                                                 reason=req.body.reason, now=req.now)
-    return ChangeResult(**VisitOut.of(visit).model_dump(), credited_cents=credited, credit_rule=rule)
+    return ChangeResult(**(await visit_out(req, visit)).model_dump(), credited_cents=credited, credit_rule=rule)
 
 
 class MoveRequest(Strict):
@@ -340,9 +405,11 @@ class MoveRequest(Strict):
 @routes.post("/v1/visits/{visit_id}/move", summary="Move a visit to another time", roles={Role.ADMIN}, tags=TAGS,
              body=MoveRequest, response=VisitOut, errors=(409,))
 async def move(req: ApiRequest[MoveRequest, Any]) -> VisitOut:
-    visit = await visible_visit(req, req.path("visit_id"))
+    """B2-B5 re-checked for the new time (the visit does not compete with itself); B1 type,
+    length and price unchanged; B7 the resident is told."""
+    visit = await visible_visit(req, req.path("visit_id"), lock=True)
     await booking.move_visit(req.session, visit, starts_at=req.body.starts_at, now=req.now)
-    return VisitOut.of(visit, await _resident_name(req, visit.resident_id))
+    return await visit_out(req, visit)
 
 
 @routes.patch("/v1/visits/{visit_id}", summary="Change a visit's type (always refused)",
@@ -396,6 +463,7 @@ async def ack_notification(req: ApiRequest[Any, Any]) -> NotificationOut:
 @routes.post("/v1/visits/{visit_id}/check-in", summary="Check the resident in at the kiosk", roles={Role.KIOSK},
              tags=("kiosk",), response=VisitOut, errors=(409,))
 async def check_in(req: ApiRequest[Any, Any]) -> VisitOut:
-    visit = await visible_visit(req, req.path("visit_id"))
+    """S6: the resident checks in at a kiosk of the visit's housing unit, lobby opening to end."""
+    visit = await visible_visit(req, req.path("visit_id"), lock=True)
     booking.check_in(visit, now=req.now, lobby_minutes=req.ctx.settings.lobby_minutes)
-    return VisitOut.of(visit, await _resident_name(req, visit.resident_id))
+    return await visit_out(req, visit)

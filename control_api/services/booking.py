@@ -16,11 +16,22 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_api.context import AppContext
-from control_api.db.models import Closure, Facility, HousingUnit, KioskNotification, Resident, Visit, VisitationWindow
+from control_api.db.models import (
+    Closure,
+    Facility,
+    HousingUnit,
+    KioskNotification,
+    LedgerEntry,
+    LedgerTransaction,
+    Resident,
+    Visit,
+    VisitationWindow,
+)
 from control_api.domain.cancellation import CancelledBy, cancellation_credit_rule, rejection_credit_rule
 from control_api.domain.schedule import ACTIVE_STATUSES, BookedVisit, Policy, Schedule, Span, Violation, Window
 from control_api.problems import ProblemError, conflict
 from control_api.services import billing
+from control_api.services.sweeps import sweep
 
 VisitType = Literal["social", "privileged"]
 
@@ -33,20 +44,40 @@ class ResidentContext:
 
 
 async def resident_context(session: AsyncSession, resident_id: str, *, lock: bool = False) -> ResidentContext | None:
-    """Load the resident with its unit and facility; with `lock`, lock unit then resident (B8)."""
-    resident = await session.get(Resident, resident_id)
-    if resident is None:
-        return None
-    unit_stmt = select(HousingUnit).where(HousingUnit.id == resident.housing_unit_id)
-    if lock:
-        unit_stmt = unit_stmt.with_for_update()
-    unit = (await session.scalars(unit_stmt)).one()
-    if lock:
-        resident = (await session.scalars(select(Resident).where(Resident.id == resident_id)
-                                          .with_for_update())).one()
-    facility = await session.get(Facility, resident.facility_id)
-    assert facility is not None
-    return ResidentContext(resident=resident, unit=unit, facility=facility)
+    """Load the resident with its unit and facility (one query).
+
+    With `lock` (every write that needs the rules to stay true until commit, B8): lock the housing
+    unit row, then the resident row, always in that order, so concurrent bookings for the same
+    unit queue up instead of both seeing the last kiosk free. On SQLite the write transaction
+    itself already holds the database lock (BEGIN IMMEDIATE), and FOR UPDATE is a no-op.
+    """
+    if not lock:
+        row = (await session.execute(
+            select(Resident, HousingUnit, Facility)
+            .join(HousingUnit, HousingUnit.id == Resident.housing_unit_id)
+            .join(Facility, Facility.id == Resident.facility_id)
+            .where(Resident.id == resident_id))).one_or_none()
+        return None if row is None else ResidentContext(resident=row[0], unit=row[1], facility=row[2])
+    for _ in range(3):  # the resident may be transferred between reading its unit and locking it
+        unit_id = await session.scalar(select(Resident.housing_unit_id).where(Resident.id == resident_id))
+        if unit_id is None:
+            return None
+        unit = (await session.scalars(select(HousingUnit).where(HousingUnit.id == unit_id).with_for_update()
+                                      .execution_options(populate_existing=True))).one()
+        resident = (await session.scalars(select(Resident).where(Resident.id == resident_id).with_for_update()
+                                          .execution_options(populate_existing=True))).one()
+        if resident.housing_unit_id == unit.id:
+            facility = await session.get(Facility, resident.facility_id)
+            assert facility is not None
+            return ResidentContext(resident=resident, unit=unit, facility=facility)
+    raise conflict("the resident is being moved between housing units; try again", slug="resident-moving")
+
+
+async def lock_visit(session: AsyncSession, visit_id: str) -> Visit | None:
+    """The visit row, locked until commit: two cancellations (or a cancel and a move) of the same
+    visit run one after the other, and the second sees the first's result."""
+    return (await session.scalars(select(Visit).where(Visit.id == visit_id).with_for_update()
+                                  .execution_options(populate_existing=True))).one_or_none()
 
 
 async def load_schedule(session: AsyncSession, ctx: ResidentContext, start: datetime, end: datetime,
@@ -58,12 +89,13 @@ async def load_schedule(session: AsyncSession, ctx: ResidentContext, start: date
         Closure.facility_id == ctx.facility.id,
         or_(Closure.housing_unit_id.is_(None), Closure.housing_unit_id == ctx.unit.id),
         Closure.ends_at > start, Closure.starts_at < end))).all()
-    # A week either side covers the weekly limit (A7) and visits straddling the edges.
-    lo, hi = start - timedelta(days=8), end + timedelta(days=8)
+    # Kiosk use (A4) only matters where it overlaps [start, end); the weekly limit (A7) needs the
+    # resident's visits of every local week touching it, so a week and a day either side.
     unit_visits = (await session.execute(select(Visit.id, Visit.resident_id, Visit.starts_at, Visit.ends_at,
                                                 Visit.status).where(
         Visit.housing_unit_id == ctx.unit.id, Visit.status.in_(ACTIVE_STATUSES),
-        Visit.ends_at > lo, Visit.starts_at < hi))).all()
+        Visit.ends_at > start, Visit.starts_at < end))).all()
+    lo, hi = start - timedelta(days=8), end + timedelta(days=8)
     resident_visits = (await session.execute(select(Visit.id, Visit.resident_id, Visit.starts_at, Visit.ends_at,
                                                     Visit.status).where(
         Visit.resident_id == ctx.resident.id, Visit.ends_at > lo, Visit.starts_at < hi))).all()
@@ -81,7 +113,8 @@ async def load_schedule(session: AsyncSession, ctx: ResidentContext, start: date
 
 async def available_slots(session: AsyncSession, ctx: ResidentContext, first: date, last: date,
                           length_minutes: int, now: datetime) -> list[Span]:
-    zone_margin = timedelta(days=1)
+    """Bookable slots for local dates first..last: four queries, then pure rules in memory."""
+    zone_margin = timedelta(days=1)  # local dates reach at most 14 hours either side of UTC dates
     start = datetime.combine(first, time(0), tzinfo=UTC) - zone_margin
     end = datetime.combine(last, time(0), tzinfo=UTC) + 2 * zone_margin
     schedule = await load_schedule(session, ctx, start, end)
@@ -91,6 +124,10 @@ async def available_slots(session: AsyncSession, ctx: ResidentContext, first: da
 
 
 def raise_first(violations: list[Violation]) -> None:
+    """Refuse with the first broken rule; every broken rule is listed in `violations`.
+
+    Someone else holding the kiosk or the resident is a conflict (409, e.g. the loser of a race,
+    B8); a time the rules never allow is unprocessable (422)."""
     if not violations:
         return
     first = violations[0]
@@ -108,7 +145,7 @@ async def check_rules(session: AsyncSession, ctx: ResidentContext, span: Span, n
 
 
 def notify_kiosk(session: AsyncSession, visit: Visit, kind: str, now: datetime, zone: str, extra: str = "") -> None:
-    """B7: the resident sees every booked, moved or cancelled visit on the unit's kiosk."""
+    """B7: the resident sees every booked, moved or cancelled visit on the unit's kiosk, in local time."""
     local = visit.starts_at.astimezone(ZoneInfo(zone))
     label = "Attorney visit" if visit.visit_type == "privileged" else "Visit"
     message = f"{label} {kind} for {local:%a %b %d, %H:%M} ({visit.length_minutes} min)"
@@ -122,11 +159,13 @@ async def book_visit(session: AsyncSession, app: AppContext, *, booker_id: str, 
                      visit_type: VisitType, starts_at: datetime, length_minutes: int, card_token: str | None,
                      use_credit: bool, idempotency_key: str, now: datetime,
                      on_rollback: list[Any]) -> tuple[Visit, billing.PaymentResult]:
+    """Check every rule, create the visit, then pay (B2-B7). `ctx` must come from a locking
+    `resident_context`, so nothing can change the answer between the check and the charge (B8)."""
     starts_at = starts_at.astimezone(UTC)
     span = Span(starts_at, starts_at + timedelta(minutes=length_minutes))
     quote = await billing.quote_for(session, ctx.facility, visit_type, length_minutes)  # A3, B6
     raise_first(await check_rules(session, ctx, span, now))
-    status = "pending_review" if ctx.facility.review_mode == "manual" else "scheduled"
+    status = "pending_review" if ctx.facility.review_mode == "manual" else "scheduled"  # A7
     visit = Visit(facility_id=ctx.facility.id, housing_unit_id=ctx.unit.id, resident_id=ctx.resident.id,
                   booker_id=booker_id, visit_type=visit_type, starts_at=span.start, ends_at=span.end,
                   length_minutes=length_minutes, status=status, billing_mode=quote.billing_mode,
@@ -136,24 +175,31 @@ async def book_visit(session: AsyncSession, app: AppContext, *, booker_id: str, 
     await session.flush()
     payment = await billing.pay_for_visit(session, app, visit=visit, card_token=card_token, use_credit=use_credit,
                                           idempotency_key=idempotency_key, now=now, on_rollback=on_rollback)
-    notify_kiosk(session, visit, "booked", now, ctx.facility.timezone)
+    notify_kiosk(session, visit, "booked", now, ctx.facility.timezone,
+                 "awaiting the facility's approval" if status == "pending_review" else "")
     return visit, payment
 
 
 async def review_visit(session: AsyncSession, app: AppContext, visit: Visit, *, approve: bool, reason: str | None,
                        now: datetime) -> int:
+    """A7: staff approve or reject a booking made under manual review; a rejection credits the
+    price (M3c) and tells the resident (B7). `visit` should be locked (`lock_visit`)."""
     if visit.status != "pending_review":
         raise conflict(f"only visits pending review can be reviewed; this one is {visit.status}",
                        slug="not-pending-review")
+    if now >= visit.starts_at:
+        raise conflict("the booking was not reviewed before its start; it lapses and is credited automatically "
+                       "(rule M3c)", slug="visit-started")
+    facility = await session.get(Facility, visit.facility_id)
+    assert facility is not None
     visit.review_reason = reason
     visit.updated_at = now
     if approve:
         visit.status = "scheduled"
+        notify_kiosk(session, visit, "booked", now, facility.timezone, "approved by the facility")
         return 0
     visit.status = "rejected"
-    facility = await session.get(Facility, visit.facility_id)
-    assert facility is not None
-    notify_kiosk(session, visit, "cancelled", now, facility.timezone, "rejected by the facility")
+    notify_kiosk(session, visit, "cancelled", now, facility.timezone, "not approved by the facility")
     rule = rejection_credit_rule(now=now, starts_at=visit.starts_at)
     if rule is None:
         return 0
@@ -161,8 +207,31 @@ async def review_visit(session: AsyncSession, app: AppContext, visit: Visit, *, 
                                       description="Credit: the facility rejected the booking (M3c)")
 
 
+@sweep("lapse_unreviewed_bookings")
+async def lapse_unreviewed_bookings(session: AsyncSession, now: datetime, app: AppContext) -> int:
+    """A booking still awaiting review when it should start never took place through the facility's
+    choice: it counts as rejected before the start, so the price comes back as credit (M3c)."""
+    visits = (await session.scalars(select(Visit).where(
+        Visit.status == "pending_review", Visit.starts_at <= now).with_for_update())).all()
+    zones: dict[str, str] = {}
+    for visit in visits:
+        if visit.facility_id not in zones:
+            facility = await session.get(Facility, visit.facility_id)
+            assert facility is not None
+            zones[visit.facility_id] = facility.timezone
+        visit.status = "rejected"
+        visit.review_reason = "not reviewed before the start"
+        visit.updated_at = now
+        notify_kiosk(session, visit, "cancelled", now, zones[visit.facility_id], "not approved in time")
+        await billing.credit_visit(session, app, visit=visit, rule="M3c", now=now,
+                                   description="Credit: the facility did not approve the booking before its "
+                                               "start (M3c)")
+    return len(visits)
+
+
 async def cancel_visit(session: AsyncSession, app: AppContext, visit: Visit, *, cancelled_by: CancelledBy,
                        reason: str, now: datetime) -> tuple[int, str | None]:
+    """Cancel before the start; the credit follows M3a/b/d and M4. `visit` should be locked."""
     if visit.status not in ("pending_review", "scheduled"):
         raise conflict(f"a {visit.status} visit cannot be cancelled", slug="not-cancellable")
     if now >= visit.starts_at:
@@ -174,7 +243,8 @@ async def cancel_visit(session: AsyncSession, app: AppContext, visit: Visit, *, 
     visit.cancelled_by = cancelled_by
     visit.cancel_reason = reason
     visit.updated_at = now
-    notify_kiosk(session, visit, "cancelled", now, facility.timezone)
+    notify_kiosk(session, visit, "cancelled", now, facility.timezone,
+                 "by the facility" if cancelled_by == "facility" else "")
     rule = cancellation_credit_rule(cancelled_by=cancelled_by, now=now, starts_at=visit.starts_at,
                                     notice_hours=facility.cancellation_notice_hours)
     if rule is None:
@@ -187,6 +257,9 @@ async def cancel_visit(session: AsyncSession, app: AppContext, visit: Visit, *, 
 
 
 async def move_visit(session: AsyncSession, visit: Visit, *, starts_at: datetime, now: datetime) -> None:
+    """Move a visit to a new start: every rule is checked again for the new time, with the visit
+    itself not competing (B2-B5); type, length and price stay (B1); the resident is told (B7).
+    `visit` should be locked; the unit and the resident are locked here, as for a booking."""
     if visit.status not in ("pending_review", "scheduled"):
         raise conflict(f"a {visit.status} visit cannot be moved", slug="not-movable")
     if now >= visit.starts_at:
@@ -195,6 +268,8 @@ async def move_visit(session: AsyncSession, visit: Visit, *, starts_at: datetime
     assert ctx is not None
     starts_at = starts_at.astimezone(UTC)
     span = Span(starts_at, starts_at + timedelta(minutes=visit.length_minutes))
+    if span.start == visit.starts_at and ctx.unit.id == visit.housing_unit_id:
+        return  # already there (a retried request): nothing to tell the resident
     raise_first(await check_rules(session, ctx, span, now, ignore_visit_id=visit.id))
     old = visit.starts_at
     visit.starts_at, visit.ends_at, visit.updated_at = span.start, span.end, now
@@ -204,7 +279,7 @@ async def move_visit(session: AsyncSession, visit: Visit, *, starts_at: datetime
 
 
 def check_in(visit: Visit, *, now: datetime, lobby_minutes: int) -> None:
-    """S6: the resident checks in at the kiosk from the lobby opening until the end."""
+    """S6: the resident checks in at the kiosk from the lobby opening (S1) until the end."""
     if visit.status not in ("scheduled", "in_progress"):
         raise conflict(f"a {visit.status} visit cannot be checked in", slug="not-checkable")
     opens = visit.starts_at - timedelta(minutes=lobby_minutes)
@@ -215,3 +290,27 @@ def check_in(visit: Visit, *, now: datetime, lobby_minutes: int) -> None:
     if visit.resident_checked_in_at is None:
         visit.resident_checked_in_at = now
         visit.updated_at = now
+
+
+@dataclass(frozen=True)
+class PaidWith:
+    credit_used_cents: int
+    card_charged_cents: int
+
+
+async def paid_with(session: AsyncSession, visit_ids: list[str]) -> dict[str, PaidWith]:
+    """How each visit was paid at booking (credit, card), read back from its payment transaction (M9)."""
+    if not visit_ids:
+        return {}
+    rows = (await session.execute(
+        select(LedgerTransaction.visit_id, LedgerEntry.account, LedgerEntry.amount_cents)
+        .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+        .where(LedgerTransaction.kind == "visit_payment", LedgerTransaction.visit_id.in_(visit_ids),
+               or_(LedgerEntry.account == billing.GATEWAY, LedgerEntry.account.like("liability:credit:%"))))).all()
+    split: dict[str, list[int]] = {}
+    for visit_id, account, amount in rows:
+        if visit_id is None:
+            continue
+        entry = split.setdefault(visit_id, [0, 0])
+        entry[0 if account != billing.GATEWAY else 1] += int(amount)
+    return {v: PaidWith(credit_used_cents=c, card_charged_cents=k) for v, (c, k) in split.items()}

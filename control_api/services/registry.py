@@ -2,7 +2,8 @@
 
 import importlib
 
-SWEEP_MODULES: tuple[str, ...] = ("control_api.services.billing", "control_api.services.visit_outcomes")
+SWEEP_MODULES: tuple[str, ...] = ("control_api.services.billing", "control_api.services.visit_outcomes",
+                                  "control_api.services.booking")
 
 for _name in SWEEP_MODULES:
     importlib.import_module(_name)
