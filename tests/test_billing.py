@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,7 +13,7 @@ from control_api.services import billing
 from tests.support import Api
 from tests.support_booking import at, book
 from tests.support_facility import build_facility
-from tests.support_visits import run_visit
+from tests.support_visits import run_visit, seed_visit, seed_world
 
 
 async def _balanced(api: Api) -> bool:
@@ -130,3 +130,90 @@ async def test_m2_credit_is_never_refunded_to_the_card(api: Api) -> None:
     assert api.gateway.voided_charges() == []  # the card charge stands; the money is on the balance
     assert [c.amount_cents for c in api.gateway.settled_charges()] == [750]
     assert (await visitor.get("/v1/me/balance")).ok()["available_cents"] == 750
+
+
+# ---------------------------------------------------------------- without the booking area (ORM-seeded visits)
+
+
+async def test_m6_credit_requests_are_for_own_visits_whose_start_has_passed(api: Api) -> None:
+    w = await seed_world(api)
+    future = await seed_visit(api, w, starts_in=timedelta(hours=3))
+    started = await seed_visit(api, w, starts_in=timedelta(minutes=-2))  # still `scheduled`: nothing reported yet
+    cancelled = await seed_visit(api, w, starts_in=timedelta(minutes=-60), status="cancelled")
+    file = "/v1/credit-requests"
+    (await w.visitor.post(file, {"visit_id": future["id"], "description": "x"})).problem(422, "not-claimable")
+    (await w.visitor.post(file, {"visit_id": cancelled["id"], "description": "x"})).problem(422, "not-claimable")
+    (await w.visitor.post(file, {"visit_id": "no-such-visit", "description": "x"})).problem(404)
+    stranger = await api.sign_up()
+    (await stranger.post(file, {"visit_id": started["id"], "description": "x"})).problem(404)
+    (await w.operator.post(file, {"visit_id": started["id"], "description": "x"})).problem(403)
+    cr = (await w.visitor.post(file, {"visit_id": started["id"], "description": "the video froze"})).ok(201)
+    filed = datetime.fromisoformat(cr["filed_at"])
+    assert datetime.fromisoformat(cr["decide_by"]) == filed + timedelta(hours=72)
+    assert (cr["status"], cr["overdue"], cr["visit_id"]) == ("open", False, started["id"])
+    (await w.visitor.post(file, {"visit_id": started["id"], "description": "again"})).problem(409, "already-requested")
+    assert await _balanced(api)
+
+
+async def test_m6_overdue_flag_follows_the_clock_and_decisions_are_final(api: Api) -> None:
+    w = await seed_world(api)
+    other = await api.sign_up()
+    mine = await seed_visit(api, w, starts_in=timedelta(minutes=-40))
+    theirs = await seed_visit(api, w, starts_in=timedelta(minutes=-40), visitor=other)
+    a = (await w.visitor.post("/v1/credit-requests", {"visit_id": mine["id"], "description": "no audio"})).ok(201)
+    b = (await other.post("/v1/credit-requests", {"visit_id": theirs["id"], "description": "frozen"})).ok(201)
+    assert [x["id"] for x in (await w.visitor.get("/v1/credit-requests")).ok()] == [a["id"]]  # own only
+    assert {x["id"] for x in (await w.operator.get("/v1/credit-requests")).ok()} == {a["id"], b["id"]}
+    await api.advance(w.operator, 71 * 3600)
+    assert (await w.operator.get("/v1/credit-requests?overdue=true")).ok() == []
+    await api.advance(w.operator, 2 * 3600)  # past the 72-hour deadline
+    overdue = (await w.operator.get("/v1/credit-requests?overdue=true")).ok()
+    assert {x["id"] for x in overdue} == {a["id"], b["id"]} and all(x["overdue"] for x in overdue)
+    assert (await w.visitor.get("/v1/credit-requests")).ok()[0]["overdue"] is True
+
+    decide_a = f"/v1/credit-requests/{a['id']}/decision"
+    (await w.operator.post(decide_a, {"decision": "deny"}, idempotency_key=True)).problem(422)  # a denial says why
+    (await w.visitor.post(decide_a, {"decision": "approve"}, idempotency_key=True)).problem(403)
+    (await w.operator.post("/v1/credit-requests/no-such/decision", {"decision": "approve"},
+                           idempotency_key=True)).problem(404)
+    denied = (await w.operator.post(decide_a, {"decision": "deny", "note": "the logs show a good connection"},
+                                    idempotency_key=True)).ok()
+    assert (denied["status"], denied["credited_cents"], denied["overdue"]) == ("denied", 0, False)
+    assert denied["decision_note"] == "the logs show a good connection"
+    (await w.operator.post(decide_a, {"decision": "approve"}, idempotency_key=True)).problem(409, "already-decided")
+    assert (await w.visitor.get("/v1/me/balance")).ok()["available_cents"] == 0
+
+    approved = (await w.operator.post(f"/v1/credit-requests/{b['id']}/decision", {"decision": "approve"},
+                                      idempotency_key=True)).ok()
+    assert (approved["status"], approved["credited_cents"]) == ("approved", 750)
+    assert (await other.get("/v1/me/balance")).ok()["lots"][0]["rule"] == "M6"
+    assert [x["id"] for x in (await w.operator.get("/v1/credit-requests?overdue=true")).ok()] == []
+    assert {x["id"] for x in (await w.operator.get("/v1/credit-requests?overdue=false")).ok()} == {a["id"], b["id"]}
+    assert [x["id"] for x in (await w.operator.get("/v1/credit-requests?status=approved")).ok()] == [b["id"]]
+    assert await _balanced(api)
+
+
+async def test_m9_statement_shows_every_movement_with_its_visit_and_rule(api: Api) -> None:
+    w = await seed_world(api)
+    failed = await seed_visit(api, w, starts_in=timedelta(minutes=-40))
+    await run_visit(api, failed, end={"reason": "failed"}, connected_seconds=0)  # M6: 750 back
+    short = await seed_visit(api, w, starts_in=timedelta(days=1), length=20, use_credit=True)  # 750 from credit
+    assert short["credit_used_cents"] == 750  # world price is per visit, whatever the length
+    other = await seed_visit(api, w, starts_in=timedelta(minutes=-40))
+    await run_visit(api, other, end={"reason": "failed"}, connected_seconds=0)
+    await api.advance(w.operator, 91 * 86400)  # the second credit expires unspent (M5)
+    lines = (await w.visitor.get("/v1/me/statement")).ok()
+    assert [(x["kind"], x["rule"], x["amount_cents"], x["visit_id"]) for x in lines] == [
+        ("visit_payment", "B6", -750, failed["id"]), ("credit_issued", "M6", 750, failed["id"]),
+        ("visit_payment", "B6", -750, short["id"]), ("visit_payment", "B6", -750, other["id"]),
+        ("credit_issued", "M6", 750, other["id"]), ("credit_expired", "M5", -750, other["id"])]
+    assert all(x["description"] for x in lines)
+    # The operator reads any visitor's statement; visitors only their own.
+    assert (await w.operator.get(f"/v1/visitors/{w.visitor.principal_id}/statement")).ok() == lines
+    stranger = await api.sign_up()
+    (await stranger.get(f"/v1/visitors/{w.visitor.principal_id}/statement")).problem(403)
+    assert (await stranger.get("/v1/me/statement")).ok() == []
+    (await w.operator.get(f"/v1/visitors/{w.operator.principal_id}/statement")).problem(404)
+    (await w.operator.get("/v1/visitors/no-such-user/statement")).problem(404)
+    (await w.operator.get("/v1/me/balance")).problem(403)
+    assert await _balanced(api)

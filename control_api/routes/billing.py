@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from control_api.api import ApiRequest, ApiRoutes
 from control_api.auth import Role
-from control_api.db.models import CreditLot, CreditRequest, User, Visit
+from control_api.db.models import CreditLot, CreditRequest, User
 from control_api.problems import not_found
 from control_api.routes.common import Id, Reason, Strict, get_or_404
 from control_api.services import billing, credit_requests
@@ -104,11 +104,11 @@ class CreditRequestOut(BaseModel):
 @routes.post("/v1/credit-requests", summary="Ask for a credit for a system problem", roles=VISITORS, tags=TAGS,
              body=CreditRequestIn, response=CreditRequestOut, status=201, errors=(409,))
 async def file_credit_request(req: ApiRequest[CreditRequestIn, Any]) -> CreditRequestOut:
-    visit = await req.session.get(Visit, req.body.visit_id)
-    if visit is None or visit.booker_id != req.principal.id:
-        raise not_found("visit")
-    request = await credit_requests.file_request(req.session, req.ctx, visit=visit, visitor_id=req.principal.id,
-                                                 description=req.body.description, now=req.now)
+    """M6: for the visitor's own visit once its start has passed (or it ended); one open request
+    per visit; the operator must decide by `decide_by` (filed + credit_request_decision_hours)."""
+    request = await credit_requests.file_request(req.session, req.ctx, visit_id=req.body.visit_id,
+                                                 visitor_id=req.principal.id, description=req.body.description,
+                                                 now=req.now)
     return CreditRequestOut.of(request, req.now)
 
 
@@ -148,7 +148,9 @@ class Decision(Strict):
 @routes.post("/v1/credit-requests/{request_id}/decision", summary="Decide a credit request", roles={Role.OPERATOR},
              tags=TAGS, body=Decision, response=CreditRequestOut, idempotent=True, errors=(409,))
 async def decide_credit_request(req: ApiRequest[Decision, Any]) -> CreditRequestOut:
-    request = await get_or_404(req.session, CreditRequest, req.path("request_id"), "credit request")
+    """Approve issues the visit's price as credit with rule M6 (at most once per visit, whatever
+    else credited it); deny needs a note; a decided request cannot be decided again (409)."""
+    request = await credit_requests.get_for_decision(req.session, req.path("request_id"))
     credited = await credit_requests.decide(req.session, req.ctx, request, approve=req.body.decision == "approve",
                                             note=req.body.note, operator_id=req.principal.id, now=req.now)
     return CreditRequestOut.of(request, req.now, credited)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from control_api.api import PUBLIC, ApiRequest, ApiRoutes
 from control_api.auth import Role
 from control_api.db.models import Visit
-from control_api.problems import ProblemError, conflict, forbidden, not_found
+from control_api.problems import conflict, forbidden, not_found
 from control_api.routes.common import Id, Strict
 from control_api.services.visit_outcomes import record_event
 from openvisit.keys import public_pem
@@ -158,15 +158,17 @@ class MediaEventAck(BaseModel):
 
 @routes.post("/v1/internal/media-events", summary="Report a visit event from the media plane", roles={Role.MEDIA},
              tags=TAGS, body=MediaEvent, response=MediaEventAck,
-             description="For media nodes only: authenticated with the media secret as a bearer token, "
-                         "not with a user's access token.")
+             description="For media nodes only: authenticated with `Authorization: Bearer <media secret>` "
+                         "(compared in constant time), not with a user's access token; anything else is 401. "
+                         "`event_id` makes reports idempotent: a repeated id answers `duplicate: true` and "
+                         "changes nothing. Reports about a visit that is no longer live (ended, cancelled) "
+                         "are stored and change nothing. An `ended` report decides the final status (S6) "
+                         "and settles the money (M4, M6, M8).")
 async def media_event(req: ApiRequest[MediaEvent, Any]) -> MediaEventAck:
     b = req.body
     visit = (await req.session.scalars(select(Visit).where(Visit.id == b.visit_id).with_for_update())).one_or_none()
     if visit is None:
         raise not_found("visit")
-    if visit.status in ("pending_review", "cancelled", "rejected"):
-        raise ProblemError(409, "not-joinable", f"a {visit.status} visit has no media events")
     data = {"reason": b.reason, "disconnect_reason": b.disconnect_reason, "connected_seconds": b.connected_seconds,
             "detail": b.detail}
     fresh = await record_event(req.session, req.ctx, visit=visit, event_id=b.event_id, kind=b.kind,

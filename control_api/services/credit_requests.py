@@ -1,4 +1,8 @@
-"""Credit requests (rule M6): filed by a visitor, decided by the operator within the deadline."""
+"""Credit requests (rule M6): filed by a visitor, decided by the operator within the deadline.
+
+`overdue` is computed at read time from the clock (open and past `decide_by`), not by a sweep:
+it can never be stale and needs no stored flag.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_api.context import AppContext
 from control_api.db.models import CreditRequest, Visit
-from control_api.problems import conflict, unprocessable
+from control_api.problems import conflict, not_found, unprocessable
 from control_api.services import billing
 
+# Visits that have started or ended. A `scheduled` visit qualifies once its start has passed.
 CLAIMABLE = frozenset({"in_progress", "completed", "disconnected", "failed", "no_show_visitor", "no_show_resident"})
 
 
@@ -20,13 +25,22 @@ def is_overdue(request: CreditRequest, now: datetime) -> bool:
     return request.status == "open" and now > request.decide_by
 
 
-async def file_request(session: AsyncSession, app: AppContext, *, visit: Visit, visitor_id: str, description: str,
+def is_claimable(visit: Visit, now: datetime) -> bool:
+    return visit.status in CLAIMABLE or (visit.status == "scheduled" and now >= visit.starts_at)
+
+
+async def file_request(session: AsyncSession, app: AppContext, *, visit_id: str, visitor_id: str, description: str,
                        now: datetime) -> CreditRequest:
-    if visit.status not in CLAIMABLE:
+    """File a request for the visitor's own visit. The visit row is locked, so two concurrent
+    filings cannot both open a request (one open request per visit)."""
+    visit = (await session.scalars(select(Visit).where(Visit.id == visit_id).with_for_update())).one_or_none()
+    if visit is None or visit.booker_id != visitor_id:
+        raise not_found("visit")
+    if not is_claimable(visit, now):
         raise unprocessable("a credit request is for a visit that has started or ended; cancel a future visit "
                             "instead (rules M3, M6)", slug="not-claimable")
-    existing = await session.scalar(select(CreditRequest).where(CreditRequest.visit_id == visit.id,
-                                                                CreditRequest.status == "open"))
+    existing = await session.scalar(select(CreditRequest.id).where(CreditRequest.visit_id == visit.id,
+                                                                   CreditRequest.status == "open"))
     if existing is not None:
         raise conflict("there is already an open credit request for this visit", slug="already-requested")
     request = CreditRequest(visitor_id=visitor_id, visit_id=visit.id, description=description, status="open",
@@ -37,9 +51,19 @@ async def file_request(session: AsyncSession, app: AppContext, *, visit: Visit, 
     return request
 
 
+async def get_for_decision(session: AsyncSession, request_id: str) -> CreditRequest:
+    """The request, row-locked so that two concurrent decisions are serialised."""
+    request = (await session.scalars(select(CreditRequest).where(CreditRequest.id == request_id)
+                                     .with_for_update())).one_or_none()
+    if request is None:
+        raise not_found("credit request")
+    return request
+
+
 async def decide(session: AsyncSession, app: AppContext, request: CreditRequest, *, approve: bool, note: str | None,
                  operator_id: str, now: datetime) -> int:
-    """Approving credits the visit's price once (M2, M6); a visit already credited gets no more."""
+    """Approving credits the visit's price once (M2, M6); a visit already credited (for example
+    automatically as `failed`) gets no more. Returns the cents credited by this decision."""
     if request.status != "open":
         raise conflict(f"this request was already {request.status}", slug="already-decided")
     request.status = "approved" if approve else "denied"

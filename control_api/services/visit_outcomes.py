@@ -1,8 +1,12 @@
-"""Visit events from the media plane, and the visit's final status and money (S6, M6, M8)."""
+"""Visit events from the media plane, and the visit's final status and money (S6, M6, M8).
+
+`record_event` is the one entry point for reports, whether they come over HTTP
+(`/v1/internal/media-events`) or from the embedded media plane (`control_api.media_bridge`).
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import select
@@ -10,25 +14,41 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_api.context import AppContext
 from control_api.db.models import Visit, VisitEvent
-from control_api.domain.outcomes import TERMINAL, Attendance, Reported, credit_rule_for, final_status
+from control_api.domain.outcomes import (
+    LIVE,
+    Attendance,
+    Presence,
+    Reported,
+    both_present_seconds,
+    credit_rule_for,
+    final_status,
+)
 from control_api.services import billing
 from control_api.services.sweeps import sweep
 
 EventKind = Literal["participant_joined", "participant_left", "started", "ended"]
 
+# The media plane ends a visit at its scheduled end and reports it within moments (with retries).
+# The sweep waits this long past the end before deciding without that report, so the media
+# plane's own measure of connected time wins whenever it arrives.
+END_REPORT_GRACE = timedelta(seconds=60)
+
 
 async def record_event(session: AsyncSession, app: AppContext, *, visit: Visit, event_id: str, kind: EventKind,
                        participant: str | None, occurred_at: datetime, data: dict[str, Any],
                        now: datetime) -> bool:
-    """Store one report and apply it. Returns False when this event id was seen before (no-op)."""
+    """Store one report and apply it. Returns False when this event id was seen before (no-op).
+
+    The caller holds the visit row locked (SELECT ... FOR UPDATE). Reports about a visit that is
+    no longer live (ended, cancelled, ...) are kept for the record and change nothing."""
     seen = await session.scalar(select(VisitEvent.id).where(VisitEvent.event_id == event_id))
     if seen is not None:
         return False
     session.add(VisitEvent(event_id=event_id, visit_id=visit.id, kind=kind, participant=participant, data=data,
                            occurred_at=occurred_at, received_at=now))
     await session.flush()
-    if visit.status in TERMINAL:
-        return True  # kept for the record, changes nothing
+    if visit.status not in LIVE:
+        return True
     if kind == "participant_joined":
         if participant == "visitor" and visit.visitor_joined_at is None:
             visit.visitor_joined_at = occurred_at
@@ -39,22 +59,41 @@ async def record_event(session: AsyncSession, app: AppContext, *, visit: Visit, 
         visit.media_started_at = visit.media_started_at or occurred_at
     elif kind == "ended":
         reported: Reported = data.get("reason") or "completed"
+        seconds = data.get("connected_seconds")
         await finish(session, app, visit, reported=reported, disconnect_reason=data.get("disconnect_reason"),
-                     connected_seconds=int(data.get("connected_seconds") or 0), ended_at=occurred_at,
+                     connected_seconds=None if seconds is None else int(seconds), ended_at=occurred_at,
                      detail=data.get("detail"), now=now)
     visit.updated_at = now
     return True
 
 
+async def connected_seconds_from_events(session: AsyncSession, visit: Visit) -> int:
+    """Both-present time inside the visit, from the join and leave reports (S5 gaps excluded)."""
+    rows = (await session.execute(select(VisitEvent.occurred_at, VisitEvent.kind, VisitEvent.participant).where(
+        VisitEvent.visit_id == visit.id, VisitEvent.kind.in_(("participant_joined", "participant_left")))
+        .order_by(VisitEvent.occurred_at, VisitEvent.received_at))).all()
+    if not rows and visit.media_started_at is not None:  # join reports lost, but media flowed until the end
+        return max(0, int((visit.ends_at - max(visit.media_started_at, visit.starts_at)).total_seconds()))
+    return both_present_seconds([Presence(at, kind, who or "") for at, kind, who in rows],
+                                visit.starts_at, visit.ends_at)
+
+
 async def finish(session: AsyncSession, app: AppContext, visit: Visit, *,
                  reported: Reported | None, disconnect_reason: str | None,
-                 connected_seconds: int, ended_at: datetime, detail: str | None, now: datetime) -> None:
+                 connected_seconds: int | None, ended_at: datetime, detail: str | None, now: datetime) -> None:
+    """Decide the final status (S6) and settle the money: M6 credit for a failure, otherwise
+    per-minute settlement (M8) for per-minute facilities. Conduct and facility disconnects get
+    no credit (M4). `connected_seconds=None` means: work it out from the join/leave reports."""
+    if connected_seconds is None:
+        connected_seconds = await connected_seconds_from_events(session, visit)
+    connected = max(0, min(connected_seconds, visit.length_minutes * 60))
     attendance = Attendance(visitor_joined=visit.visitor_joined_at is not None,
-                            resident_joined=visit.resident_joined_at is not None)
+                            resident_joined=visit.resident_joined_at is not None,
+                            media_flowed=visit.media_started_at is not None or connected > 0)
     status = final_status(attendance, reported)
     visit.status = status
     visit.ended_at = ended_at
-    visit.connected_seconds = max(0, min(connected_seconds, visit.length_minutes * 60))
+    visit.connected_seconds = connected
     visit.disconnect_reason = disconnect_reason if status == "disconnected" else None
     visit.ended_reason = detail or {"completed": "the visit reached its scheduled end",
                                     "disconnected": f"disconnected by an officer ({disconnect_reason})",
@@ -67,20 +106,17 @@ async def finish(session: AsyncSession, app: AppContext, visit: Visit, *,
         await billing.credit_visit(session, app, visit=visit, rule=rule, now=now,
                                    description="Automatic credit: the visit failed because of a system fault (M6)")
     elif visit.billing_mode == "per_minute":
-        await billing.settle_per_minute(session, app, visit=visit, connected_seconds=visit.connected_seconds,
-                                        now=now)
+        await billing.settle_per_minute(session, app, visit=visit, connected_seconds=connected, now=now)
 
 
 @sweep("close_finished_visits")
 async def close_finished_visits(session: AsyncSession, now: datetime, ctx: AppContext) -> int:
-    """Visits whose end passed without an `ended` report: decide from the joins we saw."""
+    """Visits whose end passed (plus the grace) without an `ended` report: decide from the joins
+    and leaves we saw (S6). Idempotent: a closed visit is no longer live, so it is never picked again."""
     visits = (await session.scalars(select(Visit).where(
-        Visit.status.in_(("scheduled", "in_progress")), Visit.ends_at <= now).with_for_update())).all()
+        Visit.status.in_(tuple(LIVE)), Visit.ends_at <= now - END_REPORT_GRACE)
+        .order_by(Visit.ends_at, Visit.id).with_for_update())).all()
     for visit in visits:
-        connected = 0
-        if visit.visitor_joined_at and visit.resident_joined_at:
-            both_from = max(visit.visitor_joined_at, visit.resident_joined_at, visit.starts_at)
-            connected = max(0, int((visit.ends_at - both_from).total_seconds()))
-        await finish(session, ctx, visit, reported=None, disconnect_reason=None, connected_seconds=connected,
+        await finish(session, ctx, visit, reported=None, disconnect_reason=None, connected_seconds=None,
                      ended_at=visit.ends_at, detail=None, now=now)
     return len(visits)
