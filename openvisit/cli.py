@@ -57,6 +57,26 @@ async def _serve(settings: Settings, demo: bool) -> None:
     await runner.cleanup()
 
 
+async def _media_node(settings: Settings, control_url: str) -> None:
+    from control_api.app import start_site
+    from openvisit.keys import load_or_create_secret
+    from sfu.node import media_node_from_control
+
+    secret = settings.media_secret or load_or_create_secret(settings.keys_dir, "media-secret")
+    app, _sfu = await media_node_from_control(
+        control_url, secret, ice_servers=[s.model_dump(exclude_none=True) for s in settings.ice_servers],
+        addresses=settings.media_addresses)
+    runner, port = await start_site(app, settings.host, settings.port)
+    print(f"openvisit media node: signaling at ws://{settings.host}:{port}/v1/signaling, reporting to {control_url}",
+          flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
 async def _demo(settings: Settings) -> None:
     from control_api.demo import seed_demo
 
@@ -86,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo", action="store_true",
                        help="demo mode: demo facility and accounts, movable test clock")
 
+    node = sub.add_parser("sfu", help="run a standalone media node (SFU + signaling)")
+    node.add_argument("--control-url", required=True, help="the control API's base URL")
+    node.add_argument("--host")
+    node.add_argument("--port", type=int)
+
     sub.add_parser("migrate", help="create or upgrade the database schema")
     sub.add_parser("demo", help="create the demo facility and accounts in the database")
 
@@ -105,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             overrides["mode"] = Mode.DEMO
         settings = _settings(args, **overrides)
         uvloop.run(_serve(settings, demo=args.demo))
+    elif args.command == "sfu":
+        settings = _settings(args, host=args.host, port=args.port)
+        uvloop.run(_media_node(settings, args.control_url))
     elif args.command == "migrate":
         uvloop.run(_migrate(_settings(args)))
         print("database is up to date")

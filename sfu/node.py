@@ -1,0 +1,53 @@
+"""A standalone media node: the SFU and signaling in their own process (`openvisit sfu`).
+
+It trusts the control plane's Ed25519 public key (fetched once at start) and reports visit
+events to the control API over HTTP with the media secret. Officer commands reach it only when
+it is embedded (`openvisit serve`) until the Redis command bus lands; see docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import aiohttp
+from aiohttp import web
+
+from openvisit.join_tokens import JoinTokenVerifier
+from openvisit.keys import load_public_key
+from sfu.aiortc_adapter import restrict_host_candidates
+from sfu.events import ControlApiEventSink, VisitEventSink
+from sfu.service import Sfu
+from signaling.server import create_signaling_app
+
+
+def real_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def fetch_verifier(control_url: str) -> JoinTokenVerifier:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http, \
+            http.get(control_url.rstrip("/") + "/v1/media/public-key") as resp:
+        resp.raise_for_status()
+        body = await resp.json()
+    return JoinTokenVerifier(load_public_key(body["public_key_pem"]))
+
+
+def create_media_node_app(verifier: JoinTokenVerifier, sink: VisitEventSink, *,
+                          now: Callable[[], datetime] = real_now, ice_servers: list[dict[str, object]] | None = None,
+                          addresses: list[str] | None = None) -> tuple[web.Application, Sfu]:
+    if addresses:
+        restrict_host_candidates(addresses)
+    sfu = Sfu(sink, now, ice_servers=ice_servers or [])
+    app = create_signaling_app(sfu, verifier, now)
+
+    async def shutdown(_app: web.Application) -> None:
+        await sfu.close()
+
+    app.on_shutdown.append(shutdown)
+    return app, sfu
+
+
+async def media_node_from_control(control_url: str, media_secret: str, **kwargs: object) -> tuple[web.Application, Sfu]:
+    verifier = await fetch_verifier(control_url)
+    return create_media_node_app(verifier, ControlApiEventSink(control_url, media_secret), **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,69 @@
+"""A standalone media node (`openvisit sfu`) against the real control API: it fetches the public
+key, verifies join tokens minted by the API, and reports the visit's events over HTTP with the
+media secret, which the control plane turns into the visit's outcome (S6, M4)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+
+from control_api.app import start_site
+from sfu.aiortc_adapter import restrict_host_candidates
+from sfu.events import ControlApiEventSink
+from sfu.node import create_media_node_app, fetch_verifier
+from tests.sfu.test_signaling import Stack, connect
+from tests.support import Api
+from tests.support_booking import at, book
+from tests.support_facility import build_facility
+
+
+@pytest.fixture
+def loopback_only() -> Iterator[None]:
+    undo = restrict_host_candidates(["127.0.0.1"])
+    yield
+    undo()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_media_node_reports_to_the_control_api_over_http(api: Api, loopback_only: None) -> None:
+    control_url = f"http://{api.client.server.host}:{api.client.server.port}"
+    w = await build_facility(api, options=[{"visit_type": "social", "length_minutes": 20, "price_cents": 500}])
+    visitor = await w.approved_visitor(api)
+    visit = (await book(visitor, w.resident_id, at(api, days=1), length=20)).ok(201)
+    start = datetime.fromisoformat(visit["starts_at"])
+    await api.advance(w.operator, int((start - api.ctx.clock.now()).total_seconds()) + 1)
+    (await w.kiosk.post(f"/v1/visits/{visit['id']}/check-in")).ok()
+
+    verifier = await fetch_verifier(control_url)  # the public half only
+    app, sfu = create_media_node_app(verifier, ControlApiEventSink(control_url, api.ctx.media_secret),
+                                     now=api.ctx.clock.now)
+    runner, port = await start_site(app, "127.0.0.1", 0)
+    node = Stack(f"ws://127.0.0.1:{port}/v1/signaling", sfu, None, None)  # type: ignore[arg-type]
+    family = await connect(node, (await visitor.post(f"/v1/visits/{visit['id']}/join")).ok()["join_token"])
+    kiosk = await connect(node, (await w.kiosk.post(f"/v1/visits/{visit['id']}/join")).ok()["join_token"])
+    try:
+        for _ in range(80):
+            if family.received["video"] and kiosk.received["video"]:
+                break
+            await asyncio.sleep(0.1)
+        assert family.received["video"] and kiosk.received["video"]
+        for _ in range(50):
+            if (await visitor.get(f"/v1/visits/{visit['id']}")).ok()["status"] == "in_progress":
+                break
+            await asyncio.sleep(0.1)
+        assert (await visitor.get(f"/v1/visits/{visit['id']}")).ok()["status"] == "in_progress"
+        assert await sfu.disconnect(visit["id"], "facility")
+        assert (await kiosk.wait_message("ended", within=5))["disconnect_reason"] == "facility"
+        for _ in range(50):
+            got = (await visitor.get(f"/v1/visits/{visit['id']}")).ok()
+            if got["status"] == "disconnected":
+                break
+            await asyncio.sleep(0.1)
+        assert (got["status"], got["disconnect_reason"]) == ("disconnected", "facility")
+    finally:
+        await family.close()
+        await kiosk.close()
+        await runner.cleanup()
