@@ -13,6 +13,9 @@ contract tests in tests/sfu/test_aiortc_adapter.py fail loudly if an upgrade cha
   packetises without encoding (pts and time_base set; keyframe flag unused by the sender).
 - `route_keyframe_requests`: a subscriber's PLI reaches `RTCRtpSender._send_keyframe`, which
   only affects encoding; redirect it to the consumer so the SFU asks the publisher instead.
+- `relay_bandwidth_estimates` / `clamp_publisher_remb`: a subscriber's REMB (its link's
+  estimate) is relayed to the publisher, capping the REMB aiortc's receiver sends, so the
+  publisher's encoder adapts to the slowest receiver.
 - `restrict_host_candidates`: aioice gathers every non-loopback address; the SFU announces only
   the configured ones (tests use 127.0.0.1).
 """
@@ -20,8 +23,9 @@ contract tests in tests/sfu/test_aiortc_adapter.py fail loudly if an upgrade cha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -29,6 +33,7 @@ import aioice.ice
 import av
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
 
 from sfu.router.consumer import Consumer, ConsumerClosedError
 from sfu.router.frames import EncodedFrame, Kind, vp8_is_keyframe
@@ -153,6 +158,50 @@ class ForwardingTrack(MediaStreamTrack):
 def route_keyframe_requests(sender: RTCRtpSender, track: ForwardingTrack) -> None:
     _private(sender, RTCRtpSender, "force_keyframe")
     sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
+
+
+def relay_bandwidth_estimates(sender: RTCRtpSender, track: ForwardingTrack) -> None:
+    """A subscriber's REMB reaches the sender, which would only retune an encoder we never use:
+    hand the estimate to the attached consumer, so the producer can relay it upstream."""
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            with contextlib.suppress(ValueError):
+                bitrate, _ssrcs = unpack_remb_fci(packet.fci)
+                if track.consumer is not None:
+                    track.consumer.report_bandwidth(bitrate)
+        await original(packet)
+
+    sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+def clamp_publisher_remb(receiver: RTCRtpReceiver,
+                         limit: Callable[[], int | None]) -> Callable[[int], Coroutine[Any, Any, None]]:
+    """The REMB the SFU sends a publisher never exceeds what its slowest subscriber can take.
+    Returns a coroutine function that sends such a REMB at once (when a subscriber's link drops)."""
+    original = receiver._send_rtcp
+
+    async def send(packet: Any) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            with contextlib.suppress(ValueError):
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                cap = limit()
+                if cap is not None and cap < bitrate:
+                    packet = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=packet.ssrc, media_ssrc=packet.media_ssrc,
+                                            fci=pack_remb_fci(cap, ssrcs))
+        await original(packet)
+
+    receiver._send_rtcp = send  # type: ignore[method-assign]
+
+    async def send_limit(bitrate: int) -> None:
+        rtcp_ssrc = _private(receiver, RTCRtpReceiver, "rtcp_ssrc")
+        ssrcs = [s.source for s in receiver.getSynchronizationSources()]
+        if rtcp_ssrc is not None and ssrcs:
+            await original(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0,
+                                          fci=pack_remb_fci(bitrate, ssrcs)))
+
+    return send_limit
 
 
 _original_get_host_addresses = aioice.ice.get_host_addresses

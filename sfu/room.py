@@ -19,7 +19,15 @@ from typing import Any, Literal
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
-from sfu.aiortc_adapter import ForwardingTrack, route_keyframe_requests, rtc_configuration, send_pli, tap_receiver
+from sfu.aiortc_adapter import (
+    ForwardingTrack,
+    clamp_publisher_remb,
+    relay_bandwidth_estimates,
+    route_keyframe_requests,
+    rtc_configuration,
+    send_pli,
+    tap_receiver,
+)
 from sfu.events import VisitEvent, VisitEventSink
 from sfu.router import EncodedFrame, Producer, Router
 from sfu.router.frames import Kind
@@ -107,6 +115,7 @@ class Room:
                       if c.mimeType.lower() in ("video/vp8", "audio/opus")]
             transceiver.setCodecPreferences(codecs)
             route_keyframe_requests(transceiver.sender, track)
+            relay_bandwidth_estimates(transceiver.sender, track)
             outgoing[kind] = track
         participant = Participant(participant_id, side, send, pc, outgoing)
         offered_at = self._loop.time()
@@ -136,6 +145,7 @@ class Room:
                 await send_pli(receiver)
 
             producer = self.router.add_producer(participant_id, kind, pli)
+            producer.send_bitrate_limit = clamp_publisher_remb(receiver, producer.bitrate_limit)
             participant.producers[kind] = producer
             tap_receiver(receiver, self._gate(producer))
             other = self.participants.get("resident" if side == "visitor" else "visitor")

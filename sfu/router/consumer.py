@@ -36,6 +36,7 @@ class Consumer:
         self.frames_delivered = 0
         self.frames_dropped = 0
         self.last_frame: EncodedFrame | None = None
+        self.downstream_bitrate: int | None = None  # the receiver's REMB estimate, bits per second
 
     @property
     def closed(self) -> bool:
@@ -66,6 +67,11 @@ class Consumer:
         """The receiving side reported loss (its PLI): resume from the next keyframe."""
         if self.kind == "video":
             self.producer.request_keyframe()
+
+    def report_bandwidth(self, bitrate: int) -> None:
+        """The receiving side's estimate of what its link carries (REMB); relayed to the publisher."""
+        self.downstream_bitrate = bitrate
+        self.producer.downstream_changed()
 
     async def next_frame(self) -> EncodedFrame:
         while not self._queue:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
 from sfu.router.consumer import Consumer, ConsumerRole
 from sfu.router.frames import EncodedFrame, Kind
 from sfu.router.keyframes import KeyFrameRequestManager, SendPli
@@ -18,6 +22,10 @@ class Producer:
         self.frames_published = 0
         self.bytes_published = 0
         self.closed = False
+        # Bandwidth: the slowest receiver's estimate is relayed upstream so the publisher's encoder
+        # adapts (a visitor on a weak link gets degraded video, not a dropped visit).
+        self.send_bitrate_limit: Callable[[int], Coroutine[Any, Any, None]] | None = None
+        self._last_limit_sent: int | None = None
 
     @property
     def consumers(self) -> list[Consumer]:
@@ -32,6 +40,19 @@ class Producer:
 
     def remove_consumer(self, consumer: Consumer) -> None:
         self._consumers.pop(consumer.id, None)
+
+    def bitrate_limit(self) -> int | None:
+        estimates = [c.downstream_bitrate for c in self._consumers.values() if c.downstream_bitrate]
+        return min(estimates) if estimates else None
+
+    def downstream_changed(self) -> None:
+        limit = self.bitrate_limit()
+        if limit is None or self.send_bitrate_limit is None:
+            return
+        last = self._last_limit_sent
+        if last is None or abs(limit - last) > 0.1 * last:  # only meaningful changes go upstream
+            self._last_limit_sent = limit
+            asyncio.get_running_loop().create_task(self.send_bitrate_limit(limit))
 
     def publish(self, frame: EncodedFrame) -> None:
         self.frames_published += 1

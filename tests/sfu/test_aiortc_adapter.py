@@ -162,3 +162,48 @@ async def test_a_subscriber_pli_reaches_the_publisher_as_a_keyframe_request(
     await asyncio.sleep(0.1)
     assert len(plis_to_publisher) == before + 1
     await router.close()
+
+
+async def test_a_subscriber_remb_is_relayed_to_the_publisher(peers: list[RTCPeerConnection]) -> None:
+    """Bandwidth: the slowest receiver's estimate reaches the publisher over real RTCP, so its
+    encoder adapts (aiortc's publisher applies REMB to its encoder's target bitrate)."""
+    from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
+
+    from sfu.aiortc_adapter import clamp_publisher_remb, relay_bandwidth_estimates
+
+    publisher, sfu_in, sfu_out, subscriber = peers
+    publisher_sender = publisher.addTrack(ReplayTrack("video", VP8))
+    router = Router("visit-3", privileged=False)
+    box: list[Producer] = []
+
+    @sfu_in.on("track")
+    def on_track(track: Any) -> None:
+        receiver = _receiver_of(sfu_in, track)
+
+        async def pli() -> None:
+            await send_pli(receiver)
+
+        producer = router.add_producer("visitor", "video", pli)
+        producer.send_bitrate_limit = clamp_publisher_remb(receiver, producer.bitrate_limit)
+        box.append(producer)
+        tap_receiver(receiver, producer.publish)
+
+    await _negotiate(publisher, sfu_in)
+    track = ForwardingTrack("video")
+    track.attach(router.consume(box[0], "resident", "peer"))
+    sender = sfu_out.addTrack(track)
+    relay_bandwidth_estimates(sender, track)
+    await _negotiate(sfu_out, subscriber)
+    await asyncio.sleep(1.0)  # media flowing, SSRCs known
+    # The subscriber's link can carry 256 kbps (the seeds' minimum); its REMB arrives at the SFU's sender.
+    await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0,
+                                                    fci=pack_remb_fci(256_000, [sender._ssrc])))
+    assert box[0].bitrate_limit() == 256_000
+    encoder = None
+    for _ in range(30):
+        encoder = getattr(publisher_sender, "_RTCRtpSender__encoder", None)
+        if encoder is not None and encoder.target_bitrate <= 256_000:
+            break
+        await asyncio.sleep(0.1)
+    assert encoder is not None and encoder.target_bitrate <= 256_000
+    await router.close()
