@@ -34,6 +34,15 @@ async def _migrate(settings: Settings) -> None:
         await engine.dispose()
 
 
+async def _until_signalled() -> None:
+    """Serve until SIGINT or SIGTERM, then return so the caller shuts down cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
 async def _serve(settings: Settings, demo: bool) -> None:
     from control_api.app import create_app, start_site
 
@@ -49,11 +58,7 @@ async def _serve(settings: Settings, demo: bool) -> None:
         print("demo accounts (password for all: demo-password):")
         for role, who in accounts.items():
             print(f"  {role:<13} {who}")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await _until_signalled()
     await runner.cleanup()
 
 
@@ -69,11 +74,7 @@ async def _media_node(settings: Settings, control_url: str) -> None:
     runner, port = await start_site(app, settings.host, settings.port)
     print(f"openvisit media node: signaling at ws://{settings.host}:{port}/v1/signaling, reporting to {control_url}",
           flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await _until_signalled()
     await runner.cleanup()
 
 

@@ -35,6 +35,13 @@ async def _live_visit(api: Api, length: int = 20) -> tuple[FacilityWorld, As, di
     return w, visitor, visit
 
 
+async def _both_receive_video(a: Client, b: Client) -> None:
+    for _ in range(80):
+        if a.received["video"] and b.received["video"]:
+            return
+        await asyncio.sleep(0.1)
+
+
 async def _join(api: Api, who: As, visit_id: str) -> Client:
     joined = (await who.post(f"/v1/visits/{visit_id}/join")).ok()
     assert joined["signaling_url"].endswith("/v1/signaling")
@@ -49,10 +56,7 @@ async def test_s4_officer_disconnect_through_the_api_reaches_both_parties(api: A
     family = await _join(api, visitor, visit["id"])
     kiosk = await _join(api, w.kiosk, visit["id"])
     try:
-        for _ in range(80):
-            if family.received["video"] and kiosk.received["video"]:
-                break
-            await asyncio.sleep(0.1)
+        await _both_receive_video(family, kiosk)
         assert family.received["video"] and kiosk.received["video"]
         metrics = await (await api.client.get("/metrics")).text()
         values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
@@ -88,10 +92,7 @@ async def test_s2_the_visit_ends_at_its_scheduled_end_and_is_recorded_completed(
     family = await _join(api, visitor, visit["id"])
     kiosk = await _join(api, w.kiosk, visit["id"])
     try:
-        for _ in range(80):
-            if family.received["video"] and kiosk.received["video"]:
-                break
-            await asyncio.sleep(0.1)
+        await _both_receive_video(family, kiosk)
         # Jump to 3 s before the end: the SFU follows the control plane's (test) clock.
         await api.advance(w.operator, int((end - api.ctx.clock.now()).total_seconds()) - 3)
         ended = await family.wait_message("ended", within=10)
