@@ -197,6 +197,8 @@ async def _read_json(request: web.Request, model: type[BaseModel]) -> BaseModel:
     ctype = request.content_type
     if raw and ctype not in ("application/json", "application/octet-stream") and not ctype.endswith("+json"):
         raise ProblemError(415, "unsupported-media-type", f"expected application/json, got {ctype}")
+    if b"\\u0000" in raw or b"\x00" in raw:  # PostgreSQL text cannot hold NUL: refuse it up front
+        raise bad_request("NUL characters are not allowed", slug="nul-character")
     try:
         data = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
@@ -241,6 +243,9 @@ def _fingerprint(request: web.Request, body: bytes | None) -> str:
 def _aiohttp_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         ctx = request.app[CONTEXT]
+        if any("\x00" in v for v in request.match_info.values()) or any(
+                "\x00" in k or "\x00" in v for k, v in request.query.items()):
+            raise bad_request("NUL characters are not allowed", slug="nul-character")
         principal = authenticate_media_node(request, ctx) if Role.MEDIA in endpoint.roles else authenticate(
             request, ctx)
         if not endpoint.public:

@@ -70,3 +70,13 @@ async def test_metrics_count_requests_by_route_template(api: Api) -> None:
     text = await resp.text()
     assert resp.status == 200
     assert 'openvisit_http_requests_total{method="GET",route="/v1/me",status="401"}' in text
+
+
+async def test_nul_characters_are_a_clear_400_everywhere(api: Api) -> None:
+    """PostgreSQL text cannot hold NUL: refused before any query, on both databases alike."""
+    visitor = await api.sign_up()
+    (await visitor.get("/v1/facilities/a%00b")).problem(400, "nul-character")
+    (await visitor.get("/v1/visits?status=a%00")).problem(400, "nul-character")
+    resp = await api.client.patch("/v1/me", data=b'{"legal_name": "a\\u0000b"}',
+                                  headers={"Content-Type": "application/json", **visitor.headers()})
+    assert resp.status == 400 and (await resp.json())["type"].endswith("/nul-character")
