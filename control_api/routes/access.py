@@ -2,24 +2,44 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
 
 from control_api.api import ApiRequest, ApiRoutes
 from control_api.auth import Role
 from control_api.db.models import AccessRequest, BarVerification, User
 from control_api.problems import conflict, not_found, unprocessable
-from control_api.routes.common import Reason, Strict, facility_for, get_or_404, same_facility
+from control_api.routes.common import Reason, Strict, facility_for, same_facility
 from control_api.services.uploads import photo_id_path
 
 routes = ApiRoutes()
 TAGS = ("access",)
 ADMINS = {Role.ADMIN, Role.OPERATOR}
 VISITORS = {Role.VISITOR, Role.ATTORNEY}
+
+
+class Applicant(BaseModel):
+    """What the reviewing admin compares with the photo ID (V1). Never shown to other visitors."""
+
+    legal_name: str
+    role: str
+    email: str
+    date_of_birth: date | None
+    postal_address: str | None
+    phone: str | None
+    has_photo_id: bool
+    bar_number: str | None
+    bar_state: str | None
+
+    @classmethod
+    def of(cls, u: User) -> Applicant:
+        return cls(legal_name=u.legal_name, role=u.role, email=u.email, date_of_birth=u.date_of_birth,
+                   postal_address=u.postal_address, phone=u.phone, has_photo_id=u.photo_id_file is not None,
+                   bar_number=u.bar_number, bar_state=u.bar_state)
 
 
 class AccessRequestOut(BaseModel):
@@ -31,15 +51,21 @@ class AccessRequestOut(BaseModel):
     reason: str | None
     created_at: datetime
     decided_at: datetime | None
+    applicant: Applicant | None = Field(default=None, description="for the facility's reviewers only")
 
     @classmethod
-    def of(cls, a: AccessRequest, name: str | None = None) -> AccessRequestOut:
-        return cls(id=a.id, visitor_id=a.visitor_id, visitor_name=name, facility_id=a.facility_id, status=a.status,
-                   reason=a.reason, created_at=a.created_at, decided_at=a.decided_at)
+    def of(cls, a: AccessRequest, user: User | None = None) -> AccessRequestOut:
+        return cls(id=a.id, visitor_id=a.visitor_id, visitor_name=user.legal_name if user else None,
+                   facility_id=a.facility_id, status=a.status, reason=a.reason, created_at=a.created_at,
+                   decided_at=a.decided_at, applicant=Applicant.of(user) if user else None)
 
 
 class StatusQuery(BaseModel):
     status: Literal["pending", "approved", "denied"] | None = None
+
+
+class BarStatusQuery(BaseModel):
+    status: Literal["pending", "verified", "rejected"] | None = None
 
 
 class AccessDecision(Strict):
@@ -54,8 +80,9 @@ class AccessDecision(Strict):
 
 
 async def _me(req: ApiRequest[Any, Any]) -> User:
-    user = await req.session.get(User, req.principal.id)
-    if user is None:
+    """The caller's row, locked: two requests sent at once cannot both pass the one-at-a-time check."""
+    user = await req.session.get(User, req.principal.id, with_for_update=True)
+    if user is None or not user.active:
         raise not_found("account")
     return user
 
@@ -63,6 +90,8 @@ async def _me(req: ApiRequest[Any, Any]) -> User:
 @routes.post("/v1/facilities/{facility_id}/access-requests", summary="Ask a facility for visiting access",
              roles=VISITORS, tags=TAGS, response=AccessRequestOut, status=201, errors=(409,))
 async def request_access(req: ApiRequest[Any, Any]) -> AccessRequestOut:
+    """V1: with a photo ID on file; one open (pending or approved) request per facility; a denied
+    visitor may apply again."""
     facility = await facility_for(req, req.path("facility_id"))
     user = await _me(req)
     if not user.photo_id_file:
@@ -75,7 +104,7 @@ async def request_access(req: ApiRequest[Any, Any]) -> AccessRequestOut:
     access = AccessRequest(visitor_id=user.id, facility_id=facility.id, status="pending", created_at=req.now)
     req.session.add(access)
     await req.session.flush()
-    return AccessRequestOut.of(access, user.legal_name)
+    return AccessRequestOut.of(access)
 
 
 @routes.get("/v1/me/access-requests", summary="List my access requests", roles=VISITORS, tags=TAGS,
@@ -90,17 +119,19 @@ async def my_access_requests(req: ApiRequest[Any, Any]) -> list[AccessRequestOut
             roles=ADMINS, tags=TAGS, query=StatusQuery, response=list[AccessRequestOut])
 async def list_access_requests(req: ApiRequest[Any, StatusQuery]) -> list[AccessRequestOut]:
     facility = await facility_for(req, req.path("facility_id"))
-    stmt = (select(AccessRequest, User.legal_name).join(User, User.id == AccessRequest.visitor_id)
+    stmt = (select(AccessRequest, User).join(User, User.id == AccessRequest.visitor_id)
             .where(AccessRequest.facility_id == facility.id))
     if req.query.status:
         stmt = stmt.where(AccessRequest.status == req.query.status)
-    rows = await req.session.execute(stmt.order_by(AccessRequest.created_at))
-    return [AccessRequestOut.of(a, name) for a, name in rows.all()]
+    rows = await req.session.execute(stmt.order_by(AccessRequest.created_at, AccessRequest.id))
+    return [AccessRequestOut.of(a, user) for a, user in rows.all()]
 
 
-async def _access_request(req: ApiRequest[Any, Any]) -> AccessRequest:
+async def _access_request(req: ApiRequest[Any, Any], *, lock: bool = False) -> AccessRequest:
     facility = await facility_for(req, req.path("facility_id"))
-    access = await get_or_404(req.session, AccessRequest, req.path("request_id"), "access request")
+    access = await req.session.get(AccessRequest, req.path("request_id"), with_for_update=True if lock else None)
+    if access is None:
+        raise not_found("access request")
     same_facility(req, access.facility_id, facility.id, "access request")
     return access
 
@@ -109,14 +140,15 @@ async def _access_request(req: ApiRequest[Any, Any]) -> AccessRequest:
              summary="Approve or deny an access request", roles=ADMINS, tags=TAGS, body=AccessDecision,
              response=AccessRequestOut, errors=(409,))
 async def decide_access(req: ApiRequest[AccessDecision, Any]) -> AccessRequestOut:
-    access = await _access_request(req)
+    """V1: a denial carries its reason, which the visitor sees. Locked, so two admins cannot both decide."""
+    access = await _access_request(req, lock=True)
     if access.status != "pending":
         raise conflict(f"this request was already {access.status}", slug="already-decided")
     access.status = "approved" if req.body.decision == "approve" else "denied"
     access.reason = req.body.reason
     access.decided_by = req.principal.id
     access.decided_at = req.now
-    return AccessRequestOut.of(access)
+    return AccessRequestOut.of(access, await req.session.get(User, access.visitor_id))
 
 
 @routes.get("/v1/facilities/{facility_id}/access-requests/{request_id}/photo-id",
@@ -169,6 +201,8 @@ class BarDecision(Strict):
 @routes.post("/v1/facilities/{facility_id}/bar-verifications", summary="Ask a facility to verify my Bar number",
              roles={Role.ATTORNEY}, tags=TAGS, response=BarVerificationOut, status=201, errors=(409,))
 async def request_bar_verification(req: ApiRequest[Any, Any]) -> BarVerificationOut:
+    """V2: the Bar number and state on the attorney's account, verified by each facility separately;
+    a rejected attorney may ask again."""
     facility = await facility_for(req, req.path("facility_id"))
     user = await _me(req)
     if not user.bar_number or not user.bar_state:
@@ -194,17 +228,13 @@ async def my_bar_verifications(req: ApiRequest[Any, Any]) -> list[BarVerificatio
 
 
 @routes.get("/v1/facilities/{facility_id}/bar-verifications", summary="List Bar verifications to review",
-            roles=ADMINS, tags=TAGS, query=StatusQuery, response=list[BarVerificationOut])
-async def list_bar_verifications(req: ApiRequest[Any, StatusQuery]) -> list[BarVerificationOut]:
+            roles=ADMINS, tags=TAGS, query=BarStatusQuery, response=list[BarVerificationOut])
+async def list_bar_verifications(req: ApiRequest[Any, BarStatusQuery]) -> list[BarVerificationOut]:
     facility = await facility_for(req, req.path("facility_id"))
     stmt = select(BarVerification).where(BarVerification.facility_id == facility.id)
-    if req.query.status == "approved":
-        stmt = stmt.where(BarVerification.status == "verified")
-    elif req.query.status == "denied":
-        stmt = stmt.where(BarVerification.status == "rejected")
-    elif req.query.status:
+    if req.query.status:
         stmt = stmt.where(BarVerification.status == req.query.status)
-    rows = await req.session.scalars(stmt.order_by(BarVerification.created_at))
+    rows = await req.session.scalars(stmt.order_by(BarVerification.created_at, BarVerification.id))
     return [BarVerificationOut.of(b) for b in rows.all()]
 
 
@@ -213,7 +243,9 @@ async def list_bar_verifications(req: ApiRequest[Any, StatusQuery]) -> list[BarV
              response=BarVerificationOut, errors=(409,))
 async def decide_bar_verification(req: ApiRequest[BarDecision, Any]) -> BarVerificationOut:
     facility = await facility_for(req, req.path("facility_id"))
-    verification = await get_or_404(req.session, BarVerification, req.path("verification_id"), "Bar verification")
+    verification = await req.session.get(BarVerification, req.path("verification_id"), with_for_update=True)
+    if verification is None:
+        raise not_found("Bar verification")
     same_facility(req, verification.facility_id, facility.id, "Bar verification")
     if verification.status != "pending":
         raise conflict(f"this verification was already {verification.status}", slug="already-decided")

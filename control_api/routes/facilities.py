@@ -24,6 +24,7 @@ from control_api.db.models import (
 from control_api.domain.facility_rules import (
     WEEKDAYS,
     WindowSpec,
+    booking_window_problem,
     format_minute,
     parse_hhmm,
     rate_cap_problem,
@@ -31,7 +32,7 @@ from control_api.domain.facility_rules import (
     window_problems,
 )
 from control_api.domain.rates import SIZE_TIERS
-from control_api.problems import conflict, forbidden, unprocessable
+from control_api.problems import bad_request, conflict, forbidden, unprocessable
 from control_api.routes.common import Id, Strict, Text200, facility_for, get_or_404, same_facility
 
 routes = ApiRoutes()
@@ -53,7 +54,7 @@ class FacilitySettings(Strict):
     review_mode: Literal["auto", "manual"] | None = Field(default=None, description="A7")
     retention_days: int | None = Field(default=None, ge=1, le=3650, description="A8")
     billing_mode: Literal["per_visit", "per_minute"] | None = Field(default=None, description="M8")
-    size_tier: SizeTier | None = Field(default=None, description="M8")
+    size_tier: SizeTier | None = Field(default=None, description="M8: sets the per-minute cap; operator only")
 
     @field_validator("timezone")
     @classmethod
@@ -95,6 +96,23 @@ class FacilityOut(BaseModel):
                    created_at=f.created_at)
 
 
+async def _locked_facility(req: ApiRequest[Any, Any]) -> Facility:
+    """The facility (404, V3 checked), re-read under a row lock. Changes that are checked against
+    each other (billing mode and size tier against per-minute prices, M8) take this lock, so two
+    simultaneous requests cannot each pass their check and together break the rule."""
+    facility = await facility_for(req, req.path("facility_id"))
+    await req.session.refresh(facility, with_for_update=True)
+    return facility
+
+
+def _check_booking_window(facility: Facility) -> None:
+    """A5: horizon and lead time are checked together, whichever of the two changed."""
+    problem = booking_window_problem(booking_horizon_days=facility.booking_horizon_days,
+                                     min_lead_minutes=facility.min_lead_minutes)
+    if problem:
+        raise unprocessable(problem, slug="invalid-booking-window")
+
+
 async def _check_rates(req: ApiRequest[Any, Any], facility: Facility) -> None:
     """M8: re-check every per-minute price whenever the mode, tier or prices change."""
     options = (await req.session.scalars(select(SessionOption).where(SessionOption.facility_id == facility.id))).all()
@@ -111,7 +129,8 @@ async def create_facility(req: ApiRequest[FacilityCreate, Any]) -> FacilityOut:
     values = req.body.model_dump(exclude_none=True)
     facility = Facility(**values, created_at=req.now)
     req.session.add(facility)
-    await req.session.flush()
+    await req.session.flush()  # column defaults are filled in from here on
+    _check_booking_window(facility)
     return FacilityOut.of(facility)
 
 
@@ -132,12 +151,20 @@ async def read_facility(req: ApiRequest[Any, Any]) -> FacilityOut:
 @routes.patch("/v1/facilities/{facility_id}", summary="Configure a facility", roles=ADMINS, tags=TAGS,
               body=FacilityUpdate, response=FacilityOut)
 async def update_facility(req: ApiRequest[FacilityUpdate, Any]) -> FacilityOut:
-    facility = await facility_for(req, req.path("facility_id"))
+    """Changing the billing mode or size tier re-checks every per-minute price (M8).
+
+    The size tier is a regulatory classification that sets the facility's own price cap, so only
+    the operator changes it: a facility admin could otherwise lift its cap by re-classifying."""
+    facility = await _locked_facility(req)
     changes = req.body.model_dump(exclude_none=True)
     if not changes:
-        raise unprocessable("nothing to change", slug="empty-update")
+        raise bad_request("nothing to change", slug="empty-update")
+    if ("size_tier" in changes and changes["size_tier"] != facility.size_tier
+            and req.principal.role is not Role.OPERATOR):
+        raise forbidden("only the operator changes a facility's size tier, which sets its price cap (rule M8)")
     for name, value in changes.items():
         setattr(facility, name, value)
+    _check_booking_window(facility)
     await _check_rates(req, facility)
     return FacilityOut.of(facility)
 
@@ -203,7 +230,10 @@ async def list_units(req: ApiRequest[Any, Any]) -> list[UnitOut]:
 @routes.patch("/v1/facilities/{facility_id}/housing-units/{unit_id}", summary="Change a housing unit",
               roles=ADMINS, tags=TAGS, body=UnitUpdate, response=UnitOut, errors=(409,))
 async def update_unit(req: ApiRequest[UnitUpdate, Any]) -> UnitOut:
+    """A lower kiosk count (A4) limits new bookings; visits already booked are kept."""
     unit = await _unit(req)
+    if not req.body.model_dump(exclude_none=True):
+        raise bad_request("nothing to change", slug="empty-update")
     if req.body.name is not None and await _unit_name_taken(req, unit.facility_id, req.body.name, unit.id):
         raise conflict(f"housing unit {req.body.name!r} already exists", slug="unit-exists")
     for name, value in req.body.model_dump(exclude_none=True).items():
@@ -243,7 +273,9 @@ class WindowOut(BaseModel):
             summary="Replace a housing unit's weekly visitation windows", roles=ADMINS, tags=TAGS,
             body=WindowsIn, response=list[WindowOut])
 async def replace_windows(req: ApiRequest[WindowsIn, Any]) -> list[WindowOut]:
+    """Atomic: the unit row is locked, so two simultaneous replacements never merge their lists."""
     unit = await _unit(req)
+    await req.session.refresh(unit, with_for_update=True)
     specs = [WindowSpec(w.weekday, parse_hhmm(w.start), parse_hhmm(w.end, allow_24=True)) for w in req.body.windows]
     problems = window_problems(specs)
     if problems:
@@ -281,9 +313,12 @@ class ClosureIn(Strict):
 
     @model_validator(mode="after")
     def _span(self) -> ClosureIn:
+        try:
+            self.starts_at, self.ends_at = self.starts_at.astimezone(UTC), self.ends_at.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("the dates are out of range") from None
         if self.starts_at >= self.ends_at:
             raise ValueError("starts_at must be before ends_at")
-        self.starts_at, self.ends_at = self.starts_at.astimezone(UTC), self.ends_at.astimezone(UTC)
         return self
 
 
@@ -361,7 +396,8 @@ class SessionOptionOut(BaseModel):
             summary="Replace the session lengths and prices offered", roles=ADMINS, tags=TAGS,
             body=SessionOptionsIn, response=list[SessionOptionOut])
 async def replace_session_options(req: ApiRequest[SessionOptionsIn, Any]) -> list[SessionOptionOut]:
-    facility = await facility_for(req, req.path("facility_id"))
+    """Replaces the whole list; per-minute prices are checked against the cap (M8) under the facility lock."""
+    facility = await _locked_facility(req)
     seen = set()
     for o in req.body.options:
         key = (o.visit_type, o.length_minutes)
@@ -411,7 +447,7 @@ class FeeOut(BaseModel):
             roles={Role.OPERATOR}, tags=TAGS, body=FeesIn, response=list[FeeOut])
 async def replace_fees(req: ApiRequest[FeesIn, Any]) -> list[FeeOut]:
     """M7: fees default to none; only the operator sets them, and each is itemised in quotes."""
-    facility = await facility_for(req, req.path("facility_id"))
+    facility = await _locked_facility(req)
     await req.session.execute(delete(FeeItem).where(FeeItem.facility_id == facility.id))
     req.session.add_all(FeeItem(facility_id=facility.id, **f.model_dump()) for f in req.body.fees)
     await req.session.flush()

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from control_api.api import ApiRequest, ApiRoutes
 from control_api.auth import Role
 from control_api.db.models import HousingUnit, Resident
-from control_api.problems import bad_request, conflict, forbidden, unprocessable
+from control_api.problems import bad_request, conflict, forbidden, not_found, unprocessable
 from control_api.routes.common import Id, Strict, Text200, facility_for, get_or_404, same_facility
 from control_api.services.access import has_approved_access
 
@@ -103,8 +103,10 @@ async def list_residents(req: ApiRequest[Any, ResidentQuery]) -> list[ResidentOu
     if req.query.housing_unit_id:
         stmt = stmt.where(Resident.housing_unit_id == req.query.housing_unit_id)
     if req.query.q:
-        like = f"%{req.query.q.lower()}%"
-        stmt = stmt.where(Resident.full_name.ilike(like) | Resident.booking_number.ilike(like))
+        escaped = req.query.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = f"%{escaped}%"
+        stmt = stmt.where(Resident.full_name.ilike(like, escape="\\")
+                          | Resident.booking_number.ilike(like, escape="\\"))
     rows = await req.session.scalars(stmt.order_by(Resident.full_name).limit(1000))
     return [ResidentOut.of(r) for r in rows.all()]
 
@@ -112,7 +114,8 @@ async def list_residents(req: ApiRequest[Any, ResidentQuery]) -> list[ResidentOu
 @routes.get("/v1/facilities/{facility_id}/residents/lookup", summary="Find a resident by booking number",
             roles={Role.VISITOR, Role.ATTORNEY}, tags=TAGS, query=LookupQuery, response=ResidentPublic)
 async def lookup_resident(req: ApiRequest[Any, LookupQuery]) -> ResidentPublic:
-    """Only for visitors the facility approved (V1), and only what booking needs."""
+    """Only for visitors the facility approved (V1), and only what booking needs: an exact booking
+    number, never a search, so the roster cannot be browsed."""
     facility = await facility_for(req, req.path("facility_id"))
     if not await has_approved_access(req.session, req.principal.id, facility.id):
         raise forbidden("the facility has not approved your access request (rule V1)")
@@ -120,7 +123,7 @@ async def lookup_resident(req: ApiRequest[Any, LookupQuery]) -> ResidentPublic:
         Resident.facility_id == facility.id, Resident.booking_number == req.query.booking_number,
         Resident.active.is_(True)))
     if resident is None:
-        raise unprocessable(f"no resident with booking number {req.query.booking_number}", slug="no-such-resident")
+        raise not_found(f"resident with booking number {req.query.booking_number}")
     return ResidentPublic(id=resident.id, full_name=resident.full_name, booking_number=resident.booking_number,
                           housing_unit_id=resident.housing_unit_id)
 
@@ -142,15 +145,19 @@ async def update_resident(req: ApiRequest[ResidentUpdate, Any]) -> ResidentOut:
 
 
 @routes.post("/v1/facilities/{facility_id}/residents/import", summary="Import the roster from CSV",
-             roles=ADMINS, tags=TAGS, raw_body=("text/csv",), response=ImportResult,
+             roles=ADMINS, tags=TAGS, raw_body=("text/csv",), response=ImportResult, errors=(409, 413, 415),
              description="Columns: booking_number, full_name, housing_unit (the unit's name). All rows are "
-                         "checked first; any bad row rejects the whole file with every problem listed.")
+                         "checked first; any bad row rejects the whole file with every problem listed. Known booking "
+                         "numbers are updated (and reactivated), new ones created; residents missing from the "
+                         "file are left as they are.")
 async def import_residents(req: ApiRequest[Any, Any]) -> ImportResult:
     facility = await facility_for(req, req.path("facility_id"))
     try:
         text = (req.raw or b"").decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise bad_request("the CSV file must be UTF-8", slug="bad-encoding") from exc
+    if "\x00" in text:  # not text; PostgreSQL also refuses NUL characters in strings
+        raise bad_request("the CSV file contains NUL characters", slug="bad-encoding")
     reader = csv.DictReader(io.StringIO(text))
     required = {"booking_number", "full_name", "housing_unit"}
     if reader.fieldnames is None or not required <= {f.strip() for f in reader.fieldnames}:
