@@ -97,5 +97,35 @@ async function startCall(accessToken, visitId, ui) {
   ws.onclose = () => clearInterval(timer);
 }
 
-window.openvisit = { api, startCall, formatMoney, show };
+const $ = (id) => document.getElementById(id);
+
+// Both pages: a sign-in form (#login) whose fields make the request body, then the visit list.
+function signInWith(path, body, then) {
+  $("login").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const login = await api(path, { method: "POST", body: body() });
+      $("login").hidden = true;
+      await then(login.access_token);
+    } catch (err) {
+      show($("login-error"), err.message);
+    }
+  });
+}
+
+// Both pages: leave the list (#list) for the call view (#call) and join.
+async function enterCall(token, visitId, before) {
+  const ui = { self: $("self"), remote: $("remote"), banner: $("banner"), countdown: $("countdown") };
+  try {
+    if (before) await before();
+    $("list").hidden = true;
+    $("call").hidden = false;
+    await startCall(token, visitId, ui);
+  } catch (err) {
+    $("call").hidden = false;
+    show(ui.banner, `Could not join: ${err.message}`);
+  }
+}
+
+window.openvisit = { api, startCall, formatMoney, show, signInWith, enterCall, $ };
 })();
