@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from control_api.api import ApiRoutes
 from control_api.auth import AccessTokens
@@ -37,13 +38,10 @@ def build_routes() -> ApiRoutes:
     return all_routes()
 
 
-async def load_clock(ctx_settings: Settings, sessions: object) -> Clock:
-    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-    assert isinstance(sessions, async_sessionmaker)
-    clock = Clock(movable=ctx_settings.test_clock_enabled)
+async def load_clock(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Clock:
+    """The movable clock resumes at the offset it had (demo/test mode); production never moves."""
+    clock = Clock(movable=settings.test_clock_enabled)
     if clock.movable:
-        session: AsyncSession
         async with sessions() as session:
             state = await session.scalar(select(ClockState).where(ClockState.id == 1))
         if state is not None:
@@ -66,8 +64,6 @@ def create_app(settings: Settings, *, gateway: PaymentGateway | None = None,
         extra = []
         if engine.dialect.name == "sqlite":
             # Reads use plain deferred transactions so they never queue behind the write lock.
-            from sqlalchemy.ext.asyncio import create_async_engine
-
             read_engine = create_async_engine(settings.effective_database_url, connect_args={"timeout": 30})
             extra.append(read_engine)
         sessions = make_sessionmaker(engine)
