@@ -53,7 +53,8 @@ async def _serve(settings: Settings, demo: bool) -> None:
         accounts = await seed_demo(settings)
     runner, _port = await start_site(create_app(settings), settings.host, settings.port)
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
-    print(f"openvisit is running at {base}/  (API docs: {base}/v1/docs)", flush=True)
+    print(f"openvisit is running at {base}/  (visitor page: {base}/app/visitor.html, "
+          f"kiosk page: {base}/app/kiosk.html, API docs: {base}/v1/docs)", flush=True)
     if demo:
         print("demo accounts (password for all: demo-password):")
         for role, who in accounts.items():
