@@ -90,14 +90,9 @@ async def _wait_state(page: Any, expression: str, within: float = 15) -> Any:
             await asyncio.sleep(0.2)
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_two_browsers_hold_a_visit_that_warns_and_ends_on_time(api: Api, browsers: list[Any],
-                                                                     loopback_only: None) -> None:
-    w = await build_facility(api, options=[{"visit_type": "social", "length_minutes": 20, "price_cents": 500}])
-    visitor = await w.approved_visitor(api)
-    visit = (await book(visitor, w.resident_id, at(api, days=1), length=20)).ok(201)
-    start, end = datetime.fromisoformat(visit["starts_at"]), datetime.fromisoformat(visit["ends_at"])
-    await api.advance(w.operator, int((start - api.ctx.clock.now()).total_seconds()) + 1)
+async def _open_pages(api: Api, browsers: list[Any], w: Any, visitor: Any,
+                      visit: dict[str, Any]) -> tuple[Any, Any, list[str]]:
+    """The visitor signs in and joins; the kiosk signs in, checks the resident in and joins."""
     base = f"http://{api.client.server.host}:{api.client.server.port}"
 
     family = await browsers[0].new_page()
@@ -115,6 +110,19 @@ async def test_two_browsers_hold_a_visit_that_warns_and_ends_on_time(api: Api, b
     await kiosk.fill("#secret", w.kiosk_secret)
     await kiosk.click("#login button")
     await kiosk.click(f"button[data-visit='{visit['id']}']")
+
+    return family, kiosk, errors
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_two_browsers_hold_a_visit_that_warns_and_ends_on_time(api: Api, browsers: list[Any],
+                                                                     loopback_only: None) -> None:
+    w = await build_facility(api, options=[{"visit_type": "social", "length_minutes": 20, "price_cents": 500}])
+    visitor = await w.approved_visitor(api)
+    visit = (await book(visitor, w.resident_id, at(api, days=1), length=20)).ok(201)
+    start, end = datetime.fromisoformat(visit["starts_at"]), datetime.fromisoformat(visit["ends_at"])
+    await api.advance(w.operator, int((start - api.ctx.clock.now()).total_seconds()) + 1)
+    family, kiosk, errors = await _open_pages(api, browsers, w, visitor, visit)
 
     for page in (family, kiosk):
         stats = await _wait_for_video(page)
@@ -141,4 +149,23 @@ async def test_two_browsers_hold_a_visit_that_warns_and_ends_on_time(api: Api, b
             break
         await asyncio.sleep(0.1)
     assert status == "completed"
+    assert errors == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_an_officer_disconnect_ends_the_browsers_visit_with_its_reason(api: Api, browsers: list[Any],
+                                                                             loopback_only: None) -> None:
+    w = await build_facility(api, options=[{"visit_type": "social", "length_minutes": 20, "price_cents": 500}])
+    visitor = await w.approved_visitor(api)
+    visit = (await book(visitor, w.resident_id, at(api, days=1), length=20)).ok(201)
+    start = datetime.fromisoformat(visit["starts_at"])
+    await api.advance(w.operator, int((start - api.ctx.clock.now()).total_seconds()) + 1)
+    family, kiosk, errors = await _open_pages(api, browsers, w, visitor, visit)
+    for page in (family, kiosk):
+        await _wait_for_video(page)
+    (await w.officer.post(f"/v1/visits/{visit['id']}/disconnect", {"reason": "conduct"})).ok()
+    for page in (family, kiosk):
+        ended = await _wait_state(page, "window.callState.ended", within=10)
+        assert (ended["reason"], ended["disconnect_reason"]) == ("disconnected", "conduct")
+        assert "disconnected by the facility (conduct)" in (await page.text_content("#banner") or "")
     assert errors == []
