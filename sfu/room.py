@@ -85,6 +85,7 @@ class Room:
         self.participants: dict[Side, Participant] = {}
         self.closed = False
         self.started = False
+        self._media_open = False
         self.end_reason: str | None = None
         self._on_closed = on_closed
         self._on_first_frame = on_first_frame
@@ -179,8 +180,12 @@ class Room:
     def _gate(self, producer: Producer) -> Callable[[EncodedFrame], None]:
         """S1: participants may wait in the lobby, but media flows only from the start."""
         def on_frame(frame: EncodedFrame) -> None:
-            if self.closed or self.now() < self.starts_at:
+            if self.closed:
                 return
+            if not self._media_open:  # read the clock only until the start: it never moves back
+                if self.now() < self.starts_at:
+                    return
+                self._media_open = True
             if not self.started and len(self.participants) == 2:
                 self.started = True
                 self._loop.create_task(self.events.report(VisitEvent(self.visit_id, "started", self.now())))
