@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCIceCandidate, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.sdp import candidate_from_sdp
 
 from sfu.aiortc_adapter import (
     ForwardingTrack,
@@ -200,6 +201,26 @@ class Room:
         elif not both and self._both_since is not None:
             self._connected_seconds += self._loop.time() - self._both_since
             self._both_since = None
+
+    async def add_candidate(self, side: Side, candidate: str, sdp_mid: str | None,
+                            sdp_mline_index: int | None) -> None:
+        """Trickle ICE: a candidate the client found after sending its offer ("" ends them).
+        Raises ValueError for a malformed candidate."""
+        participant = self.participants.get(side)
+        if participant is None or participant.dropped:
+            return
+        if not candidate:
+            await participant.pc.addIceCandidate(None)
+            return
+        if sdp_mid is None and sdp_mline_index is None:
+            raise ValueError("a candidate needs sdpMid or sdpMLineIndex")
+        fields = candidate.removeprefix("candidate:").split()
+        if len(fields) < 8 or fields[6] != "typ" or not fields[1].isdigit() or not fields[3].isdigit() \
+                or not fields[5].isdigit():
+            raise ValueError(f"not an ICE candidate: {candidate[:80]!r}")
+        parsed: RTCIceCandidate = candidate_from_sdp(" ".join(fields))
+        parsed.sdpMid, parsed.sdpMLineIndex = sdp_mid, sdp_mline_index
+        await participant.pc.addIceCandidate(parsed)
 
     async def leave(self, side: Side) -> None:
         participant = self.participants.get(side)

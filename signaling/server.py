@@ -7,19 +7,20 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from openvisit.join_tokens import JoinTokenError, JoinTokenVerifier
-from sfu.room import RoomClosedError, side_of
+from sfu.room import Room, RoomClosedError, Side, side_of
 from sfu.service import Sfu
 
 log = logging.getLogger(__name__)
 JOIN_TIMEOUT = 10.0
 MAX_MESSAGE = 256 * 1024
+MAX_EARLY_CANDIDATES = 64
 
 
 def create_signaling_app(sfu: Sfu, verifier: JoinTokenVerifier, now: Callable[[], datetime]) -> web.Application:
@@ -69,6 +70,7 @@ def signaling_handler(get_sfu: Callable[[], Sfu], get_verifier: Callable[[], Joi
                     "server_time": now().isoformat(),
                     "others": [s for s in room.participants if s != side]})
         joined = False
+        early_candidates: list[dict[str, Any]] = []  # trickled before the offer was answered
         try:
             async for raw in ws:
                 msg = _parse(raw)
@@ -86,8 +88,14 @@ def signaling_handler(get_sfu: Callable[[], Sfu], get_verifier: Callable[[], Joi
                         continue
                     joined = True
                     await send({"type": "answer", "sdp": answer})
+                    for early in early_candidates:
+                        await _add_candidate(room, side, early, send)
+                    early_candidates.clear()
                 elif msg.get("type") in ("candidate", "end-of-candidates"):
-                    continue  # the server answers with all its candidates; trickled ones are not needed
+                    if joined:
+                        await _add_candidate(room, side, msg, send)
+                    elif len(early_candidates) < MAX_EARLY_CANDIDATES:
+                        early_candidates.append(msg)
                 elif msg.get("type") == "leave":
                     break
                 else:
@@ -103,6 +111,29 @@ def signaling_handler(get_sfu: Callable[[], Sfu], get_verifier: Callable[[], Joi
         return ws
 
     return signaling
+
+
+async def _add_candidate(room: Room, side: Side, msg: dict[str, Any],
+                         send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    """Trickle ICE: `{type: candidate, candidate: {candidate, sdpMid, sdpMLineIndex}}` as a
+    browser's RTCIceCandidate.toJSON() gives it; `end-of-candidates` or an empty one ends them."""
+    if msg.get("type") == "end-of-candidates":
+        text, mid, index = "", None, None
+    else:
+        body = msg.get("candidate")
+        if body is None:
+            body = {"candidate": ""}
+        text, mid, index = (body.get("candidate"), body.get("sdpMid"), body.get("sdpMLineIndex")) \
+            if isinstance(body, dict) else (None, None, None)
+        if (not isinstance(text, str) or not (mid is None or isinstance(mid, str))
+                or not (index is None or (isinstance(index, int) and not isinstance(index, bool)))):
+            await send({"type": "error", "code": "bad-candidate",
+                        "message": "candidate is {candidate: string, sdpMid: string, sdpMLineIndex: integer}"})
+            return
+    try:
+        await room.add_candidate(side, text, mid, index)
+    except (ValueError, IndexError) as exc:
+        await send({"type": "error", "code": "bad-candidate", "message": f"unusable candidate: {exc}"})
 
 
 def _parse(message: Any) -> dict[str, Any] | None:

@@ -58,15 +58,13 @@ async function startCall(accessToken, visitId, ui) {
   ws.onmessage = async (event) => {
     const msg = JSON.parse(event.data);
     if (msg.type === "joined") {
+      // Trickle ICE: send the offer at once, then each candidate as the browser finds it.
+      pc.onicecandidate = (e) => {
+        if (ws.readyState !== WebSocket.OPEN) return;
+        ws.send(JSON.stringify(e.candidate ? { type: "candidate", candidate: e.candidate.toJSON() }
+          : { type: "end-of-candidates" }));
+      };
       await pc.setLocalDescription(await pc.createOffer());
-      if (pc.iceGatheringState !== "complete") {
-        await new Promise((resolve) => {
-          pc.addEventListener("icegatheringstatechange", () => {
-            if (pc.iceGatheringState === "complete") resolve();
-          });
-          setTimeout(resolve, 3000);
-        });
-      }
       ws.send(JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }));
     } else if (msg.type === "answer") {
       await pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });

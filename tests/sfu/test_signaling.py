@@ -102,7 +102,7 @@ class Client:
                 await asyncio.sleep(0.05)
 
 
-async def connect(stack: Stack, token: str) -> Client:
+async def connect(stack: Stack, token: str, *, trickle: bool = False) -> Client:
     session = aiohttp.ClientSession()
     ws = await session.ws_connect(stack.url)
     pc = RTCPeerConnection(rtc_configuration())
@@ -122,7 +122,21 @@ async def connect(stack: Stack, token: str) -> Client:
     if joined["type"] != "joined":
         return client
     await pc.setLocalDescription(await pc.createOffer())
-    await ws.send_json({"type": "offer", "sdp": pc.localDescription.sdp})
+    sdp = pc.localDescription.sdp
+    if not trickle:
+        await ws.send_json({"type": "offer", "sdp": sdp})
+    else:  # as a browser that trickles: the offer without candidates, then each one, then the end
+        lines = sdp.splitlines()
+        await ws.send_json({"type": "offer", "sdp": "\r\n".join(
+            line for line in lines if not line.startswith(("a=candidate:", "a=end-of-candidates"))) + "\r\n"})
+        mid = None
+        for line in lines:
+            if line.startswith("a=mid:"):
+                mid = line.removeprefix("a=mid:")
+            elif line.startswith("a=candidate:") and mid == "0":
+                await ws.send_json({"type": "candidate", "candidate": {
+                    "candidate": line.removeprefix("a="), "sdpMid": mid, "sdpMLineIndex": 0}})
+        await ws.send_json({"type": "candidate", "candidate": {"candidate": "", "sdpMid": "0"}})
     while True:
         msg = await ws.receive_json(timeout=10)
         client.messages.append(msg)
@@ -215,6 +229,42 @@ async def test_a_dropped_participant_rejoins_without_restarting_the_visit(stack:
     finally:
         await visitor.close()
         await again.close()
+
+
+async def test_a_client_that_trickles_its_candidates_gets_media(stack: Stack) -> None:
+    start, end = now() - timedelta(seconds=1), now() + timedelta(minutes=20)
+    visitor = await connect(stack, stack.token("visit-t", "user-1", "visitor", start=start, end=end), trickle=True)
+    resident = await connect(stack, stack.token("visit-t", "resident-9", "resident", start=start, end=end),
+                             trickle=True)
+    try:
+        for _ in range(80):
+            if len(visitor.received["video"]) > 5 and len(resident.received["video"]) > 5:
+                break
+            await asyncio.sleep(0.1)
+        assert forwarded_in_order(visitor.received["video"], resident.video.sent)
+        assert forwarded_in_order(resident.received["video"], visitor.video.sent)
+        assert not [m for m in visitor.messages + resident.messages if m["type"] == "error"]
+        for side in ("visitor", "resident"):  # the SFU learnt the candidates by trickle, not from the offer
+            ice = stack.sfu.rooms["visit-t"].participants[side].pc.getTransceivers()[0].receiver.transport.transport
+            assert [c for c in ice.getRemoteCandidates() if c.type == "host"]
+    finally:
+        await visitor.close()
+        await resident.close()
+
+
+async def test_malformed_candidates_get_an_error_and_the_call_goes_on(stack: Stack) -> None:
+    start, end = now() - timedelta(seconds=1), now() + timedelta(minutes=20)
+    visitor = await connect(stack, stack.token("visit-m", "user-1", "visitor", start=start, end=end))
+    try:
+        for bad in ({"candidate": "candidate:garbage"}, {"candidate": "candidate:1 1 udp x 1.2.3.4 9 typ host",
+                                                         "sdpMid": "0"}, "text", {"candidate": 5}):
+            await visitor.ws.send_json({"type": "candidate", "candidate": bad})
+        async with asyncio.timeout(5):
+            while len([m for m in visitor.messages if m.get("code") == "bad-candidate"]) < 4:
+                await asyncio.sleep(0.05)
+        assert stack.sfu.rooms["visit-m"].participants["visitor"].pc.connectionState != "closed"
+    finally:
+        await visitor.close()
 
 
 async def test_bad_tokens_are_refused(stack: Stack) -> None:
