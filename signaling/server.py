@@ -117,19 +117,16 @@ async def _add_candidate(room: Room, side: Side, msg: dict[str, Any],
                          send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
     """Trickle ICE: `{type: candidate, candidate: {candidate, sdpMid, sdpMLineIndex}}` as a
     browser's RTCIceCandidate.toJSON() gives it; `end-of-candidates` or an empty one ends them."""
-    if msg.get("type") == "end-of-candidates":
-        text, mid, index = "", None, None
-    else:
-        body = msg.get("candidate")
-        if body is None:
-            body = {"candidate": ""}
-        text, mid, index = (body.get("candidate"), body.get("sdpMid"), body.get("sdpMLineIndex")) \
-            if isinstance(body, dict) else (None, None, None)
-        if (not isinstance(text, str) or not (mid is None or isinstance(mid, str))
-                or not (index is None or (isinstance(index, int) and not isinstance(index, bool)))):
-            await send({"type": "error", "code": "bad-candidate",
-                        "message": "candidate is {candidate: string, sdpMid: string, sdpMLineIndex: integer}"})
-            return
+    body: Any = {"candidate": ""} if msg.get("type") == "end-of-candidates" else msg.get("candidate")
+    if body is None:
+        body = {"candidate": ""}
+    text, mid, index = (body.get("candidate"), body.get("sdpMid"), body.get("sdpMLineIndex")) \
+        if isinstance(body, dict) else (None, None, None)
+    if (not isinstance(text, str) or not (mid is None or isinstance(mid, str))
+            or not (index is None or (isinstance(index, int) and not isinstance(index, bool)))):
+        await send({"type": "error", "code": "bad-candidate",
+                    "message": "candidate is {candidate: string, sdpMid: string, sdpMLineIndex: integer}"})
+        return
     try:
         await room.add_candidate(side, text, mid, index)
     except (ValueError, IndexError) as exc:
