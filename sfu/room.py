@@ -38,6 +38,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 Side = Literal["visitor", "resident"]
 DisconnectReason = Literal["conduct", "facility", "technical"]
 DEFAULT_WARNINGS = (120, 30)  # rule S3: seconds before the end
+DEFAULT_MEDIA_TIMEOUT = 30.0  # both connected after the start, and no frame forwarded for this long: failed
 
 
 def side_of(role: str) -> Side:
@@ -73,6 +74,7 @@ class Room:
     def __init__(self, visit_id: str, *, privileged: bool, starts_at: datetime, ends_at: datetime,
                  events: VisitEventSink, now: Callable[[], datetime],
                  ice_servers: Sequence[dict[str, Any]] = (), warnings: Sequence[int] = DEFAULT_WARNINGS,
+                 media_timeout: float = DEFAULT_MEDIA_TIMEOUT,
                  on_closed: Callable[[Room], None] | None = None,
                  on_first_frame: Callable[[float], None] | None = None) -> None:
         self.visit_id = visit_id
@@ -94,6 +96,10 @@ class Room:
         self._loop = asyncio.get_running_loop()
         self._connected_seconds = 0.0
         self._both_since: float | None = None
+        self._both_ever = False  # both parties were connected at the same time at some point
+        self.media_flowed = False  # a frame reached the other party
+        self.media_timeout = media_timeout
+        self._silent_since: float | None = None  # both connected after the start, nothing forwarded yet
         self._timer = asyncio.create_task(self._enforce_schedule())
 
     # ---------------------------------------------------------------- joining (S1, S5)
@@ -198,6 +204,7 @@ class Room:
         both = len(self.participants) == 2 and all(p.connected_since is not None for p in self.participants.values())
         if both and self._both_since is None:
             self._both_since = self._loop.time()
+            self._both_ever = True
         elif not both and self._both_since is not None:
             self._connected_seconds += self._loop.time() - self._both_since
             self._both_since = None
@@ -259,13 +266,35 @@ class Room:
             remaining = (self.ends_at - self.now()).total_seconds()
             if remaining <= 0:
                 break
+            if self._media_never_flowed():
+                await self.end("failed", message="no media could flow between the parties; the visit will be credited")
+                return
             if pending and remaining <= pending[0]:
                 while pending and remaining <= pending[0]:
                     pending.pop(0)
                 await self._broadcast({"type": "warning", "seconds_left": round(remaining)})
             next_event = min([remaining, *[remaining - t for t in pending]])
             await asyncio.sleep(min(max(next_event, 0.01), self.TICK))
-        await self.end("completed", message="the visit reached its scheduled end")
+        if self._both_ever and not self._check_media_flowed():
+            await self.end("failed", message="no media could flow between the parties; the visit will be credited")
+        else:
+            await self.end("completed", message="the visit reached its scheduled end")
+
+    def _check_media_flowed(self) -> bool:
+        if not self.media_flowed:
+            self.media_flowed = self.totals.frames_forwarded > 0 or any(
+                c.frames_delivered for p in self.router.producers for c in p.consumers if c.role == "peer")
+        return self.media_flowed
+
+    def _media_never_flowed(self) -> bool:
+        """Our side failed (M6): both parties connected after the start, yet no frame reached
+        either of them within `media_timeout`. Read every tick."""
+        if self._both_since is None or self.now() < self.starts_at or self._check_media_flowed():
+            self._silent_since = None
+            return False
+        if self._silent_since is None:
+            self._silent_since = self._loop.time()
+        return self._loop.time() - self._silent_since >= self.media_timeout
 
     async def disconnect(self, reason: DisconnectReason, note: str | None = None) -> None:
         """S4: an officer ends the visit at once; both parties are told why."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from openvisit.join_tokens import JoinClaims
 from sfu.events import VisitEventSink
-from sfu.room import DEFAULT_WARNINGS, DisconnectReason, Room
+from sfu.room import DEFAULT_MEDIA_TIMEOUT, DEFAULT_WARNINGS, DisconnectReason, Room
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,13 @@ class SfuStats:
 
 class Sfu:
     def __init__(self, events: VisitEventSink, now: Callable[[], datetime], *,
-                 ice_servers: Sequence[dict[str, Any]] = (), warnings: Sequence[int] = DEFAULT_WARNINGS) -> None:
+                 ice_servers: Sequence[dict[str, Any]] = (), warnings: Sequence[int] = DEFAULT_WARNINGS,
+                 media_timeout: float = DEFAULT_MEDIA_TIMEOUT) -> None:
         self.events = events
         self.now = now
         self.ice_servers = ice_servers
         self.warnings = warnings
+        self.media_timeout = media_timeout
         self.rooms: dict[str, Room] = {}
         self.ended: set[str] = set()  # visits that ended here: a late join must not reopen them (S2)
         self.join_to_first_frame: list[float] = []  # seconds, for the metrics histogram
@@ -43,7 +45,8 @@ class Sfu:
         if room is None:
             room = Room(claims.visit_id, privileged=claims.visit_type == "privileged",
                         starts_at=claims.visit_starts_at, ends_at=claims.visit_ends_at, events=self.events,
-                        now=self.now, ice_servers=self.ice_servers, warnings=self.warnings, on_closed=self._closed,
+                        now=self.now, ice_servers=self.ice_servers, warnings=self.warnings,
+                        media_timeout=self.media_timeout, on_closed=self._closed,
                         on_first_frame=self._first_frame)
             self.rooms[claims.visit_id] = room
         return room

@@ -64,7 +64,7 @@ def loopback_only() -> Iterator[None]:
 async def stack(loopback_only: None) -> AsyncIterator[Stack]:
     key = Ed25519PrivateKey.generate()
     events = InProcessEventSink()
-    sfu = Sfu(events, now, warnings=(3, 1))
+    sfu = Sfu(events, now, warnings=(3, 1), media_timeout=3)
     app = create_signaling_app(sfu, JoinTokenVerifier(key.public_key()), now)
     runner, port = await start_site(app, "127.0.0.1", 0)
     yield Stack(f"ws://127.0.0.1:{port}/v1/signaling", sfu, events, JoinTokenSigner(key))
@@ -102,13 +102,17 @@ class Client:
                 await asyncio.sleep(0.05)
 
 
-async def connect(stack: Stack, token: str, *, trickle: bool = False) -> Client:
+async def connect(stack: Stack, token: str, *, trickle: bool = False, publish: bool = True) -> Client:
     session = aiohttp.ClientSession()
     ws = await session.ws_connect(stack.url)
     pc = RTCPeerConnection(rtc_configuration())
     video = ReplayTrack("video", VP8)
-    pc.addTrack(ReplayTrack("audio", OPUS))
-    pc.addTrack(video)
+    if publish:
+        pc.addTrack(ReplayTrack("audio", OPUS))
+        pc.addTrack(video)
+    else:  # connects, receives, sends nothing: as a client whose media never starts
+        pc.addTransceiver("audio", direction="recvonly")
+        pc.addTransceiver("video", direction="recvonly")
     client = Client(pc, ws, session, video)
 
     @pc.on("track")
@@ -229,6 +233,23 @@ async def test_a_dropped_participant_rejoins_without_restarting_the_visit(stack:
     finally:
         await visitor.close()
         await again.close()
+
+
+async def test_a_visit_whose_media_never_flows_is_reported_failed(stack: Stack) -> None:
+    """Both parties connected but no frame could reach either: our side failed, and the visit
+    is reported `failed` (which credits it, M6) instead of running silent to its end."""
+    start, end = now() - timedelta(seconds=1), now() + timedelta(minutes=20)
+    visitor = await connect(stack, stack.token("visit-f", "user-1", "visitor", start=start, end=end), publish=False)
+    resident = await connect(stack, stack.token("visit-f", "resident-9", "resident", start=start, end=end),
+                             publish=False)
+    try:
+        ended = await visitor.wait_message("ended", within=10)
+        assert ended["reason"] == "failed" and "credited" in ended["message"]
+        final = await asyncio.wait_for(stack.events.wait_for("ended"), 5)
+        assert final.reason == "failed"
+    finally:
+        await visitor.close()
+        await resident.close()
 
 
 async def test_a_client_that_trickles_its_candidates_gets_media(stack: Stack) -> None:
