@@ -18,7 +18,7 @@ from control_api.context import CONTEXT, AppContext
 from control_api.db.models import Visit
 from control_api.metrics import METRICS
 from openvisit.join_tokens import JoinTokenVerifier
-from sfu.aiortc_adapter import restrict_host_candidates
+from sfu.aiortc_adapter import restrict_host_candidates, restrict_udp_ports
 from sfu.events import VisitEvent
 from sfu.metrics import EventLoopLag, SfuCollector
 from sfu.service import Sfu
@@ -61,11 +61,12 @@ def install_embedded_media(app: web.Application) -> None:
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
         ctx = app[CONTEXT]
-        undo = None
-        if ctx.settings.media_addresses:
-            undo = restrict_host_candidates(ctx.settings.media_addresses)
+        undo = [restrict_host_candidates(ctx.settings.media_addresses)] if ctx.settings.media_addresses else []
+        if ctx.settings.udp_port_range is not None:
+            undo.append(restrict_udp_ports(*ctx.settings.udp_port_range))
         sfu = Sfu(ControlPlaneEventSink(app), now,
-                  ice_servers=[s.model_dump(exclude_none=True) for s in ctx.settings.ice_servers])
+                  ice_servers=[s.model_dump(exclude_none=True) for s in ctx.settings.ice_servers],
+                  media_timeout=ctx.settings.media_timeout_seconds)
         app[SFU] = sfu
         ctx.media = sfu
         lag = EventLoopLag()
@@ -76,8 +77,8 @@ def install_embedded_media(app: web.Application) -> None:
         app[METRICS].registry.unregister(collector)
         await lag.stop()
         await sfu.close()
-        if undo is not None:
-            undo()
+        for step in undo:
+            step()
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/v1/signaling", signaling_handler(lambda: app[SFU], verifier, now))

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     embedded_media: bool = Field(default=True, description="run the SFU and signaling inside `openvisit serve`")
     media_addresses: list[str] = Field(
         default_factory=list, description="addresses the SFU gathers and announces ICE candidates on (all if empty)")
+    media_udp_ports: str | None = Field(
+        default=None, pattern=r"^\d{1,5}-\d{1,5}$",
+        description="UDP port range the SFU binds its ICE sockets in, e.g. 40000-40999 (ephemeral if unset)")
+    media_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="both parties connected after the start, no media this long: the visit failed")
 
     access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
     join_token_seconds: int = Field(default=120, ge=10, le=3600)
@@ -77,6 +82,22 @@ class Settings(BaseSettings):
         if not (value.startswith("postgresql+asyncpg://") or value.startswith("sqlite+aiosqlite://")):
             raise ValueError("must be a postgresql:// or sqlite:// URL")
         return value
+
+    @field_validator("media_udp_ports")
+    @classmethod
+    def _port_range(cls, value: str | None) -> str | None:
+        if value is not None:
+            first, last = (int(x) for x in value.split("-"))
+            if not 1 <= first <= last <= 65535:
+                raise ValueError("must be FIRST-LAST with 1 <= FIRST <= LAST <= 65535")
+        return value
+
+    @property
+    def udp_port_range(self) -> tuple[int, int] | None:
+        if self.media_udp_ports is None:
+            return None
+        first, last = (int(x) for x in self.media_udp_ports.split("-"))
+        return first, last
 
     @property
     def test_clock_enabled(self) -> bool:

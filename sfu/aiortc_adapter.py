@@ -18,13 +18,18 @@ contract tests in tests/sfu/test_aiortc_adapter.py fail loudly if an upgrade cha
   publisher's encoder adapts to the slowest receiver.
 - `restrict_host_candidates`: aioice gathers every non-loopback address; the SFU announces only
   the configured ones (tests use 127.0.0.1).
+- `restrict_udp_ports`: aioice binds an ephemeral port per connection; a firewall-friendly SFU
+  binds only in the configured range.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import logging
 import time
+import types
 from collections.abc import Callable, Coroutine, Sequence
 from fractions import Fraction
 from typing import Any
@@ -218,6 +223,51 @@ def restrict_host_candidates(addresses: Sequence[str]) -> Callable[[], None]:
 
     def undo() -> None:
         aioice.ice.get_host_addresses = _original_get_host_addresses
+
+    return undo
+
+
+class _PortRangeLoop:
+    """The running loop as aioice's candidate gathering sees it: a UDP socket asked for on port 0
+    is bound to the next free port of the range instead."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ports: range, cursor: itertools.count[int]) -> None:
+        self._loop = loop
+        self._ports = ports
+        self._cursor = cursor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loop, name)
+
+    async def create_datagram_endpoint(self, protocol_factory: Any, local_addr: Any = None, **kwargs: Any) -> Any:
+        if local_addr is None or local_addr[1] != 0:
+            return await self._loop.create_datagram_endpoint(protocol_factory, local_addr=local_addr, **kwargs)
+        for _ in self._ports:
+            port = self._ports[next(self._cursor) % len(self._ports)]
+            try:
+                return await self._loop.create_datagram_endpoint(protocol_factory, local_addr=(local_addr[0], port),
+                                                                 **kwargs)
+            except OSError:
+                continue
+        logging.getLogger(__name__).warning("no free UDP port in %d-%d on %s", self._ports.start,
+                                            self._ports.stop - 1, local_addr[0])
+        raise OSError(f"no free UDP port in {self._ports.start}-{self._ports.stop - 1}")
+
+
+def restrict_udp_ports(first: int, last: int) -> Callable[[], None]:
+    """Bind the SFU's ICE sockets only to ports first..last (process-wide). Returns an undo function."""
+    if not 1 <= first <= last <= 65535:
+        raise ValueError(f"bad UDP port range {first}-{last}")
+    ports, cursor = range(first, last + 1), itertools.count()
+    if aioice.ice.asyncio is not asyncio:
+        raise AdapterContractError("aioice.ice.asyncio is already wrapped")
+    proxy = types.ModuleType("asyncio")
+    proxy.__getattr__ = lambda name: getattr(asyncio, name)  # type: ignore[method-assign]
+    proxy.get_running_loop = lambda: _PortRangeLoop(asyncio.get_running_loop(), ports, cursor)  # type: ignore[attr-defined]
+    aioice.ice.asyncio = proxy
+
+    def undo() -> None:
+        aioice.ice.asyncio = asyncio
 
     return undo
 

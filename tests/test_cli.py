@@ -103,6 +103,16 @@ async def test_demo_accounts_can_book_with_the_test_card(api: Api) -> None:
     assert visit["status"] == "scheduled" and visit["card_charged_cents"] == 750
 
 
+def test_udp_port_range_setting() -> None:
+    from openvisit.settings import Settings
+
+    assert Settings(media_udp_ports="40000-40999").udp_port_range == (40000, 40999)
+    assert Settings().udp_port_range is None
+    for bad in ("40999-40000", "0-10", "1-70000", "40000", "a-b"):
+        with pytest.raises(ValueError):
+            Settings(media_udp_ports=bad)
+
+
 def test_database_urls_select_the_async_drivers() -> None:
     from openvisit.settings import Settings
 

@@ -207,3 +207,42 @@ async def test_a_subscriber_remb_is_relayed_to_the_publisher(peers: list[RTCPeer
         await asyncio.sleep(0.1)
     assert encoder is not None and encoder.target_bitrate <= 256_000
     await router.close()
+
+
+async def test_ice_sockets_bind_only_inside_the_configured_udp_port_range(loopback_only: None) -> None:
+    """A firewall opens one UDP range for the SFU: every candidate it gathers is inside it, a port
+    already taken is skipped, and media still flows."""
+    import socket
+
+    from sfu.aiortc_adapter import restrict_udp_ports
+
+    first, last = 47300, 47309
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("127.0.0.1", first))
+    undo = restrict_udp_ports(first, last)
+    sfu, client = RTCPeerConnection(rtc_configuration()), RTCPeerConnection(rtc_configuration())
+    try:
+        client.addTrack(ReplayTrack("video", VP8))
+        sfu.addTransceiver("video", direction="recvonly")
+        received: list[EncodedFrame] = []
+
+        @sfu.on("track")
+        def on_track(track: Any) -> None:
+            tap_receiver(_receiver_of(sfu, track), received.append)
+
+        await _negotiate(client, sfu)
+        ports = [int(line.split()[5]) for line in sfu.localDescription.sdp.splitlines()
+                 if line.startswith("a=candidate:")]
+        assert ports and all(first < port <= last for port in ports)
+        for _ in range(50):
+            if received:
+                break
+            await asyncio.sleep(0.1)
+        assert received
+    finally:
+        undo()
+        taken.close()
+        await sfu.close()
+        await client.close()
+    with pytest.raises(ValueError):
+        restrict_udp_ports(10, 5)
