@@ -59,6 +59,9 @@ class SfuCollector(Collector):
         for role in ("peer", "recorder", "monitor"):
             consumer_gauge.add_metric([role], sum(1 for c in consumers if c.role == role))
         yield consumer_gauge
+        yield GaugeMetricFamily("openvisit_sfu_video_thinned_consumers",
+                                "Video consumers sending keyframes only because their receiver's link is too weak",
+                                value=sum(1 for c in consumers if c.thinning is not None and c.thinning.active))
         stats = self.sfu.stats(live_producers=producers)
         yield CounterMetricFamily("openvisit_sfu_frames_forwarded", "Encoded frames delivered to consumers",
                                   value=stats.frames_forwarded)

@@ -2,15 +2,19 @@
 
 Its queue is bounded: a slow consumer loses frames, not memory. For video it then drops until
 the next keyframe (a decoder cannot use deltas after a gap) and asks the producer for one.
+A video consumer whose receiver's link cannot carry the video forwards keyframes only
+(`VideoThinning`), so that receiver keeps its audio.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from typing import TYPE_CHECKING, Literal
 
 from sfu.router.frames import EncodedFrame
+from sfu.router.video_thinning import VideoThinning
 
 if TYPE_CHECKING:
     from sfu.router.producer import Producer
@@ -35,6 +39,8 @@ class Consumer:
         self.waiting_for_keyframe = self.kind == "video"
         self.frames_delivered = 0
         self.frames_dropped = 0
+        self.frames_thinned = 0
+        self.thinning = VideoThinning() if self.kind == "video" else None
         self.last_frame: EncodedFrame | None = None
         self.downstream_bitrate: int | None = None  # the receiver's REMB estimate, bits per second
 
@@ -46,6 +52,15 @@ class Consumer:
         """Called by the producer for every frame, on the event loop. Never blocks."""
         if self._closed:
             return
+        thinning = self.thinning
+        if thinning is not None and thinning.active:
+            if thinning.probe_due(frame.received_at):
+                self.waiting_for_keyframe = True  # full video again, from the next keyframe
+            elif not frame.keyframe:
+                self.frames_thinned += 1
+                if thinning.keyframe_wanted(frame.received_at):
+                    self.producer.request_keyframe()
+                return
         if self.waiting_for_keyframe:
             if not frame.keyframe:
                 self.frames_dropped += 1
@@ -71,6 +86,8 @@ class Consumer:
     def report_bandwidth(self, bitrate: int) -> None:
         """The receiving side's estimate of what its link carries (REMB); relayed to the publisher."""
         self.downstream_bitrate = bitrate
+        if self.thinning is not None:
+            self.thinning.on_estimate(time.monotonic(), bitrate, self.producer.incoming_bitrate)
         self.producer.downstream_changed()
 
     async def next_frame(self) -> EncodedFrame:

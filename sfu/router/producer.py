@@ -26,6 +26,9 @@ class Producer:
         # adapts (a visitor on a weak link gets degraded video, not a dropped visit).
         self.send_bitrate_limit: Callable[[int], Coroutine[Any, Any, None]] | None = None
         self._last_limit_sent: int | None = None
+        self.incoming_bitrate: int | None = None  # bits/s over the last two seconds or so
+        self._window_start = 0.0
+        self._window_bytes = 0
 
     @property
     def consumers(self) -> list[Consumer]:
@@ -57,6 +60,12 @@ class Producer:
     def publish(self, frame: EncodedFrame) -> None:
         self.frames_published += 1
         self.bytes_published += len(frame.data)
+        elapsed = frame.received_at - self._window_start
+        if elapsed >= 2.0:
+            if self._window_start:
+                self.incoming_bitrate = int(self._window_bytes * 8 / elapsed)
+            self._window_start, self._window_bytes = frame.received_at, 0
+        self._window_bytes += len(frame.data)
         if frame.keyframe and self.kind == "video":
             self.keyframes.keyframe_received()
         for consumer in list(self._consumers.values()):
