@@ -98,6 +98,26 @@ async def _create_operator(settings: Settings, email: str, name: str, password: 
     print(f"operator {email} created")
 
 
+async def _audit_verify(settings: Settings) -> int:
+    """Walk the whole hash chain; exit 0 when intact, 1 at the first altered or missing entry."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    from control_api.db.engine import make_engine
+    from control_api.services import audit
+
+    engine = make_engine(settings.effective_database_url)
+    try:
+        async with async_sessionmaker(engine)() as session:
+            report = await audit.verify(session)
+    finally:
+        await engine.dispose()
+    if report.ok:
+        print(f"audit log intact: {report.entries} entries, head {report.head_hash}")
+        return 0
+    print(f"audit log TAMPERED: {report.problem} (entries verified before it: {report.entries})", file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openvisit", description="openvisit video visitation")
     parser.add_argument("--config", help="TOML settings file (also OPENVISIT_CONFIG)")
@@ -116,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="create or upgrade the database schema")
     sub.add_parser("demo", help="create the demo facility and accounts in the database")
+
+    audit = sub.add_parser("audit", help="the append-only audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    audit_sub.add_parser("verify", help="check the hash chain: any edited or removed entry is reported")
 
     op = sub.add_parser("create-operator", help="create a platform operator account")
     op.add_argument("--email", required=True)
@@ -143,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         uvloop.run(_demo(_settings(args, mode=Mode.DEMO)))
     elif args.command == "create-operator":
         uvloop.run(_create_operator(_settings(args), args.email, args.name, args.password))
+    elif args.command == "audit":
+        raise SystemExit(uvloop.run(_audit_verify(_settings(args))))
 
 
 if __name__ == "__main__":
