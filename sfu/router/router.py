@@ -43,11 +43,16 @@ class Router:
         self._producers.pop(producer.id, None)
         await producer.close()
 
-    def consume(self, producer: Producer, consumer_id: str, role: ConsumerRole) -> Consumer:
+    def admit(self, consumer_id: str, role: ConsumerRole) -> None:
+        """Check before a recorder or monitor is even set up: on a privileged visit it is refused
+        (and the refusal reported), whether or not anything is published yet."""
         if self.privileged and role != "peer":
             if self._on_refusal is not None:
                 self._on_refusal(consumer_id, role)
             raise PrivilegeViolationError(f"visit {self.visit_id} is privileged: no {role} may attach (rule P1)")
+
+    def consume(self, producer: Producer, consumer_id: str, role: ConsumerRole) -> Consumer:
+        self.admit(consumer_id, role)
         if producer.id not in self._producers:
             raise KeyError(f"producer {producer.id} is not in this router")
         return producer.add_consumer(consumer_id, role)
