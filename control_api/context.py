@@ -18,6 +18,8 @@ class MediaControl(Protocol):
     async def disconnect(self, visit_id: str, reason: Literal["conduct", "facility", "technical"],
                          note: str | None = None) -> bool: ...
 
+    def is_live(self, visit_id: str) -> bool: ...
+
 
 if TYPE_CHECKING:
     from control_api.auth import AccessTokens

@@ -43,7 +43,7 @@ class ControlPlaneEventSink:
                 log.warning("event for unknown visit %s", event.visit_id)
                 return
             body = event.to_json()
-            fields = ("reason", "disconnect_reason", "connected_seconds", "detail")
+            fields = ("reason", "disconnect_reason", "connected_seconds", "detail", "actor")
             data: dict[str, object] = {k: body[k] for k in fields if k in body}
             await record_event(session, ctx, visit=visit, event_id=event.event_id, kind=event.kind,
                                participant=event.participant, occurred_at=event.occurred_at, data=data,

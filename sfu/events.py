@@ -18,7 +18,8 @@ from typing import Any, Literal, Protocol
 import aiohttp
 
 log = logging.getLogger(__name__)
-EventKind = Literal["participant_joined", "participant_left", "started", "ended"]
+EventKind = Literal["participant_joined", "participant_left", "started", "ended",
+                    "monitor_joined", "monitor_left", "privilege_refused", "join_refused"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class VisitEvent:
     disconnect_reason: Literal["conduct", "facility", "technical"] | None = None
     connected_seconds: int | None = None
     detail: str | None = None
+    actor: str | None = None  # the officer of a monitor event; what was refused on a privileged visit
     event_id: str = field(default_factory=lambda: f"sfu-{uuid.uuid4().hex}")
 
     def to_json(self) -> dict[str, Any]:

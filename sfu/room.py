@@ -30,6 +30,7 @@ from sfu.aiortc_adapter import (
     tap_receiver,
 )
 from sfu.events import VisitEvent, VisitEventSink
+from sfu.monitoring.monitor_session import MonitorSession
 from sfu.router import EncodedFrame, Producer, Router
 from sfu.router.frames import Kind
 
@@ -43,6 +44,23 @@ DEFAULT_MEDIA_TIMEOUT = 30.0  # both connected after the start, and no frame for
 
 def side_of(role: str) -> Side:
     return "resident" if role == "resident" else "visitor"
+
+
+async def add_ice_candidate(pc: RTCPeerConnection, candidate: str, sdp_mid: str | None,
+                            sdp_mline_index: int | None) -> None:
+    """Trickle ICE into `pc`; "" ends the candidates. Raises ValueError for a malformed one."""
+    if not candidate:
+        await pc.addIceCandidate(None)
+        return
+    if sdp_mid is None and sdp_mline_index is None:
+        raise ValueError("a candidate needs sdpMid or sdpMLineIndex")
+    fields = candidate.removeprefix("candidate:").split()
+    if len(fields) < 8 or fields[6] != "typ" or not fields[1].isdigit() or not fields[3].isdigit() \
+            or not fields[5].isdigit():
+        raise ValueError(f"not an ICE candidate: {candidate[:80]!r}")
+    parsed: RTCIceCandidate = candidate_from_sdp(" ".join(fields))
+    parsed.sdpMid, parsed.sdpMLineIndex = sdp_mid, sdp_mline_index
+    await pc.addIceCandidate(parsed)
 
 
 @dataclass
@@ -80,7 +98,8 @@ class Room:
         self.visit_id = visit_id
         self.starts_at = starts_at
         self.ends_at = ends_at
-        self.router = Router(visit_id, privileged=privileged)
+        self.router = Router(visit_id, privileged=privileged, on_refusal=self._refused)
+        self.monitors: dict[str, MonitorSession] = {}
         self.events = events
         self.now = now
         self.ice_servers = ice_servers
@@ -159,6 +178,8 @@ class Room:
             other = self.participants.get("resident" if side == "visitor" else "visitor")
             if other is not None:
                 other.outgoing[kind].attach(self.router.consume(producer, f"{other.participant_id}-{kind}", "peer"))
+            for monitor in self.monitors.values():
+                monitor.watch(side, producer)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -214,20 +235,50 @@ class Room:
         """Trickle ICE: a candidate the client found after sending its offer ("" ends them).
         Raises ValueError for a malformed candidate."""
         participant = self.participants.get(side)
-        if participant is None or participant.dropped:
-            return
-        if not candidate:
-            await participant.pc.addIceCandidate(None)
-            return
-        if sdp_mid is None and sdp_mline_index is None:
-            raise ValueError("a candidate needs sdpMid or sdpMLineIndex")
-        fields = candidate.removeprefix("candidate:").split()
-        if len(fields) < 8 or fields[6] != "typ" or not fields[1].isdigit() or not fields[3].isdigit() \
-                or not fields[5].isdigit():
-            raise ValueError(f"not an ICE candidate: {candidate[:80]!r}")
-        parsed: RTCIceCandidate = candidate_from_sdp(" ".join(fields))
-        parsed.sdpMid, parsed.sdpMLineIndex = sdp_mid, sdp_mline_index
-        await participant.pc.addIceCandidate(parsed)
+        if participant is not None and not participant.dropped:
+            await add_ice_candidate(participant.pc, candidate, sdp_mid, sdp_mline_index)
+
+    # ---------------------------------------------------------------- monitors (hidden officers)
+
+    async def add_monitor(self, monitor_id: str, offer_sdp: str, send: Send) -> str:
+        """An officer watches the live visit, unannounced and receive-only. On a privileged visit
+        the router refuses (PrivilegeViolationError) and the refusal is reported (P1)."""
+        if self.closed:
+            raise RoomClosedError(self.end_reason or "the visit has ended")
+        session = MonitorSession(monitor_id, self.router, send, self.ice_servers)
+        previous = self.monitors.pop(monitor_id, None)
+        if previous is not None:
+            await previous.close()
+        for side, participant in self.participants.items():
+            for producer in participant.producers.values():
+                session.watch(side, producer)
+        self.monitors[monitor_id] = session
+
+        @session.pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if session.pc.connectionState in ("failed", "closed") and self.monitors.get(monitor_id) is session:
+                await self.remove_monitor(monitor_id)
+
+        answer = await session.answer(offer_sdp)
+        await self.events.report(VisitEvent(self.visit_id, "monitor_joined", self.now(), actor=monitor_id))
+        return answer
+
+    async def add_monitor_candidate(self, monitor_id: str, candidate: str, sdp_mid: str | None,
+                                    sdp_mline_index: int | None) -> None:
+        session = self.monitors.get(monitor_id)
+        if session is not None:
+            await add_ice_candidate(session.pc, candidate, sdp_mid, sdp_mline_index)
+
+    async def remove_monitor(self, monitor_id: str) -> None:
+        session = self.monitors.pop(monitor_id, None)
+        if session is not None:
+            await session.close()
+            await self.events.report(VisitEvent(self.visit_id, "monitor_left", self.now(), actor=monitor_id))
+
+    def _refused(self, consumer_id: str, role: str) -> None:
+        """P1: every refused recorder or monitor is reported (the control plane audits it)."""
+        self._loop.create_task(self.events.report(VisitEvent(
+            self.visit_id, "privilege_refused", self.now(), actor=consumer_id, detail=role)))
 
     async def leave(self, side: Side) -> None:
         participant = self.participants.get(side)
@@ -312,6 +363,11 @@ class Room:
                                "message": message})
         for participant in list(self.participants.values()):
             await self._drop(participant, report=False)
+        for monitor_id, monitor in list(self.monitors.items()):
+            with contextlib.suppress(Exception):
+                await monitor.send({"type": "ended", "reason": reason, "disconnect_reason": disconnect_reason,
+                                    "message": message})
+            await self.remove_monitor(monitor_id)
         await self.router.close()
         if asyncio.current_task() is not self._timer:
             self._timer.cancel()

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from openvisit.join_tokens import JoinClaims
-from sfu.events import VisitEventSink
+from sfu.events import VisitEvent, VisitEventSink
 from sfu.room import DEFAULT_MEDIA_TIMEOUT, DEFAULT_WARNINGS, DisconnectReason, Room
 
 
@@ -37,12 +37,15 @@ class Sfu:
         self.ended: set[str] = set()  # visits that ended here: a late join must not reopen them (S2)
         self.join_to_first_frame: list[float] = []  # seconds, for the metrics histogram
         self._closed_totals = SfuStats(0, 0, 0)
+        self._used_tokens: dict[str, datetime] = {}  # join token id -> its expiry
 
     def room_for(self, claims: JoinClaims) -> Room | None:
+        """The visit's room, opened by its first participant. A monitor never opens one: it may
+        only watch a visit that is live here."""
         if claims.visit_id in self.ended:
             return None
         room = self.rooms.get(claims.visit_id)
-        if room is None:
+        if room is None and claims.participant_role != "monitor":
             room = Room(claims.visit_id, privileged=claims.visit_type == "privileged",
                         starts_at=claims.visit_starts_at, ends_at=claims.visit_ends_at, events=self.events,
                         now=self.now, ice_servers=self.ice_servers, warnings=self.warnings,
@@ -50,6 +53,21 @@ class Sfu:
                         on_first_frame=self._first_frame)
             self.rooms[claims.visit_id] = room
         return room
+
+    def claim_token(self, claims: JoinClaims) -> bool:
+        """Each join token works once: a copied or replayed token cannot take over a participant's
+        place or a monitor's view. A client that reconnects asks the control API for a new one."""
+        now = self.now()
+        for token_id in [t for t, expires in self._used_tokens.items() if expires <= now]:
+            del self._used_tokens[token_id]
+        if claims.token_id in self._used_tokens:
+            return False
+        self._used_tokens[claims.token_id] = claims.expires_at
+        return True
+
+    async def report_refusal(self, visit_id: str, actor: str, reason: str) -> None:
+        """A join attempt refused before any room was involved (replayed or forged token): audited."""
+        await self.events.report(VisitEvent(visit_id, "join_refused", self.now(), actor=actor, detail=reason))
 
     def _first_frame(self, seconds: float) -> None:
         self.join_to_first_frame.append(seconds)
@@ -74,6 +92,9 @@ class Sfu:
                 x.frames_delivered for p in producers for x in p.consumers),
             c.bytes_received + sum(t.bytes_received for t in live) + sum(p.bytes_published for p in producers),
             c.plis_sent + sum(t.plis_sent for t in live) + sum(p.keyframes.plis_sent for p in producers))
+
+    def is_live(self, visit_id: str) -> bool:
+        return visit_id in self.rooms
 
     async def disconnect(self, visit_id: str, reason: DisconnectReason, note: str | None = None) -> bool:
         """S4: end a live visit at once. False when this SFU has no such room."""

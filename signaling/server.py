@@ -11,10 +11,12 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+import jwt
 from aiohttp import WSMsgType, web
 
 from openvisit.join_tokens import JoinTokenError, JoinTokenVerifier
-from sfu.room import Room, RoomClosedError, Side, side_of
+from sfu.room import Room, RoomClosedError, Send, Side, side_of
+from sfu.router import PrivilegeViolationError
 from sfu.service import Sfu
 
 log = logging.getLogger(__name__)
@@ -60,10 +62,20 @@ def signaling_handler(get_sfu: Callable[[], Sfu], get_verifier: Callable[[], Joi
         try:
             claims = verifier.verify(msg["token"], now())  # S1: visit, participant, window
         except JoinTokenError as exc:
+            claimed = _unverified_claims(msg["token"])
+            if claimed is not None:  # audited against the visit it names, as an attempt
+                await sfu.report_refusal(claimed[0], claimed[1], f"bad token: {exc}")
             return await fail("bad-token", str(exc))
         room = sfu.room_for(claims)
         if room is None:
+            if claims.participant_role == "monitor" and claims.visit_id not in sfu.ended:
+                return await fail("not-live", "this visit is not live on this media server")
             return await fail("visit-ended", "this visit has ended (rule S2)")
+        if not sfu.claim_token(claims):
+            await sfu.report_refusal(claims.visit_id, claims.participant_id, "join token replayed")
+            return await fail("token-used", "this join token was already used; ask for a new one to rejoin")
+        if claims.participant_role == "monitor":
+            return await _monitor(ws, room, claims.participant_id, send, fail)
         side = side_of(claims.participant_role)
         await send({"type": "joined", "visit_id": claims.visit_id, "side": side,
                     "starts_at": claims.visit_starts_at.isoformat(), "ends_at": claims.visit_ends_at.isoformat(),
@@ -113,24 +125,93 @@ def signaling_handler(get_sfu: Callable[[], Sfu], get_verifier: Callable[[], Joi
     return signaling
 
 
-async def _add_candidate(room: Room, side: Side, msg: dict[str, Any],
-                         send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
-    """Trickle ICE: `{type: candidate, candidate: {candidate, sdpMid, sdpMLineIndex}}` as a
-    browser's RTCIceCandidate.toJSON() gives it; `end-of-candidates` or an empty one ends them."""
+async def _monitor(ws: web.WebSocketResponse, room: Room, monitor_id: str, send: Send,
+                   fail: Callable[[str, str], Awaitable[web.WebSocketResponse]]) -> web.WebSocketResponse:
+    """An officer's hidden, receive-only session: an offer with four recv-only m-lines (visitor
+    audio, video, resident audio, video), answered once; then only `ended` arrives."""
+    await send({"type": "joined", "visit_id": room.visit_id, "side": "monitor",
+                "starts_at": room.starts_at.isoformat(), "ends_at": room.ends_at.isoformat(),
+                "others": list(room.participants)})
+    joined = False
+    try:
+        async for raw in ws:
+            msg = _parse(raw)
+            kind = None if msg is None else msg.get("type")
+            if msg is not None and kind == "offer" and isinstance(msg.get("sdp"), str) and not joined:
+                try:
+                    answer = await room.add_monitor(monitor_id, msg["sdp"], send)
+                except PrivilegeViolationError:
+                    return await fail("privileged", "a privileged visit is never monitored (rule P1); "
+                                                    "this attempt was recorded")
+                except RoomClosedError as exc:
+                    return await fail("visit-ended", str(exc))
+                except Exception as exc:  # a malformed SDP must not take the server down
+                    log.warning("monitor offer from %s failed: %s", monitor_id, exc)
+                    await send({"type": "error", "code": "bad-offer", "message": str(exc)})
+                    continue
+                joined = True
+                await send({"type": "answer", "sdp": answer})
+            elif msg is not None and kind in ("candidate", "end-of-candidates") and joined:
+                parsed = _candidate_fields(msg)
+                if parsed is None:
+                    await send({"type": "error", "code": "bad-candidate", "message": CANDIDATE_SHAPE})
+                    continue
+                try:
+                    await room.add_monitor_candidate(monitor_id, *parsed)
+                except (ValueError, IndexError) as exc:
+                    await send({"type": "error", "code": "bad-candidate", "message": f"unusable candidate: {exc}"})
+            elif msg is not None and kind == "leave":
+                break
+    finally:
+        if joined:
+            session = room.monitors.get(monitor_id)
+            if session is not None and session.send is send:
+                await room.remove_monitor(monitor_id)
+        with contextlib.suppress(Exception):
+            await ws.close()
+    return ws
+
+
+CANDIDATE_SHAPE = "candidate is {candidate: string, sdpMid: string, sdpMLineIndex: integer}"
+
+
+def _candidate_fields(msg: dict[str, Any]) -> tuple[str, str | None, int | None] | None:
+    """`{type: candidate, candidate: {candidate, sdpMid, sdpMLineIndex}}` as a browser's
+    RTCIceCandidate.toJSON() gives it; `end-of-candidates` or an empty one ends them. None if malformed."""
     body: Any = {"candidate": ""} if msg.get("type") == "end-of-candidates" else msg.get("candidate")
     if body is None:
         body = {"candidate": ""}
-    text, mid, index = (body.get("candidate"), body.get("sdpMid"), body.get("sdpMLineIndex")) \
-        if isinstance(body, dict) else (None, None, None)
+    if not isinstance(body, dict):
+        return None
+    text, mid, index = body.get("candidate"), body.get("sdpMid"), body.get("sdpMLineIndex")
     if (not isinstance(text, str) or not (mid is None or isinstance(mid, str))
             or not (index is None or (isinstance(index, int) and not isinstance(index, bool)))):
-        await send({"type": "error", "code": "bad-candidate",
-                    "message": "candidate is {candidate: string, sdpMid: string, sdpMLineIndex: integer}"})
+        return None
+    return text, mid, index
+
+
+async def _add_candidate(room: Room, side: Side, msg: dict[str, Any],
+                         send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    parsed = _candidate_fields(msg)
+    if parsed is None:
+        await send({"type": "error", "code": "bad-candidate", "message": CANDIDATE_SHAPE})
         return
     try:
-        await room.add_candidate(side, text, mid, index)
+        await room.add_candidate(side, *parsed)
     except (ValueError, IndexError) as exc:
         await send({"type": "error", "code": "bad-candidate", "message": f"unusable candidate: {exc}"})
+
+
+def _unverified_claims(token: str) -> tuple[str, str] | None:
+    """The visit and subject a rejected token names (for the audit trail only; never trusted)."""
+    try:
+        payload = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    visit, subject = payload.get("visit"), payload.get("sub")
+    if isinstance(visit, str) and isinstance(subject, str) and 0 < len(visit) <= 36 and len(subject) <= 120:
+        return visit, subject
+    return None
 
 
 def _parse(message: Any) -> dict[str, Any] | None:

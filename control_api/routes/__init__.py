@@ -15,6 +15,7 @@ AREAS = (
     "visits",  # availability, quotes, booking, review, cancellation, check-in, kiosk notices (B, S6)
     "billing",  # balance, statements, credit requests (M)
     "media",  # join tokens and media-plane event reports (S1, S6, M6)
+    "monitoring",  # officers' live visits and monitor tokens (P1)
     "clock",  # the test clock
 )
 

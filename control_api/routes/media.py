@@ -74,14 +74,18 @@ async def join(req: ApiRequest[Any, Any]) -> JoinOut:
         visit_type=visit.visit_type, visit_starts_at=visit.starts_at, visit_ends_at=visit.ends_at,
         not_before=opens, expires_at=expires)
     servers = [IceServerOut(**s.model_dump()) for s in req.ctx.settings.ice_servers]
+    return JoinOut(join_token=token, expires_at=expires, signaling_url=signaling_url_for(req),
+                   ice_servers=servers, participant_role=participant_role,
+                   visit=JoinVisit(id=visit.id, starts_at=visit.starts_at, ends_at=visit.ends_at,
+                                   visit_type=visit.visit_type))
+
+
+def signaling_url_for(req: ApiRequest[Any, Any]) -> str | None:
     signaling_url = req.ctx.settings.signaling_url
     if signaling_url is None and req.ctx.media is not None:  # the embedded media plane, on this server
         scheme = "wss" if req.request.scheme == "https" else "ws"
         signaling_url = f"{scheme}://{req.request.host}/v1/signaling"
-    return JoinOut(join_token=token, expires_at=expires, signaling_url=signaling_url,
-                   ice_servers=servers, participant_role=participant_role,
-                   visit=JoinVisit(id=visit.id, starts_at=visit.starts_at, ends_at=visit.ends_at,
-                                   visit_type=visit.visit_type))
+    return signaling_url
 
 
 class DisconnectIn(Strict):
@@ -131,8 +135,11 @@ EventId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-
 class MediaEvent(Strict):
     event_id: EventId = Field(description="unique per event; a repeated id is acknowledged and ignored")
     visit_id: Id
-    kind: Literal["participant_joined", "participant_left", "started", "ended"]
+    kind: Literal["participant_joined", "participant_left", "started", "ended", "monitor_joined", "monitor_left",
+                  "privilege_refused", "join_refused"]
     participant: Literal["visitor", "resident"] | None = None
+    actor: Annotated[str, StringConstraints(min_length=1, max_length=120)] | None = Field(
+        default=None, description="monitor events: the officer; privilege_refused: who was refused")
     occurred_at: AwareDatetime
     reason: Literal["completed", "disconnected", "failed"] | None = Field(default=None, description="for ended")
     disconnect_reason: Literal["conduct", "facility", "technical"] | None = Field(default=None, description="S4")
@@ -145,6 +152,8 @@ class MediaEvent(Strict):
             raise ValueError("participant events name the participant")
         if self.kind == "ended" and self.reason is None:
             raise ValueError("an ended event gives its reason")
+        if self.kind in ("monitor_joined", "monitor_left", "privilege_refused", "join_refused") and self.actor is None:
+            raise ValueError("monitor and refusal events name the actor")
         if self.reason == "disconnected" and self.disconnect_reason is None:
             raise ValueError("a disconnect gives the officer's reason: conduct, facility or technical (rule S4)")
         return self
@@ -163,14 +172,15 @@ class MediaEventAck(BaseModel):
                          "`event_id` makes reports idempotent: a repeated id answers `duplicate: true` and "
                          "changes nothing. Reports about a visit that is no longer live (ended, cancelled) "
                          "are stored and change nothing. An `ended` report decides the final status (S6) "
-                         "and settles the money (M4, M6, M8).")
+                         "and settles the money (M4, M6, M8). Monitor joins and leaves and refused attempts on a "
+                         "privileged visit (P1) are written to the audit log.")
 async def media_event(req: ApiRequest[MediaEvent, Any]) -> MediaEventAck:
     b = req.body
     visit = (await req.session.scalars(select(Visit).where(Visit.id == b.visit_id).with_for_update())).one_or_none()
     if visit is None:
         raise not_found("visit")
     data = {"reason": b.reason, "disconnect_reason": b.disconnect_reason, "connected_seconds": b.connected_seconds,
-            "detail": b.detail}
+            "detail": b.detail, "actor": b.actor}
     fresh = await record_event(req.session, req.ctx, visit=visit, event_id=b.event_id, kind=b.kind,
                                participant=b.participant, occurred_at=b.occurred_at,
                                data={k: v for k, v in data.items() if v is not None}, now=req.now)

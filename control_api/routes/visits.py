@@ -20,7 +20,7 @@ from control_api.domain.cancellation import CancelledBy
 from control_api.domain.schedule import Span
 from control_api.problems import forbidden, not_found, unprocessable
 from control_api.routes.common import Id, Reason, Strict, get_or_404
-from control_api.services import billing, booking
+from control_api.services import audit, billing, booking
 from control_api.services.access import has_approved_access, is_verified_attorney
 
 routes = ApiRoutes()
@@ -413,10 +413,15 @@ async def move(req: ApiRequest[MoveRequest, Any]) -> VisitOut:
 
 
 @routes.patch("/v1/visits/{visit_id}", summary="Change a visit's type (always refused)",
-              roles={*VISITORS, *STAFF, Role.OPERATOR}, tags=TAGS, errors=(409,))
+              roles={*VISITORS, *STAFF, Role.OPERATOR}, tags=TAGS, errors=(409,), own_transactions=True)
 async def patch_visit(req: ApiRequest[Any, Any]) -> None:
-    """B1: a visit's type never changes after booking; cancel and book again instead."""
-    await visible_visit(req, req.path("visit_id"))
+    """B1: a visit's type never changes after booking; cancel and book again instead. Every
+    attempt is audited (a privileged visit turned social would lose P1)."""
+    visit = await visible_visit(req, req.path("visit_id"))
+    async with req.ctx.sessions() as session, session.begin():
+        await audit.append(session, now=req.now, action="visit.change_refused", actor=req.principal,
+                           facility_id=visit.facility_id, visit_id=visit.id,
+                           detail={"visit_type": visit.visit_type})
     raise unprocessable("a visit cannot be changed after booking; its type never changes (rule B1). Cancel it "
                         "and book again, or ask the facility to move it.", slug="visit-immutable")
 

@@ -23,10 +23,13 @@ from control_api.domain.outcomes import (
     credit_rule_for,
     final_status,
 )
-from control_api.services import billing
+from control_api.services import audit, billing
 from control_api.services.sweeps import sweep
 
-EventKind = Literal["participant_joined", "participant_left", "started", "ended"]
+EventKind = Literal["participant_joined", "participant_left", "started", "ended", "monitor_joined", "monitor_left",
+                    "privilege_refused", "join_refused"]
+AUDITED = {"monitor_joined": "monitor.join", "monitor_left": "monitor.leave",
+           "privilege_refused": "privilege.refused", "join_refused": "media.join_refused"}
 
 # The media plane ends a visit at its scheduled end and reports it within moments (with retries).
 # The sweep waits this long past the end before deciding without that report, so the media
@@ -47,6 +50,15 @@ async def record_event(session: AsyncSession, app: AppContext, *, visit: Visit, 
     session.add(VisitEvent(event_id=event_id, visit_id=visit.id, kind=kind, participant=participant, data=data,
                            occurred_at=occurred_at, received_at=now))
     await session.flush()
+    if kind in AUDITED:  # what the media plane saw of monitors and refusals goes to the audit log
+        actor = str(data.get("actor") or "")
+        await audit.append(session, now=now, action=AUDITED[kind], actor_id=actor.removeprefix("monitor-"),
+                           actor_role="officer" if kind.startswith("monitor_") else None,
+                           facility_id=visit.facility_id, visit_id=visit.id,
+                           detail={"source": "media-plane", "occurred_at": occurred_at.isoformat(),
+                                   "visit_type": visit.visit_type,
+                                   **({"refused": data.get("detail")} if kind.endswith("_refused") else {})})
+        return True
     if visit.status not in LIVE:
         return True
     if kind == "participant_joined":
