@@ -44,6 +44,11 @@ class JoinTokenSigner:
     def public_key(self) -> Ed25519PublicKey:
         return self._key.public_key()
 
+    @property
+    def signing_key(self) -> Ed25519PrivateKey:
+        """The server's key, also used for attestations and manifests (openvisit/signed_documents.py)."""
+        return self._key
+
     def issue(self, *, visit_id: str, participant_id: str, participant_role: str, visit_type: str,
               visit_starts_at: datetime, visit_ends_at: datetime, not_before: datetime,
               expires_at: datetime) -> tuple[str, JoinClaims]:

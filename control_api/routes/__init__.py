@@ -16,6 +16,7 @@ AREAS = (
     "billing",  # balance, statements, credit requests (M)
     "media",  # join tokens and media-plane event reports (S1, S6, M6)
     "monitoring",  # officers' live visits and monitor tokens (P1)
+    "privilege",  # attestations of privileged visits (P3)
     "clock",  # the test clock
 )
 
