@@ -152,9 +152,22 @@ async def test_two_browsers_hold_a_visit_that_warns_and_ends_on_time(api: Api, b
     assert errors == []
 
 
+MONITOR_DECODES_BOTH = """(async () => {
+  const state = window.monitorState[VISIT];
+  if (!state || state.status !== 'watching') return false;
+  const videos = [];
+  (await state.pc.getStats()).forEach(r => {
+    if (r.type === 'inbound-rtp' && r.kind === 'video') videos.push(r.framesDecoded || 0);
+  });
+  return videos.length === 2 && Math.min(...videos) >= 5;
+})()"""
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_an_officer_disconnect_ends_the_browsers_visit_with_its_reason(api: Api, browsers: list[Any],
-                                                                             loopback_only: None) -> None:
+async def test_an_officer_watches_from_the_console_then_disconnects_with_a_reason(api: Api, browsers: list[Any],
+                                                                                  loopback_only: None) -> None:
+    """The officer console in a third page: the live visit is listed, Watch shows both parties'
+    video (decoded), the parties are not told, and Disconnect ends both pages' visit with the reason."""
     w = await build_facility(api, options=[{"visit_type": "social", "length_minutes": 20, "price_cents": 500}])
     visitor = await w.approved_visitor(api)
     visit = (await book(visitor, w.resident_id, at(api, days=1), length=20)).ok(201)
@@ -163,9 +176,28 @@ async def test_an_officer_disconnect_ends_the_browsers_visit_with_its_reason(api
     family, kiosk, errors = await _open_pages(api, browsers, w, visitor, visit)
     for page in (family, kiosk):
         await _wait_for_video(page)
-    (await w.officer.post(f"/v1/visits/{visit['id']}/disconnect", {"reason": "conduct"})).ok()
+
+    console = await browsers[1].new_page()
+    console.on("pageerror", lambda e: errors.append(str(e)))
+    console.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await console.goto(f"http://{api.client.server.host}:{api.client.server.port}/app/officer.html")
+    await console.fill("#email", w.officer.extra["email"])
+    await console.fill("#password", PASSWORD)
+    await console.click("#login button")
+    watch = console.locator(f"div.visit[data-visit='{visit['id']}'] button.watch")
+    await watch.wait_for()
+    row = f"div.visit[data-visit='{visit['id']}']"
+    await _wait_state(console, f"!document.querySelector(\"{row} button.watch\").disabled")
+    await watch.click()
+    await _wait_state(console, MONITOR_DECODES_BOTH.replace("VISIT", repr(visit["id"])))  # both parties' video
+    assert await family.evaluate("window.callState.status") == "in_call"  # nothing told the parties
+
+    await console.select_option(f"div.visit[data-visit='{visit['id']}'] select", "facility")
+    await console.click(f"div.visit[data-visit='{visit['id']}'] button.disconnect")
     for page in (family, kiosk):
         ended = await _wait_state(page, "window.callState.ended", within=10)
-        assert (ended["reason"], ended["disconnect_reason"]) == ("disconnected", "conduct")
-        assert "disconnected by the facility (conduct)" in (await page.text_content("#banner") or "")
+        assert (ended["reason"], ended["disconnect_reason"]) == ("disconnected", "facility")
+        assert "disconnected by the facility (facility)" in (await page.text_content("#banner") or "")
+    await _wait_state(console, f"!window.monitorState['{visit['id']}']", within=10)
+    assert "Disconnected (facility)" in (await console.text_content(f"figure[data-visit='{visit['id']}']") or "")
     assert errors == []
