@@ -6,6 +6,7 @@ Join tokens for the media plane are different (Ed25519, verify-only on media nod
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -101,6 +102,10 @@ class AccessTokens:
     def __init__(self, secret: str, ttl: timedelta) -> None:
         self._secret = secret
         self.ttl = ttl
+
+    def derived_secret(self, purpose: str) -> str:
+        """A separate key per purpose (e.g. recording playback links), so no token passes for another kind."""
+        return hashlib.sha256(f"{purpose}:{self._secret}".encode()).hexdigest()
 
     def issue(self, principal: Principal, now: datetime) -> tuple[str, datetime]:
         expires = now + self.ttl

@@ -21,6 +21,7 @@ from openvisit.join_tokens import JoinTokenVerifier
 from sfu.aiortc_adapter import restrict_host_candidates, restrict_udp_ports
 from sfu.events import VisitEvent
 from sfu.metrics import EventLoopLag, SfuCollector
+from sfu.recording.storage import LocalFolderStorage
 from sfu.service import Sfu
 from signaling.server import signaling_handler
 
@@ -43,7 +44,7 @@ class ControlPlaneEventSink:
                 log.warning("event for unknown visit %s", event.visit_id)
                 return
             body = event.to_json()
-            fields = ("reason", "disconnect_reason", "connected_seconds", "detail", "actor")
+            fields = ("reason", "disconnect_reason", "connected_seconds", "detail", "actor", "manifest")
             data: dict[str, object] = {k: body[k] for k in fields if k in body}
             await record_event(session, ctx, visit=visit, event_id=event.event_id, kind=event.kind,
                                participant=event.participant, occurred_at=event.occurred_at, data=data,
@@ -66,7 +67,8 @@ def install_embedded_media(app: web.Application) -> None:
             undo.append(restrict_udp_ports(*ctx.settings.udp_port_range))
         sfu = Sfu(ControlPlaneEventSink(app), now,
                   ice_servers=[s.model_dump(exclude_none=True) for s in ctx.settings.ice_servers],
-                  media_timeout=ctx.settings.media_timeout_seconds)
+                  media_timeout=ctx.settings.media_timeout_seconds,
+                  recordings=LocalFolderStorage(ctx.settings.recordings_dir))
         app[SFU] = sfu
         ctx.media = sfu
         lag = EventLoopLag()

@@ -67,12 +67,13 @@ async def _media_node(settings: Settings, control_url: str) -> None:
     from control_api.app import start_site
     from openvisit.keys import load_or_create_secret
     from sfu.node import media_node_from_control
+    from sfu.recording.storage import LocalFolderStorage
 
     secret = settings.media_secret or load_or_create_secret(settings.keys_dir, "media-secret")
     app, _sfu = await media_node_from_control(
         control_url, secret, ice_servers=[s.model_dump(exclude_none=True) for s in settings.ice_servers],
         addresses=settings.media_addresses, udp_ports=settings.udp_port_range,
-        media_timeout=settings.media_timeout_seconds)
+        media_timeout=settings.media_timeout_seconds, recordings=LocalFolderStorage(settings.recordings_dir))
     runner, port = await start_site(app, settings.host, settings.port)
     print(f"openvisit media node: signaling at ws://{settings.host}:{port}/v1/signaling, reporting to {control_url}",
           flush=True)
@@ -118,6 +119,27 @@ async def _audit_verify(settings: Settings) -> int:
     return 1
 
 
+def _export_verify(archive: str, public_key_file: str | None) -> int:
+    """Check an exported visit with nothing but the archive and the server's public key."""
+    from pathlib import Path
+
+    from openvisit.export_archive import verify_archive
+    from openvisit.keys import load_public_key
+
+    key = load_public_key(Path(public_key_file).read_bytes()) if public_key_file else None
+    report = verify_archive(Path(archive), key)
+    if report.ok:
+        print(f"export verified: {report.files_checked} files match the signed manifest, "
+              f"{report.audit_entries} audit entries intact")
+        if report.key_from_archive:
+            print("note: checked against the public key inside the archive; pass --public-key with the server's "
+                  "published key to rule out a re-signed archive")
+        return 0
+    for problem in report.problems:
+        print(f"export FAILED: {problem}", file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openvisit", description="openvisit video visitation")
     parser.add_argument("--config", help="TOML settings file (also OPENVISIT_CONFIG)")
@@ -140,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the append-only audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="check the hash chain: any edited or removed entry is reported")
+
+    export = sub.add_parser("export", help="exported visit archives")
+    export_sub = export.add_subparsers(dest="export_command", required=True)
+    verify = export_sub.add_parser("verify", help="check an archive's files, signed manifest and audit excerpt")
+    verify.add_argument("archive")
+    verify.add_argument("--public-key", help="the server's public key (PEM, from GET /v1/media/public-key)")
 
     op = sub.add_parser("create-operator", help="create a platform operator account")
     op.add_argument("--email", required=True)
@@ -167,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         uvloop.run(_demo(_settings(args, mode=Mode.DEMO)))
     elif args.command == "create-operator":
         uvloop.run(_create_operator(_settings(args), args.email, args.name, args.password))
+    elif args.command == "export":
+        raise SystemExit(_export_verify(args.archive, args.public_key))
     elif args.command == "audit":
         raise SystemExit(uvloop.run(_audit_verify(_settings(args))))
 

@@ -19,7 +19,7 @@ import aiohttp
 
 log = logging.getLogger(__name__)
 EventKind = Literal["participant_joined", "participant_left", "started", "ended",
-                    "monitor_joined", "monitor_left", "privilege_refused", "join_refused"]
+                    "monitor_joined", "monitor_left", "privilege_refused", "join_refused", "recording_closed"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class VisitEvent:
     connected_seconds: int | None = None
     detail: str | None = None
     actor: str | None = None  # the officer of a monitor event; what was refused on a privileged visit
+    manifest: dict[str, Any] | None = None  # recording_closed: the recorder's (unsigned) manifest
     event_id: str = field(default_factory=lambda: f"sfu-{uuid.uuid4().hex}")
 
     def to_json(self) -> dict[str, Any]:

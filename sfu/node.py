@@ -17,6 +17,7 @@ from openvisit.join_tokens import JoinTokenVerifier
 from openvisit.keys import load_public_key
 from sfu.aiortc_adapter import restrict_host_candidates, restrict_udp_ports
 from sfu.events import ControlApiEventSink, VisitEventSink
+from sfu.recording.storage import RecordingStorage
 from sfu.room import DEFAULT_MEDIA_TIMEOUT
 from sfu.service import Sfu
 from signaling.server import create_signaling_app
@@ -37,12 +38,13 @@ async def fetch_verifier(control_url: str) -> JoinTokenVerifier:
 def create_media_node_app(verifier: JoinTokenVerifier, sink: VisitEventSink, *,
                           now: Callable[[], datetime] = real_now, ice_servers: list[dict[str, object]] | None = None,
                           addresses: list[str] | None = None, udp_ports: tuple[int, int] | None = None,
-                          media_timeout: float = DEFAULT_MEDIA_TIMEOUT) -> tuple[web.Application, Sfu]:
+                          media_timeout: float = DEFAULT_MEDIA_TIMEOUT,
+                          recordings: RecordingStorage | None = None) -> tuple[web.Application, Sfu]:
     if addresses:
         restrict_host_candidates(addresses)
     if udp_ports:
         restrict_udp_ports(*udp_ports)
-    sfu = Sfu(sink, now, ice_servers=ice_servers or [], media_timeout=media_timeout)
+    sfu = Sfu(sink, now, ice_servers=ice_servers or [], media_timeout=media_timeout, recordings=recordings)
     app = create_signaling_app(sfu, verifier, now)
 
     async def shutdown(_app: web.Application) -> None:

@@ -31,6 +31,8 @@ from sfu.aiortc_adapter import (
 )
 from sfu.events import VisitEvent, VisitEventSink
 from sfu.monitoring.monitor_session import MonitorSession
+from sfu.recording.recorder import VisitRecorder
+from sfu.recording.storage import RecordingStorage
 from sfu.router import EncodedFrame, Producer, Router
 from sfu.router.frames import Kind
 
@@ -92,7 +94,7 @@ class Room:
     def __init__(self, visit_id: str, *, privileged: bool, starts_at: datetime, ends_at: datetime,
                  events: VisitEventSink, now: Callable[[], datetime],
                  ice_servers: Sequence[dict[str, Any]] = (), warnings: Sequence[int] = DEFAULT_WARNINGS,
-                 media_timeout: float = DEFAULT_MEDIA_TIMEOUT,
+                 media_timeout: float = DEFAULT_MEDIA_TIMEOUT, recordings: RecordingStorage | None = None,
                  on_closed: Callable[[Room], None] | None = None,
                  on_first_frame: Callable[[float], None] | None = None) -> None:
         self.visit_id = visit_id
@@ -100,6 +102,8 @@ class Room:
         self.ends_at = ends_at
         self.router = Router(visit_id, privileged=privileged, on_refusal=self._refused)
         self.monitors: dict[str, MonitorSession] = {}
+        self.recordings = recordings
+        self.recorder: VisitRecorder | None = None  # R1: social visits, from the start (P1: never privileged)
         self.events = events
         self.now = now
         self.ice_servers = ice_servers
@@ -180,6 +184,8 @@ class Room:
                 other.outgoing[kind].attach(self.router.consume(producer, f"{other.participant_id}-{kind}", "peer"))
             for monitor in self.monitors.values():
                 monitor.watch(side, producer)
+            if self.recorder is not None:
+                self.recorder.record(side, producer)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -214,12 +220,23 @@ class Room:
                 if self.now() < self.starts_at:
                     return
                 self._media_open = True
+                self._start_recording()
             if not self.started and len(self.participants) == 2:
                 self.started = True
                 self._loop.create_task(self.events.report(VisitEvent(self.visit_id, "started", self.now())))
             producer.publish(frame)
 
         return on_frame
+
+    def _start_recording(self) -> None:
+        """R1: a social visit is recorded from the moment its media opens (P1: a privileged
+        visit's room never even asks)."""
+        if self.recordings is None or self.router.privileged or self.recorder is not None:
+            return
+        self.recorder = VisitRecorder(self.visit_id, self.router, self.recordings, now=self.now)
+        for side, participant in self.participants.items():
+            for producer in participant.producers.values():
+                self.recorder.record(side, producer)
 
     def _update_both_connected(self) -> None:
         both = len(self.participants) == 2 and all(p.connected_since is not None for p in self.participants.values())
@@ -374,6 +391,14 @@ class Room:
         await self.events.report(VisitEvent(self.visit_id, "ended", self.now(), reason=reason,
                                             disconnect_reason=disconnect_reason,
                                             connected_seconds=int(self._connected_seconds), detail=message))
+        if self.recorder is not None:
+            try:
+                manifest = await self.recorder.close()
+            except Exception:  # the visit is over either way; the files stay for an operator to inspect
+                log.exception("closing the recording of %s failed", self.visit_id)
+            else:
+                await self.events.report(VisitEvent(self.visit_id, "recording_closed", self.now(),
+                                                    manifest=manifest))
         if self._on_closed is not None:
             self._on_closed(self)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from openvisit.join_tokens import JoinClaims
 from sfu.events import VisitEvent, VisitEventSink
+from sfu.recording.storage import RecordingStorage
 from sfu.room import DEFAULT_MEDIA_TIMEOUT, DEFAULT_WARNINGS, DisconnectReason, Room
 
 
@@ -27,12 +28,13 @@ class SfuStats:
 class Sfu:
     def __init__(self, events: VisitEventSink, now: Callable[[], datetime], *,
                  ice_servers: Sequence[dict[str, Any]] = (), warnings: Sequence[int] = DEFAULT_WARNINGS,
-                 media_timeout: float = DEFAULT_MEDIA_TIMEOUT) -> None:
+                 media_timeout: float = DEFAULT_MEDIA_TIMEOUT, recordings: RecordingStorage | None = None) -> None:
         self.events = events
         self.now = now
         self.ice_servers = ice_servers
         self.warnings = warnings
         self.media_timeout = media_timeout
+        self.recordings = recordings
         self.rooms: dict[str, Room] = {}
         self.ended: set[str] = set()  # visits that ended here: a late join must not reopen them (S2)
         self.join_to_first_frame: list[float] = []  # seconds, for the metrics histogram
@@ -49,7 +51,7 @@ class Sfu:
             room = Room(claims.visit_id, privileged=claims.visit_type == "privileged",
                         starts_at=claims.visit_starts_at, ends_at=claims.visit_ends_at, events=self.events,
                         now=self.now, ice_servers=self.ice_servers, warnings=self.warnings,
-                        media_timeout=self.media_timeout, on_closed=self._closed,
+                        media_timeout=self.media_timeout, recordings=self.recordings, on_closed=self._closed,
                         on_first_frame=self._first_frame)
             self.rooms[claims.visit_id] = room
         return room

@@ -17,6 +17,7 @@ AREAS = (
     "media",  # join tokens and media-plane event reports (S1, S6, M6)
     "monitoring",  # officers' live visits and monitor tokens (P1)
     "privilege",  # attestations of privileged visits (P3)
+    "recordings",  # investigator search, playback, flags, export, legal hold (R3, R4)
     "clock",  # the test clock
 )
 

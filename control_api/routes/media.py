@@ -136,10 +136,12 @@ class MediaEvent(Strict):
     event_id: EventId = Field(description="unique per event; a repeated id is acknowledged and ignored")
     visit_id: Id
     kind: Literal["participant_joined", "participant_left", "started", "ended", "monitor_joined", "monitor_left",
-                  "privilege_refused", "join_refused"]
+                  "privilege_refused", "join_refused", "recording_closed"]
     participant: Literal["visitor", "resident"] | None = None
     actor: Annotated[str, StringConstraints(min_length=1, max_length=120)] | None = Field(
         default=None, description="monitor events: the officer; privilege_refused: who was refused")
+    manifest: dict[str, Any] | None = Field(default=None, description="recording_closed: the recorder's manifest "
+                                            "(files, sizes, SHA-256); the control plane re-hashes and signs it")
     occurred_at: AwareDatetime
     reason: Literal["completed", "disconnected", "failed"] | None = Field(default=None, description="for ended")
     disconnect_reason: Literal["conduct", "facility", "technical"] | None = Field(default=None, description="S4")
@@ -154,6 +156,8 @@ class MediaEvent(Strict):
             raise ValueError("an ended event gives its reason")
         if self.kind in ("monitor_joined", "monitor_left", "privilege_refused", "join_refused") and self.actor is None:
             raise ValueError("monitor and refusal events name the actor")
+        if self.kind == "recording_closed" and self.manifest is None:
+            raise ValueError("a recording_closed event carries the manifest")
         if self.reason == "disconnected" and self.disconnect_reason is None:
             raise ValueError("a disconnect gives the officer's reason: conduct, facility or technical (rule S4)")
         return self
@@ -180,7 +184,7 @@ async def media_event(req: ApiRequest[MediaEvent, Any]) -> MediaEventAck:
     if visit is None:
         raise not_found("visit")
     data = {"reason": b.reason, "disconnect_reason": b.disconnect_reason, "connected_seconds": b.connected_seconds,
-            "detail": b.detail, "actor": b.actor}
+            "detail": b.detail, "actor": b.actor, "manifest": b.manifest}
     fresh = await record_event(req.session, req.ctx, visit=visit, event_id=b.event_id, kind=b.kind,
                                participant=b.participant, occurred_at=b.occurred_at,
                                data={k: v for k, v in data.items() if v is not None}, now=req.now)

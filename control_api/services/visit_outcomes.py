@@ -27,7 +27,7 @@ from control_api.services import audit, billing
 from control_api.services.sweeps import sweep
 
 EventKind = Literal["participant_joined", "participant_left", "started", "ended", "monitor_joined", "monitor_left",
-                    "privilege_refused", "join_refused"]
+                    "privilege_refused", "join_refused", "recording_closed"]
 AUDITED = {"monitor_joined": "monitor.join", "monitor_left": "monitor.leave",
            "privilege_refused": "privilege.refused", "join_refused": "media.join_refused"}
 
@@ -50,6 +50,13 @@ async def record_event(session: AsyncSession, app: AppContext, *, visit: Visit, 
     session.add(VisitEvent(event_id=event_id, visit_id=visit.id, kind=kind, participant=participant, data=data,
                            occurred_at=occurred_at, received_at=now))
     await session.flush()
+    if kind == "recording_closed":
+        from control_api.services.recordings import accept_manifest
+
+        manifest = data.get("manifest")
+        if isinstance(manifest, dict):
+            await accept_manifest(session, app, visit, manifest, now)
+        return True
     if kind in AUDITED:  # what the media plane saw of monitors and refusals goes to the audit log
         actor = str(data.get("actor") or "")
         await audit.append(session, now=now, action=AUDITED[kind], actor_id=actor.removeprefix("monitor-"),
