@@ -71,12 +71,16 @@ async def browsers(tmp_path: Path) -> AsyncIterator[list[Any]]:
                 await context.close()
 
 
-async def _wait_for_video(page: Any, min_frames: int = 15, within: float = 20) -> dict[str, Any]:
+async def _wait_for_video(page: Any, min_frames: int = 15, within: float = 20,
+                          size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Until the page decodes video (and, with `size`, at that size: Chrome may start smaller
+    and scale up as its bandwidth estimate grows) and receives audio."""
     async with asyncio.timeout(within):
         while True:
             stats = await page.evaluate(INBOUND)
             if stats and stats["video"] and stats["video"]["frames"] >= min_frames and stats["audio"] \
-                    and stats["audio"]["bytes"] > 0:
+                    and stats["audio"]["bytes"] > 0 \
+                    and (size is None or (stats["video"]["width"], stats["video"]["height"]) == size):
                 return stats
             await asyncio.sleep(0.25)
 
@@ -125,7 +129,7 @@ async def test_two_browsers_hold_a_visit_that_warns_and_ends_on_time(api: Api, b
     family, kiosk, errors = await _open_pages(api, browsers, w, visitor, visit)
 
     for page in (family, kiosk):
-        stats = await _wait_for_video(page)
+        stats = await _wait_for_video(page, size=(640, 480), within=30)
         assert (stats["video"]["width"], stats["video"]["height"]) == (640, 480)
     before = (await family.evaluate(INBOUND))["video"]["frames"]
     await asyncio.sleep(1)
@@ -200,4 +204,63 @@ async def test_an_officer_watches_from_the_console_then_disconnects_with_a_reaso
         assert "disconnected by the facility (facility)" in (await page.text_content("#banner") or "")
     await _wait_state(console, f"!window.monitorState['{visit['id']}']", within=10)
     assert "Disconnected (facility)" in (await console.text_content(f"figure[data-visit='{visit['id']}']") or "")
+    assert errors == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_recorded_browser_visit_plays_in_the_review_page_and_its_export_verifies(
+        api: Api, browsers: list[Any], loopback_only: None, tmp_path: Path) -> None:
+    """R1-R3 in real browsers: two Chromium peers hold a visit, the SFU records it; an investigator's
+    review page plays both parties' files in sync (the video elements report playback progress),
+    flags a moment, and the exported archive verifies with `openvisit export verify`."""
+    import sys
+
+    from openvisit.keys import public_pem
+
+    w = await build_facility(api, options=[{"visit_type": "social", "length_minutes": 20, "price_cents": 500}])
+    visitor = await w.approved_visitor(api)
+    visit = (await book(visitor, w.resident_id, at(api, days=1), length=20)).ok(201)
+    start = datetime.fromisoformat(visit["starts_at"])
+    await api.advance(w.operator, int((start - api.ctx.clock.now()).total_seconds()) + 1)
+    family, kiosk, errors = await _open_pages(api, browsers, w, visitor, visit)
+    for page in (family, kiosk):
+        await _wait_for_video(page, min_frames=60)  # a few seconds of conversation
+    await asyncio.sleep(2)
+    (await w.officer.post(f"/v1/visits/{visit['id']}/disconnect", {"reason": "technical"})).ok()
+    for _ in range(80):  # the recorder closes the files and the control plane signs the manifest
+        if (await w.investigator.get(w.path("/recordings"))).ok():
+            break
+        await asyncio.sleep(0.25)
+
+    review = await browsers[1].new_page()
+    review.on("pageerror", lambda e: errors.append(str(e)))
+    await review.goto(f"http://{api.client.server.host}:{api.client.server.port}/app/review.html")
+    await review.fill("#email", w.investigator.extra["email"])
+    await review.fill("#password", PASSWORD)
+    await review.click("#login button")
+    await review.click(f"button[data-visit='{visit['id']}']")
+    await _wait_state(review, "window.reviewState.status === 'ready'")
+    await review.click("#play")
+    progress = await _wait_state(review, """(() => {
+        const v = [document.getElementById('visitor'), document.getElementById('resident')];
+        return v.every(x => !x.paused && x.currentTime > 1.5 && x.videoWidth === 640) && v.map(x => x.currentTime);
+    })()""", within=20)
+    assert abs(progress[0] - progress[1]) < 0.5  # both parties in sync
+    await review.fill("#note", "hands something to the camera")
+    await review.click("#flag-form button")
+    await _wait_state(review, "document.querySelectorAll('#flags li').length === 1")
+    await review.click("#flags li button")  # a flag seeks both players to its moment
+    await review.click("#export")
+    await _wait_state(review, "window.reviewState.exported === true")
+
+    exported = await w.investigator.request("POST", f"/v1/recordings/{visit['id']}/export")
+    archive, key = tmp_path / "visit.zip", tmp_path / "server.pem"
+    archive.write_bytes(exported.body)
+    key.write_text(public_pem(api.ctx.join_tokens.public_key))
+    verify = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "openvisit.cli", "export", "verify", str(archive), "--public-key", str(key),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(verify.communicate(), 60)
+    assert verify.returncode == 0, err.decode()
+    assert "2 files match the signed manifest" in out.decode()
     assert errors == []
