@@ -7,6 +7,7 @@ party whose camera never sends, once a couple of seconds of audio are waiting.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -20,6 +21,7 @@ import av
 log = logging.getLogger(__name__)
 MS = Fraction(1, 1000)
 AUDIO_BEFORE_OPEN = 100  # packets (2 s of Opus) to hold while waiting for a first video keyframe
+BATCH_SECONDS = 0.1  # frames go to the muxing thread in batches: one thread wake-up per batch, not per frame
 _STOP = object()
 
 
@@ -46,22 +48,32 @@ class WriterResult:
 
 
 class PartyWriter:
-    def __init__(self, path: Path, *, max_queue: int = 2000) -> None:
+    def __init__(self, path: Path, *, max_queue: int = 200) -> None:
         self.path = path
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)  # of batches
+        self._batch: list[tuple[str, bytes, int, bool]] = []
         self._result = WriterResult(path, 0, 0, 0, None, None)
         self._thread = threading.Thread(target=self._run, name=f"recorder-{path.name}", daemon=True)
         self._thread.start()
 
     def put(self, kind: Literal["audio", "video"], data: bytes, pts_ms: int, keyframe: bool) -> None:
-        """From the event loop; never blocks (a full queue means the disk stalled: the frame is lost)."""
+        """From the event loop; never blocks. Frames are handed over in batches (`flush`)."""
+        if not self._batch:
+            asyncio.get_running_loop().call_later(BATCH_SECONDS, self.flush)
+        self._batch.append((kind, data, pts_ms, keyframe))
+
+    def flush(self) -> None:
+        """Hand the batch to the muxing thread (a full queue means the disk stalled: it is lost)."""
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
         try:
-            self._queue.put_nowait((kind, data, pts_ms, keyframe))
+            self._queue.put_nowait(batch)
         except queue.Full:
-            self._result.dropped += 1
+            self._result.dropped += len(batch)
 
     def close(self) -> WriterResult:
-        """Blocking: flush and finish the file (call it with asyncio.to_thread)."""
+        """Blocking: finish the file (call `flush` on the loop first, then this with asyncio.to_thread)."""
         self._queue.put(_STOP)
         self._thread.join()
         return self._result
@@ -102,27 +114,28 @@ class PartyWriter:
 
         try:
             while True:
-                item = self._queue.get()
-                if item is _STOP:
+                batch = self._queue.get()
+                if batch is _STOP:
                     break
-                kind, data, pts, keyframe = item
-                if container is None:
-                    size = vp8_keyframe_size(data) if kind == "video" and keyframe else None
-                    if size is None:
-                        if kind == "video":
-                            continue  # no video before a keyframe
-                        pending.append(item)
-                        if len(pending) >= AUDIO_BEFORE_OPEN:  # a party without video: audio only
-                            open_container((640, 480))
-                            for held in pending:
-                                mux(*held)
-                            pending.clear()
-                        continue
-                    open_container(size)
-                    for held in pending:
-                        mux(*held)
-                    pending.clear()
-                mux(kind, data, pts, keyframe)
+                for item in batch:
+                    kind, data, pts, keyframe = item
+                    if container is None:
+                        size = vp8_keyframe_size(data) if kind == "video" and keyframe else None
+                        if size is None:
+                            if kind == "video":
+                                continue  # no video before a keyframe
+                            pending.append(item)
+                            if len(pending) >= AUDIO_BEFORE_OPEN:  # a party without video: audio only
+                                open_container((640, 480))
+                                for held in pending:
+                                    mux(*held)
+                                pending.clear()
+                            continue
+                        open_container(size)
+                        for held in pending:
+                            mux(*held)
+                        pending.clear()
+                    mux(kind, data, pts, keyframe)
             if container is None and pending:
                 open_container((640, 480))
                 for held in pending:

@@ -85,6 +85,7 @@ class VisitRecorder:
         ended_at = self.now()
         files = []
         for side, writer in sorted(self._writers.items()):
+            writer.flush()
             result: WriterResult = await asyncio.to_thread(writer.close)
             if not result.written:
                 await asyncio.to_thread(result.path.unlink, missing_ok=True)
