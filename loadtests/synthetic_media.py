@@ -81,3 +81,30 @@ class ReplayTrack(MediaStreamTrack):
         self.sent.append(data)
         self.sent_at[data] = time.monotonic()
         return packet
+
+
+class SyntheticCamera(MediaStreamTrack):
+    """A live 640x480 camera for publishers that must really encode (aiortc encodes its frames, so
+    it answers keyframe requests as a browser does): a gradient that moves one pixel a frame."""
+
+    kind = "video"
+
+    def __init__(self, width: int = 640, height: int = 480, fps: int = 30) -> None:
+        super().__init__()
+        self.width, self.height, self.fps = width, height, fps
+        self._i = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.VideoFrame:
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._i / self.fps
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        frame = av.VideoFrame(self.width, self.height, "yuv420p")
+        for n, plane in enumerate(frame.planes):
+            row = bytes((k + self._i) % 256 for k in range(self.width if n == 0 else self.width // 2))
+            plane.update((row * (plane.buffer_size // len(row) + 1))[:plane.buffer_size])
+        frame.pts = self._i * (VIDEO_CLOCK // self.fps)
+        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        self._i += 1
+        return frame
