@@ -42,6 +42,7 @@ async def test_b6_quote_itemises_fees_and_the_charge_matches_it(api: Api) -> Non
     assert [(line["kind"], line["amount_cents"]) for line in q["quote"]["lines"]] == [
         ("price", 750), ("fee", 95), ("tax", 75)]
     assert q["quote"]["total_cents"] == 920
+    assert "recorded" in q["quote"]["privacy_notice"] and "watch" in q["quote"]["privacy_notice"]  # told at booking
     visit = (await book(visitor, w.resident_id, start)).ok(201)
     assert visit["total_cents"] == 920 and visit["card_charged_cents"] == 920 and visit["status"] == "scheduled"
     assert visit["quote"] == q["quote"]

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, computed_field, model_validator
 from sqlalchemy import and_, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 from typing_extensions import TypedDict
@@ -73,6 +73,12 @@ class QuoteLineOut(BaseModel):
     amount_cents: int
 
 
+PRIVACY_NOTICES = {
+    "social": "This visit is recorded, and facility officers may watch and listen live without notice.",
+    "privileged": "Privileged attorney visit: never recorded and never monitored (rule P1).",
+}
+
+
 class QuoteOut(BaseModel):
     billing_mode: str
     visit_type: str
@@ -83,6 +89,12 @@ class QuoteOut(BaseModel):
     fees_cents: int
     total_cents: int
     currency: str
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def privacy_notice(self) -> str:
+        """Told at booking (quote and visit): whether the visit is recorded and may be monitored."""
+        return PRIVACY_NOTICES.get(self.visit_type, PRIVACY_NOTICES["social"])
 
 
 class QuoteRequest(Strict):
