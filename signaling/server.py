@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,7 @@ import jwt
 from aiohttp import WSMsgType, web
 
 from openvisit.join_tokens import JoinTokenError, JoinTokenVerifier
-from sfu.room import Room, RoomClosedError, Send, Side, side_of
+from sfu.room import Room, RoomClosedError, Send, side_of
 from sfu.router import PrivilegeViolationError
 from sfu.service import Sfu
 
@@ -101,11 +102,11 @@ def signaling_handler(get_sfu: Callable[[], Sfu], get_verifier: Callable[[], Joi
                     joined = True
                     await send({"type": "answer", "sdp": answer})
                     for early in early_candidates:
-                        await _add_candidate(room, side, early, send)
+                        await _add_candidate(functools.partial(room.add_candidate, side), early, send)
                     early_candidates.clear()
                 elif msg.get("type") in ("candidate", "end-of-candidates"):
                     if joined:
-                        await _add_candidate(room, side, msg, send)
+                        await _add_candidate(functools.partial(room.add_candidate, side), msg, send)
                     elif len(early_candidates) < MAX_EARLY_CANDIDATES:
                         early_candidates.append(msg)
                 elif msg.get("type") == "leave":
@@ -152,14 +153,7 @@ async def _monitor(ws: web.WebSocketResponse, room: Room, monitor_id: str, send:
                 joined = True
                 await send({"type": "answer", "sdp": answer})
             elif msg is not None and kind in ("candidate", "end-of-candidates") and joined:
-                parsed = _candidate_fields(msg)
-                if parsed is None:
-                    await send({"type": "error", "code": "bad-candidate", "message": CANDIDATE_SHAPE})
-                    continue
-                try:
-                    await room.add_monitor_candidate(monitor_id, *parsed)
-                except (ValueError, IndexError) as exc:
-                    await send({"type": "error", "code": "bad-candidate", "message": f"unusable candidate: {exc}"})
+                await _add_candidate(functools.partial(room.add_monitor_candidate, monitor_id), msg, send)
             elif msg is not None and kind == "leave":
                 break
     finally:
@@ -190,14 +184,15 @@ def _candidate_fields(msg: dict[str, Any]) -> tuple[str, str | None, int | None]
     return text, mid, index
 
 
-async def _add_candidate(room: Room, side: Side, msg: dict[str, Any],
+async def _add_candidate(add: Callable[[str, str | None, int | None], Awaitable[None]], msg: dict[str, Any],
                          send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    """Trickle ICE into a participant's or a monitor's connection; a bad candidate is answered, not fatal."""
     parsed = _candidate_fields(msg)
     if parsed is None:
         await send({"type": "error", "code": "bad-candidate", "message": CANDIDATE_SHAPE})
         return
     try:
-        await room.add_candidate(side, *parsed)
+        await add(*parsed)
     except (ValueError, IndexError) as exc:
         await send({"type": "error", "code": "bad-candidate", "message": f"unusable candidate: {exc}"})
 

@@ -118,6 +118,17 @@ async def _open_pages(api: Api, browsers: list[Any], w: Any, visitor: Any,
     return family, kiosk, errors
 
 
+async def _live_visit_in_browsers(api: Api, browsers: list[Any]) -> tuple[Any, Any, dict[str, Any],
+                                                                           tuple[Any, Any, list[str]]]:
+    """A 20-minute social visit that has just started, with both pages joined."""
+    w = await build_facility(api, options=[{"visit_type": "social", "length_minutes": 20, "price_cents": 500}])
+    visitor = await w.approved_visitor(api)
+    visit = (await book(visitor, w.resident_id, at(api, days=1), length=20)).ok(201)
+    start = datetime.fromisoformat(visit["starts_at"])
+    await api.advance(w.operator, int((start - api.ctx.clock.now()).total_seconds()) + 1)
+    return w, visitor, visit, await _open_pages(api, browsers, w, visitor, visit)
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_two_browsers_hold_a_visit_that_warns_and_ends_on_time(api: Api, browsers: list[Any],
                                                                      loopback_only: None) -> None:
@@ -172,12 +183,7 @@ async def test_an_officer_watches_from_the_console_then_disconnects_with_a_reaso
                                                                                   loopback_only: None) -> None:
     """The officer console in a third page: the live visit is listed, Watch shows both parties'
     video (decoded), the parties are not told, and Disconnect ends both pages' visit with the reason."""
-    w = await build_facility(api, options=[{"visit_type": "social", "length_minutes": 20, "price_cents": 500}])
-    visitor = await w.approved_visitor(api)
-    visit = (await book(visitor, w.resident_id, at(api, days=1), length=20)).ok(201)
-    start = datetime.fromisoformat(visit["starts_at"])
-    await api.advance(w.operator, int((start - api.ctx.clock.now()).total_seconds()) + 1)
-    family, kiosk, errors = await _open_pages(api, browsers, w, visitor, visit)
+    w, _visitor, visit, (family, kiosk, errors) = await _live_visit_in_browsers(api, browsers)
     for page in (family, kiosk):
         await _wait_for_video(page)
 
@@ -217,12 +223,7 @@ async def test_a_recorded_browser_visit_plays_in_the_review_page_and_its_export_
 
     from openvisit.keys import public_pem
 
-    w = await build_facility(api, options=[{"visit_type": "social", "length_minutes": 20, "price_cents": 500}])
-    visitor = await w.approved_visitor(api)
-    visit = (await book(visitor, w.resident_id, at(api, days=1), length=20)).ok(201)
-    start = datetime.fromisoformat(visit["starts_at"])
-    await api.advance(w.operator, int((start - api.ctx.clock.now()).total_seconds()) + 1)
-    family, kiosk, errors = await _open_pages(api, browsers, w, visitor, visit)
+    w, _visitor, visit, (family, kiosk, errors) = await _live_visit_in_browsers(api, browsers)
     for page in (family, kiosk):
         await _wait_for_video(page, min_frames=60)  # a few seconds of conversation
     await asyncio.sleep(2)

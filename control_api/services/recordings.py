@@ -6,11 +6,9 @@ is written to the audit log."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import re
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -22,7 +20,7 @@ from control_api.db.models import Facility, Recording, RecordingFile, Visit
 from control_api.services import audit
 from control_api.services.sweeps import sweep
 from openvisit.signed_documents import sign_document
-from sfu.recording.storage import LocalFolderStorage
+from sfu.recording.storage import LocalFolderStorage, sha256_file
 
 MANIFEST_FILE = "manifest.json"
 PLAYBACK_AUDIENCE = "openvisit-playback"
@@ -31,14 +29,6 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 def storage(ctx: AppContext) -> LocalFolderStorage:
     return LocalFolderStorage(ctx.settings.recordings_dir)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _manifest_problem(manifest: dict[str, Any], visit_id: str) -> str | None:
@@ -69,7 +59,7 @@ async def accept_manifest(session: AsyncSession, ctx: AppContext, visit: Visit, 
     for f in manifest.get("files", []) if problem is None else []:
         try:
             path = store.path(visit.id, f["name"])
-            digest = await asyncio.to_thread(_sha256, path)
+            digest = await asyncio.to_thread(sha256_file, path)
         except (OSError, ValueError) as exc:
             problem = f"{f['name']}: {exc}"
             break

@@ -10,28 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal
 
 from sfu.recording.party_writer import PartyWriter, WriterResult
-from sfu.recording.storage import RecordingStorage
+from sfu.recording.storage import RecordingStorage, sha256_file
 from sfu.recording.timeline import Timeline
 from sfu.router import ConsumerClosedError, Producer, Router
 
 Side = Literal["visitor", "resident"]
 MANIFEST_KIND = "openvisit.recording-manifest"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class VisitRecorder:

@@ -6,6 +6,7 @@ when complete (`commit`), so a half-written file is never listed.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -14,6 +15,15 @@ from typing import Protocol
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 PARTIAL = ".partial"
+
+
+def sha256_file(path: Path) -> str:
+    """R2: the digest recorded in the manifest and checked again on intake and export."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class RecordingStorage(Protocol):
