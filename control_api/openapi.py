@@ -62,7 +62,8 @@ def build_openapi(routes: ApiRoutes, *, title: str = "openvisit API", version: s
         if ep.description:
             op["description"] = ep.description
         params: list[dict[str, Any]] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": name, "in": "path", "required": True,
+             "schema": {"type": "string", "minLength": 1, "maxLength": 100}}  # ids are 36 characters
             for name in _PATH_PARAM.findall(ep.path)
         ]
         if ep.query is not None:

@@ -104,6 +104,8 @@ def valid_bodies(ids: dict[str, str]) -> dict[tuple[str, str], Any]:
         ("POST", "/v1/visits/{visit_id}/move"): {"starts_at": "2031-01-01T10:00:00Z"},
         ("POST", "/v1/visits/{visit_id}/disconnect"): {"reason": "conduct"},
         ("POST", "/v1/credit-requests/{request_id}/decision"): {"decision": "approve"},
+        ("POST", "/v1/recordings/{visit_id}/flags"): {"at_seconds": 1, "note": "matrix"},
+        ("PUT", "/v1/recordings/{visit_id}/legal-hold"): {"hold": True, "reason": "matrix"},
     }
 
 

@@ -26,7 +26,8 @@ async def test_operator_moves_the_clock_forward_and_it_persists(api: Api) -> Non
     after = await api.advance(op, 3600)  # moves the clock, then renews tokens it expired
     assert after["offset_seconds"] == before["offset_seconds"] + 3600
     swept = (await op.post("/v1/test-clock/sweep")).ok()
-    assert set(swept["sweeps"]) == {"expire_credits", "close_finished_visits", "lapse_unreviewed_bookings"}
+    assert set(swept["sweeps"]) == {"expire_credits", "close_finished_visits", "lapse_unreviewed_bookings",
+                                    "delete_expired_recordings"}
 
 
 async def test_production_clock_cannot_move(tmp_path: Path, sqlite_template: Path) -> None:

@@ -136,7 +136,8 @@ async def open_recording(req: ApiRequest[Any, Any]) -> RecordingDetail:
 
 
 class PlaybackQuery(BaseModel):
-    access: Annotated[str, StringConstraints(max_length=2000)]
+    access: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-.]{1,1000}$")] = Field(
+        description="the playback token from the file's `url`")
 
 
 @routes.get("/v1/recordings/{visit_id}/files/{name}", summary="Play a recording file (HTTP range requests)",
