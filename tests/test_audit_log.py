@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import delete, text, update
+from sqlalchemy.exc import DBAPIError
 
 from control_api.db.models import AuditEntry
 from control_api.domain.audit_chain import GENESIS, ChainedEntry, entry_digest, verify_chain
@@ -24,6 +25,16 @@ async def _append(api: Api, n: int, visit_id: str = "visit-1") -> None:
                                detail={"file": f"visitor-{i}.webm", "note": "ünïcode ok"})
 
 
+async def _as_dba(api: Api) -> None:
+    """Tampering needs more than SQL access: the append-only triggers must go first (a DBA could)."""
+    async with api.ctx.sessions() as session, session.begin():
+        if api.ctx.engine.dialect.name == "postgresql":
+            await session.execute(text("ALTER TABLE audit_entries DISABLE TRIGGER USER"))
+        else:
+            await session.execute(text("DROP TRIGGER audit_entries_no_update"))
+            await session.execute(text("DROP TRIGGER audit_entries_no_delete"))
+
+
 async def _verify(api: Api) -> audit.ChainReport:
     async with api.ctx.read_sessions() as session:
         return await audit.verify(session)
@@ -37,8 +48,19 @@ async def test_an_untouched_log_verifies_and_the_cli_agrees(api: Api, capsys: py
     assert "intact: 5 entries" in capsys.readouterr().out
 
 
+async def test_the_database_refuses_to_change_or_remove_entries(api: Api) -> None:
+    await _append(api, 2)
+    for statement in (update(AuditEntry).where(AuditEntry.seq == 1).values(action="x"),
+                      delete(AuditEntry).where(AuditEntry.seq == 2)):
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with api.ctx.sessions() as session, session.begin():
+                await session.execute(statement)
+    assert (await _verify(api)).ok
+
+
 async def test_an_edited_entry_is_detected(api: Api, capsys: pytest.CaptureFixture[str]) -> None:
     await _append(api, 5)
+    await _as_dba(api)
     async with api.ctx.sessions() as session, session.begin():
         await session.execute(update(AuditEntry).where(AuditEntry.seq == 3).values(detail={"file": "other.webm"}))
     report = await _verify(api)
@@ -49,6 +71,7 @@ async def test_an_edited_entry_is_detected(api: Api, capsys: pytest.CaptureFixtu
 
 async def test_an_edit_that_also_rewrites_the_digest_breaks_the_next_link(api: Api) -> None:
     await _append(api, 5)
+    await _as_dba(api)
     async with api.ctx.sessions() as session, session.begin():
         entry = await session.get(AuditEntry, 2)
         assert entry is not None
@@ -63,6 +86,7 @@ async def test_an_edit_that_also_rewrites_the_digest_breaks_the_next_link(api: A
 @pytest.mark.parametrize("seq", [1, 3, 5])
 async def test_a_removed_entry_is_detected_first_middle_or_last(api: Api, seq: int) -> None:
     await _append(api, 5)
+    await _as_dba(api)
     async with api.ctx.sessions() as session, session.begin():
         await session.execute(delete(AuditEntry).where(AuditEntry.seq == seq))
     report = await _verify(api)
