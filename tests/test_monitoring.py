@@ -24,6 +24,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from control_api.auth import Role
 from openvisit.join_tokens import JoinTokenSigner
 from openvisit.signed_documents import SignatureError, verify_document
 from sfu.aiortc_adapter import restrict_host_candidates, tap_receiver
@@ -150,6 +151,16 @@ async def test_an_officer_watches_a_social_visit_hidden_and_audited(api: Api, lo
             assert all(m["type"] not in ("participant_joined",) or m.get("side") in ("visitor", "resident")
                        for m in client.messages)
             assert not [m for m in client.messages if "monitor" in str(m)]
+        # A second officer watches the same visit at the same time.
+        second = await api.create_user(Role.OFFICER, facility_id=w.facility_id)
+        other = await watch(api, (await second.post(f"/v1/visits/{visit['id']}/monitor")).ok()["join_token"])
+        monitors.append(other)
+
+        async def second_sees_both() -> bool:
+            return bool(other.frames.get(1)) and bool(other.frames.get(3))
+
+        assert await until(second_sees_both, 5)
+        assert len(api.ctx.media.rooms[visit["id"]].monitors) == 2  # type: ignore[union-attr]
         # A second token is needed to watch again: the first cannot be replayed.
         replay = await watch(api, grant["join_token"])
         monitors.append(replay)
