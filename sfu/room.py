@@ -185,7 +185,10 @@ class Room:
             for monitor in self.monitors.values():
                 monitor.watch(side, producer)
             if self.recorder is not None:
-                self.recorder.record(side, producer)
+                try:
+                    self.recorder.record(side, producer)
+                except OSError:  # the visit goes on without this track's recording
+                    log.exception("recording %s of %s failed", kind, self.visit_id)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -233,10 +236,13 @@ class Room:
         visit's room never even asks)."""
         if self.recordings is None or self.router.privileged or self.recorder is not None:
             return
-        self.recorder = VisitRecorder(self.visit_id, self.router, self.recordings, now=self.now)
-        for side, participant in self.participants.items():
-            for producer in participant.producers.values():
-                self.recorder.record(side, producer)
+        try:
+            self.recorder = VisitRecorder(self.visit_id, self.router, self.recordings, now=self.now)
+            for side, participant in self.participants.items():
+                for producer in participant.producers.values():
+                    self.recorder.record(side, producer)
+        except OSError:  # a full or broken disk must not break the visit's media path
+            log.exception("recording %s could not start", self.visit_id)
 
     def _update_both_connected(self) -> None:
         both = len(self.participants) == 2 and all(p.connected_since is not None for p in self.participants.values())
