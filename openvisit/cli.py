@@ -140,6 +140,22 @@ def _export_verify(archive: str, public_key_file: str | None) -> int:
     return 1
 
 
+def _recordings_verify(settings: Settings, visit_ids: list[str]) -> int:
+    """Re-hash stored recordings against their signed manifests (all of them, or the visits named)."""
+    from openvisit.export_archive import verify_stored
+    from openvisit.keys import load_or_create_signing_key
+
+    public_key = load_or_create_signing_key(settings.keys_dir).public_key()
+    root = settings.recordings_dir
+    folders = [root / v for v in visit_ids] if visit_ids else sorted(p for p in root.glob("*") if p.is_dir())
+    problems = [problem for folder in folders for problem in verify_stored(folder, public_key)]
+    for problem in problems:
+        print(f"recording FAILED: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"recordings verified: {len(folders)} visits match their signed manifests")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openvisit", description="openvisit video visitation")
     parser.add_argument("--config", help="TOML settings file (also OPENVISIT_CONFIG)")
@@ -169,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("archive")
     verify.add_argument("--public-key", help="the server's public key (PEM, from GET /v1/media/public-key)")
 
+    recordings = sub.add_parser("recordings", help="stored recordings")
+    recordings_sub = recordings.add_subparsers(dest="recordings_command", required=True)
+    stored = recordings_sub.add_parser("verify", help="re-hash stored files against their signed manifests")
+    stored.add_argument("visit_ids", nargs="*", help="visits to check (all when none)")
+
     op = sub.add_parser("create-operator", help="create a platform operator account")
     op.add_argument("--email", required=True)
     op.add_argument("--name", required=True)
@@ -195,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         uvloop.run(_demo(_settings(args, mode=Mode.DEMO)))
     elif args.command == "create-operator":
         uvloop.run(_create_operator(_settings(args), args.email, args.name, args.password))
+    elif args.command == "recordings":
+        raise SystemExit(_recordings_verify(_settings(args), args.visit_ids))
     elif args.command == "export":
         raise SystemExit(_export_verify(args.archive, args.public_key))
     elif args.command == "audit":

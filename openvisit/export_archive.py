@@ -24,6 +24,28 @@ from openvisit.signed_documents import SignatureError, verify_document
 MANIFEST, AUDIT, KEY = "manifest.json", "audit.jsonl", "public_key.pem"
 
 
+def verify_stored(folder: Path, public_key: Ed25519PublicKey) -> list[str]:
+    """A recording as stored (`data_dir/recordings/<visit>/`): its signed manifest.json and every
+    file it lists. Returns the problems found (none: intact)."""
+    try:
+        manifest = verify_document(public_key, json.loads((folder / MANIFEST).read_text()))
+    except (OSError, ValueError, SignatureError) as exc:
+        return [f"{folder.name}/{MANIFEST}: {exc}"]
+    problems = []
+    for entry in manifest.get("files", []):
+        path = folder / entry["name"]
+        if not path.is_file():
+            problems.append(f"{folder.name}/{entry['name']}: missing")
+            continue
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != entry["sha256"]:
+            problems.append(f"{folder.name}/{entry['name']}: its SHA-256 does not match the signed manifest (altered)")
+    return problems
+
+
 def build_archive(files: dict[str, Path], signed_manifest: dict[str, Any], audit_entries: list[dict[str, Any]],
                   public_key: Ed25519PublicKey) -> bytes:
     buffer = io.BytesIO()

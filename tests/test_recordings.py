@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from control_api.db.models import Recording
-from openvisit.cli import _export_verify
+from openvisit.cli import _export_verify, _recordings_verify
 from openvisit.export_archive import verify_archive
 from openvisit.keys import public_pem
 from openvisit.signed_documents import verify_document
@@ -72,6 +72,14 @@ async def test_a_social_visit_is_recorded_reviewed_exported_and_verified(api: Ap
             assert sorted(s.codec_context.name for s in container.streams) == ["opus", "vp8"]
             video = [fr for fr in container.decode(video=0)]
         assert len(video) > 30 and video[0].width == 640
+
+    # On disk too: `openvisit recordings verify` re-hashes against the signed manifest.
+    assert _recordings_verify(api.ctx.settings, [visit["id"]]) == 0
+    stored = api.ctx.settings.recordings_dir / visit["id"] / "resident.webm"
+    original = stored.read_bytes()
+    stored.write_bytes(original[:3000] + bytes([original[3000] ^ 0x01]) + original[3001:])
+    assert _recordings_verify(api.ctx.settings, [visit["id"]]) == 1
+    stored.write_bytes(original)
 
     # Search: by resident, by visitor, by unit and by dates; other staff and facilities are refused.
     for query in (f"resident_id={w.resident_id}", f"visitor_id={visitor.principal_id}",
