@@ -18,6 +18,8 @@ contract tests in tests/sfu/test_aiortc_adapter.py fail loudly if an upgrade cha
 - `relay_bandwidth_estimates` / `clamp_publisher_remb`: a subscriber's REMB (its link's
   estimate) is relayed to the publisher, capping the REMB aiortc's receiver sends, so the
   publisher's encoder adapts to the slowest receiver.
+- `install_fast_clock`: aiortc reads the wall clock through `datetime` objects for every packet
+  (abs-send-time, arrival times); integer arithmetic on `time.time()` gives the same values.
 - `restrict_host_candidates`: aioice gathers every non-loopback address; the SFU announces only
   the configured ones (tests use 127.0.0.1).
 - `restrict_udp_ports`: aioice binds an ephemeral port per connection; a firewall-friendly SFU
@@ -37,6 +39,7 @@ from fractions import Fraction
 from typing import Any
 
 import aioice.ice
+import aiortc.clock
 import av
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
@@ -242,6 +245,28 @@ def clamp_publisher_remb(receiver: RTCRtpReceiver,
                                           fci=pack_remb_fci(bitrate, ssrcs)))
 
     return send_limit
+
+
+_NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
+
+
+def _current_ms() -> int:
+    return int((time.time() + _NTP_UNIX_OFFSET) * 1000)
+
+
+def _current_ntp_time() -> int:
+    now = time.time() + _NTP_UNIX_OFFSET
+    seconds = int(now)
+    return (seconds << 32) | int((now - seconds) * 4294967296)
+
+
+def install_fast_clock() -> None:
+    """Per-packet clock reads without building datetimes (process-wide, idempotent)."""
+    for name in ("current_ms", "current_ntp_time"):
+        if not callable(getattr(aiortc.clock, name, None)):
+            raise AdapterContractError(f"aiortc.clock.{name} is gone: aiortc changed, update sfu/aiortc_adapter.py")
+    aiortc.clock.current_ms = _current_ms
+    aiortc.clock.current_ntp_time = _current_ntp_time
 
 
 _original_get_host_addresses = aioice.ice.get_host_addresses

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from openvisit.join_tokens import JoinClaims
+from sfu.aiortc_adapter import install_fast_clock
 from sfu.events import VisitEvent, VisitEventSink
 from sfu.recording.storage import RecordingStorage
 from sfu.room import DEFAULT_MEDIA_TIMEOUT, DEFAULT_WARNINGS, DisconnectReason, Room
@@ -29,6 +30,7 @@ class Sfu:
     def __init__(self, events: VisitEventSink, now: Callable[[], datetime], *,
                  ice_servers: Sequence[dict[str, Any]] = (), warnings: Sequence[int] = DEFAULT_WARNINGS,
                  media_timeout: float = DEFAULT_MEDIA_TIMEOUT, recordings: RecordingStorage | None = None) -> None:
+        install_fast_clock()  # ~10% less CPU per forwarded packet (A/B at 4 rooms: 0.079 vs 0.089 cores/room)
         self.events = events
         self.now = now
         self.ice_servers = ice_servers

@@ -271,3 +271,17 @@ def test_the_video_jitter_buffer_releases_a_frame_at_its_marker_packet() -> None
     assert frame is not None and frame.data == b"de"
     _, frame = buffer.add(_rtp(6, 12000, b"f", True))
     assert frame is not None and frame.data == b"f"
+
+
+def test_the_fast_clock_gives_aiortc_the_same_times() -> None:
+    """abs-send-time and arrival times read from integer time, equal to aiortc's datetime version."""
+    import aiortc.clock
+
+    from sfu.aiortc_adapter import install_fast_clock
+
+    reference_ms = int((aiortc.clock.current_datetime() - aiortc.clock.NTP_EPOCH).total_seconds() * 1000)
+    reference_ntp = aiortc.clock.datetime_to_ntp(aiortc.clock.current_datetime())
+    install_fast_clock()
+    assert abs(aiortc.clock.current_ms() - reference_ms) < 50
+    assert abs(aiortc.clock.current_ntp_time() - reference_ntp) < 0.05 * 2**32
+    assert aiortc.clock.current_ntp_time() >> 32 > 3_900_000_000  # seconds since 1900, this century
