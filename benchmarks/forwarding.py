@@ -73,16 +73,15 @@ async def serve(mode: str, pubkey_pem: bytes) -> None:
     if mode == "ours":
         import sfu.aiortc_adapter as adapter
 
-        original_recv = adapter.ForwardingTrack.recv
+        original_send = adapter.DirectRtpSender.send_frame
 
-        async def timed_recv(self: Any) -> Any:  # measure tap -> sender inside the SFU
-            packet = await original_recv(self)
-            consumer = self.consumer
-            if consumer is not None and consumer.last_frame is not None:
-                latencies.append(time.monotonic() - consumer.last_frame.received_at)
-            return packet
+        def timed_send(self: Any, frame: Any) -> bool:  # measure tap -> sent inside the SFU
+            sent = original_send(self, frame)
+            if sent:
+                latencies.append(time.monotonic() - frame.received_at)
+            return sent
 
-        adapter.ForwardingTrack.recv = timed_recv  # type: ignore[method-assign]
+        adapter.DirectRtpSender.send_frame = timed_send  # type: ignore[method-assign]
         app = create_signaling_app(Sfu(InProcessEventSink(), now, warnings=()), verifier, now)
     else:
         app = web.Application()
@@ -253,17 +252,18 @@ def show(r: Result) -> None:
           f"p95 {pct(r.first_frame, 0.95):6.0f} ms  {e2e}{inner}", flush=True)
 
 
-async def main(quick: bool, seconds: float) -> None:
+async def main(quick: bool, seconds: float, rooms: list[int] | None = None, modes: tuple[str, ...] = ("ours", "naive"),
+               ) -> None:
     restrict_host_candidates(["127.0.0.1"])
     key = Ed25519PrivateKey.generate()
     pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     signer = JoinTokenSigner(key)
     vp8, opus = encode_vp8(frames=90), encode_opus(packets=150)
-    plan = {"ours": [1, 2, 4] if quick else [1, 2, 4, 8, 12, 16, 24],
-            "naive": [1, 2] if quick else [1, 2, 3, 4, 6]}
+    plan = {"ours": rooms or ([1, 2, 4] if quick else [1, 2, 4, 8, 12, 16, 24]),
+            "naive": rooms or ([1, 2] if quick else [1, 2, 3, 4, 6])}
     per_room: dict[str, list[float]] = {"ours": [], "naive": []}
     best: dict[str, int] = {"ours": 0, "naive": 0}
-    for mode in ("ours", "naive"):
+    for mode in modes:
         for n in plan[mode]:
             result = await run(mode, n, seconds, signer, pem, vp8, opus)
             show(result)
@@ -274,17 +274,22 @@ async def main(quick: bool, seconds: float) -> None:
                 break
     print(f"largest N with >= 95% of frames delivered: openvisit {best['ours']}, naive relay {best['naive']} "
           "(the load clients share this 2-core machine)")
-    ours, naive = statistics.median(per_room["ours"]), statistics.median(per_room["naive"])
-    print(f"forwarding CPU ratio (naive relay / openvisit, per room): {naive / ours:.1f}")
+    if per_room["ours"] and per_room["naive"]:
+        ours, naive = statistics.median(per_room["ours"]), statistics.median(per_room["naive"])
+        print(f"forwarding CPU ratio (naive relay / openvisit, per room): {naive / ours:.1f}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="openvisit SFU vs naive aiortc relay")
     parser.add_argument("--quick", action="store_true", help="a reduced run, under 60 s")
     parser.add_argument("--seconds", type=float, default=None, help="measurement window per run")
+    parser.add_argument("--rooms", type=lambda v: [int(n) for n in v.split(",")], default=None,
+                        help="room counts to run, e.g. 4,8 (default: a ladder)")
+    parser.add_argument("--only", choices=["ours", "naive"], default=None, help="run one server only")
     parser.add_argument("--serve", choices=["ours", "naive"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         uvloop.run(serve(args.serve, os.environ["OPENVISIT_BENCH_KEY"].encode()))
     else:
-        uvloop.run(main(args.quick, args.seconds or (4.0 if args.quick else 10.0)))
+        uvloop.run(main(args.quick, args.seconds or (4.0 if args.quick else 10.0), args.rooms,
+                        (args.only,) if args.only else ("ours", "naive")))

@@ -32,23 +32,33 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import random
+import struct
 import time
 import types
 from collections.abc import Callable, Coroutine, Sequence
-from fractions import Fraction
 from typing import Any
 
 import aioice.ice
 import aiortc.clock
 import av
+import pylibsrtp
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCRtpReceiver, RTCRtpSender
+from aiortc.codecs import is_rtx
+from aiortc.codecs.vpx import vp8_depayload
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unpack_remb_fci
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcrtpparameters import RTCRtpSendParameters
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unpack_remb_fci, unwrap_rtx
 
-from sfu.router.consumer import Consumer, ConsumerClosedError
+from sfu.router.consumer import Consumer
 from sfu.router.frames import EncodedFrame, Kind, vp8_is_keyframe
 
 OnFrame = Callable[[EncodedFrame], None]
+_RTP_HEADER = struct.Struct("!BBHII")
 
 
 class AdapterContractError(RuntimeError):
@@ -62,29 +72,117 @@ def _private(obj: object, cls: type, name: str) -> Any:
     return getattr(obj, attr)
 
 
-class _EncodedFrameTap:
-    """Stands in for the receiver's decoder queue: `put((codec, JitterFrame))` from the loop."""
+# ---------------------------------------------------------------- receiving: encoded frames, synchronously
 
-    def __init__(self, kind: Kind, on_frame: OnFrame, loop: asyncio.AbstractEventLoop) -> None:
+
+class _TimestampUnwrapper:
+    """RTP timestamps (32 bits, random origin) to a count from 0 that never wraps. A timestamp
+    older than the newest seen is reported as None (a late audio packet: forwarding it out of
+    order would only confuse the receiver's jitter buffer)."""
+
+    def __init__(self) -> None:
+        self._last: int | None = None
+        self._mapped = 0
+
+    def map(self, timestamp: int) -> int | None:
+        if self._last is None:
+            self._last = timestamp
+            return 0
+        delta = (timestamp - self._last) & 0xFFFFFFFF
+        if delta >= 0x80000000:
+            return None
+        self._last = timestamp
+        self._mapped += delta
+        return self._mapped
+
+
+class _FrameTap:
+    """Stands in for `RTCRtpReceiver._handle_rtp_packet`, called synchronously for each RTP packet
+    straight from the socket callback (`_take_rtp_from_sockets`). It keeps what the receiver does
+    for the publisher's sake (REMB estimate, RTCP receiver statistics, NACKs, RTX unwrapping,
+    PLI on a broken frame) and hands each complete encoded frame to `on_frame`: audio packets
+    are frames as they are (no jitter buffer: the SFU need not hold audio), video frames are
+    released by `MarkerJitterBuffer`."""
+
+    def __init__(self, receiver: RTCRtpReceiver, kind: Kind, on_frame: OnFrame) -> None:
+        self.receiver = receiver
         self.kind = kind
         self.on_frame = on_frame
-        self.loop = loop
+        self.loop = asyncio.get_running_loop()
         self.frames = 0
+        self._estimator = _private(receiver, RTCRtpReceiver, "remote_bitrate_estimator")
+        self._active_ssrc: dict[int, Any] = _private(receiver, RTCRtpReceiver, "active_ssrc")
+        self._codecs: dict[int, Any] = _private(receiver, RTCRtpReceiver, "codecs")
+        self._streams: dict[int, StreamStatistics] = _private(receiver, RTCRtpReceiver, "remote_streams")
+        self._rtx_ssrc: dict[int, int] = _private(receiver, RTCRtpReceiver, "rtx_ssrc")
+        self._nacks = _private(receiver, RTCRtpReceiver, "nack_generator")
+        self._rtx_payload_types = {pt for pt, codec in self._codecs.items() if is_rtx(codec)}
+        self._jitter_buffer = MarkerJitterBuffer(capacity=512, is_video=True) if kind == "video" else None
+        self._timestamps = _TimestampUnwrapper()
+        self._ssrc_noted_at: dict[int, int] = {}
 
-    def put(self, item: Any) -> None:
-        if item is None:  # aiortc stopping its (already finished) decoder thread
+    def handle(self, packet: RtpPacket, arrival_ms: int) -> None:
+        receiver = self.receiver
+        if not receiver._enabled:
             return
-        codec, jitter_frame = item
-        data = jitter_frame.data
-        if self.kind == "video":
-            if codec.mimeType.lower() != "video/vp8":
-                raise AdapterContractError(f"only VP8 video is forwarded, got {codec.mimeType}")
-            keyframe = vp8_is_keyframe(data)
-        else:
-            keyframe = True
+        estimator = self._estimator
+        if estimator is not None and packet.extensions.abs_send_time is not None:
+            remb = estimator.add(abs_send_time=packet.extensions.abs_send_time, arrival_time_ms=arrival_ms,
+                                 payload_size=len(packet.payload) + packet.padding_size, ssrc=packet.ssrc)
+            if remb is not None:
+                self._send_remb(*remb)
+        ssrc = packet.ssrc
+        if arrival_ms - self._ssrc_noted_at.get(ssrc, -10_000) >= 1000:  # getSynchronizationSources()
+            self._ssrc_noted_at[ssrc] = arrival_ms
+            self._active_ssrc[ssrc] = aiortc.clock.current_datetime()
+        payload_type = packet.payload_type
+        codec = self._codecs.get(payload_type)
+        if codec is None:
+            return
+        stats = self._streams.get(ssrc)
+        if stats is None:
+            stats = self._streams[ssrc] = StreamStatistics(codec.clockRate)
+        stats.add(packet)
+        if payload_type in self._rtx_payload_types:
+            original_ssrc = self._rtx_ssrc.get(ssrc)
+            apt = codec.parameters.get("apt")
+            if original_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int) or apt not in self._codecs:
+                return
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+            codec = self._codecs[apt]
+        if self._nacks is not None and self._nacks.add(packet):
+            self.loop.create_task(receiver._send_rtcp_nack(packet.ssrc, sorted(self._nacks.missing)))
+        jitter_buffer = self._jitter_buffer
+        if jitter_buffer is None:  # audio: one packet, one frame
+            if packet.payload:
+                self._deliver(codec, packet.payload, packet.timestamp)
+            return
+        if codec.mimeType.lower() != "video/vp8":
+            raise AdapterContractError(f"only VP8 video is forwarded, got {codec.mimeType}")
+        try:
+            packet._data = vp8_depayload(packet.payload) if packet.payload else b""  # type: ignore[attr-defined]
+        except ValueError:
+            return
+        pli_flag, frame = jitter_buffer.add(packet)
+        if pli_flag:
+            self.loop.create_task(receiver._send_rtcp_pli(packet.ssrc))
+        if frame is not None:
+            self._deliver(codec, frame.data, frame.timestamp)
+
+    def _deliver(self, codec: Any, data: bytes, rtp_timestamp: int) -> None:
+        timestamp = self._timestamps.map(rtp_timestamp)
+        if timestamp is None:
+            return
         self.frames += 1
-        self.on_frame(EncodedFrame(kind=self.kind, data=data, timestamp=jitter_frame.timestamp,
-                                   clock_rate=codec.clockRate, keyframe=keyframe, received_at=time.monotonic()))
+        keyframe = vp8_is_keyframe(data) if self.kind == "video" else True
+        self.on_frame(EncodedFrame(kind=self.kind, data=data, timestamp=timestamp, clock_rate=codec.clockRate,
+                                   keyframe=keyframe, received_at=time.monotonic()))
+
+    def _send_remb(self, bitrate: int, ssrcs: list[int]) -> None:
+        rtcp_ssrc = _private(self.receiver, RTCRtpReceiver, "rtcp_ssrc")
+        if rtcp_ssrc is not None:  # through receiver._send_rtcp, so clamp_publisher_remb applies
+            self.loop.create_task(self.receiver._send_rtcp(RtcpPsfbPacket(
+                fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate, ssrcs))))
 
 
 class MarkerJitterBuffer(JitterBuffer):
@@ -119,6 +217,42 @@ class MarkerJitterBuffer(JitterBuffer):
         return None
 
 
+_TAP_ATTRIBUTE = "_openvisit_frame_tap"
+
+
+def _take_rtp_from_sockets(dtls: RTCDtlsTransport) -> None:
+    """Handle SRTP packets in the socket's own callback: decrypt, parse, route to the receiver's
+    `_FrameTap`, all synchronously. aiortc would queue each datagram (aioice's asyncio.Queue),
+    wake the DTLS transport's task and await through three coroutines per packet. DTLS, STUN
+    and RTCP still take aiortc's own path."""
+    connection = dtls.transport._connection
+    if getattr(connection, _TAP_ATTRIBUTE, False):
+        return
+    setattr(connection, _TAP_ATTRIBUTE, True)
+    extensions = dtls._rtp_header_extensions_map
+    rtp_router = dtls._rtp_router
+    clock = aiortc.clock
+    queue_datagram = connection.data_received  # what aioice's sockets call for anything not STUN
+
+    def data_received(data: bytes, component: int) -> None:
+        rx = dtls._rx_srtp
+        if rx is None or len(data) < 12 or not 127 < data[0] < 192 or 191 < data[1] < 209:
+            queue_datagram(data, component)  # DTLS, RTCP, or RTP before the handshake completed
+            return
+        try:
+            packet = RtpPacket.parse(rx.unprotect(data), extensions)
+        except (pylibsrtp.Error, ValueError):
+            return
+        receiver = rtp_router.route_rtp(packet)
+        tap: _FrameTap | None = getattr(receiver, _TAP_ATTRIBUTE, None)
+        if tap is not None:
+            tap.handle(packet, clock.current_ms())
+        elif receiver is not None:
+            asyncio.get_running_loop().create_task(receiver._handle_rtp_packet(packet, clock.current_ms()))
+
+    connection.data_received = data_received
+
+
 def tap_receiver(receiver: RTCRtpReceiver, on_frame: OnFrame) -> None:
     """From the moment the receiver starts, deliver its encoded frames to `on_frame`; never decode."""
     kind: Kind = "video" if receiver.track.kind == "video" else "audio"
@@ -127,16 +261,11 @@ def tap_receiver(receiver: RTCRtpReceiver, on_frame: OnFrame) -> None:
 
     async def receive(parameters: Any) -> None:
         await original_receive(parameters)
-        # No await between starting aiortc's decoder thread and replacing its queue: no frame
-        # can reach the decoder.
-        decoder_queue = _private(receiver, RTCRtpReceiver, "decoder_queue")
-        receiver._RTCRtpReceiver__decoder_queue = _EncodedFrameTap(  # type: ignore[attr-defined]
-            kind, on_frame, asyncio.get_running_loop())
-        decoder_queue.put(None)  # ends aiortc's decoder thread (and its decoded-track output)
-        jitter_buffer = _private(receiver, RTCRtpReceiver, "jitter_buffer")
-        receiver._RTCRtpReceiver__jitter_buffer = (  # type: ignore[attr-defined]
-            JitterBuffer(capacity=16, prefetch=0) if kind == "audio"
-            else MarkerJitterBuffer(capacity=jitter_buffer.capacity, is_video=True))
+        # aiortc calls receive() once ICE and DTLS are up. No await between starting its decoder
+        # thread and ending it: no frame can reach the decoder.
+        _private(receiver, RTCRtpReceiver, "decoder_queue").put(None)
+        setattr(receiver, _TAP_ATTRIBUTE, _FrameTap(receiver, kind, on_frame))
+        _take_rtp_from_sockets(receiver.transport)
 
     receiver.receive = receive  # type: ignore[method-assign]
 
@@ -147,17 +276,159 @@ async def send_pli(receiver: RTCRtpReceiver) -> None:
         await receiver._send_rtcp_pli(source.source)
 
 
+# ---------------------------------------------------------------- sending: RTP from the delivering call
+
+_ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+_MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
+_VP8_PAYLOAD_MAX = 1296  # payload bytes after the 4-byte descriptor, as aiortc's packetiser (1300 in all)
+_HISTORY = 512  # packets kept for retransmission (a NACK names a sequence number)
+
+
+def vp8_payloads(frame: bytes, picture_id: int) -> list[bytes]:
+    """RFC 7741 packetisation: a 4-byte descriptor (X=1, I=1 with a 15-bit picture id; S=1 and
+    PID=0 on the first packet of the frame) before each slice of the frame."""
+    picture = (0x8000 | picture_id).to_bytes(2, "big")
+    first, rest = b"\x90\x80" + picture, b"\x80\x80" + picture
+    if len(frame) <= _VP8_PAYLOAD_MAX:
+        return [first + frame]
+    return [(first if pos == 0 else rest) + frame[pos:pos + _VP8_PAYLOAD_MAX]
+            for pos in range(0, len(frame), _VP8_PAYLOAD_MAX)]
+
+
+class DirectRtpSender:
+    """Sends a consumer's encoded frames as RTP from the very call that delivered them: packetise
+    (VP8 descriptor, or the Opus packet as it is), RTP header with the negotiated extensions
+    (mid, abs-send-time), SRTP, UDP sendto. No queue, no task switch, no av.Packet.
+
+    It works beside the RTCRtpSender it was made for: that sender negotiated the codec, SSRC,
+    extension ids and keys, keeps sending RTCP sender reports (its counters are kept current
+    here) and hands us NACKs, which are answered from a history of sent packets."""
+
+    def __init__(self, sender: RTCRtpSender, kind: Kind) -> None:
+        for name in ("packet_count", "octet_count", "rtp_timestamp", "ntp_timestamp"):
+            _private(sender, RTCRtpSender, name)
+        self.sender = sender
+        self.kind = kind
+        self.packets_sent = 0
+        self._payload_type: int | None = None
+        self._ext_head = b""  # up to and including the abs-send-time element's id byte
+        self._ext_tail = b""  # the rest of the extension block (mid, padding)
+        self._has_abs_send_time = False
+        self._sequence = random.getrandbits(16)
+        self._timestamp_origin = random.getrandbits(32)
+        self._picture_id = random.getrandbits(15)
+        self._history: list[bytes | None] = [None] * _HISTORY
+        self._history_seq = [-1] * _HISTORY
+        self._path: tuple[Any, Any, Any] | None = None  # (nominated pair, its socket transport, address)
+        original_send = sender.send
+
+        async def send(parameters: RTCRtpSendParameters) -> None:
+            self._configure(parameters)
+            await original_send(parameters)
+
+        sender.send = send  # type: ignore[method-assign]
+        sender._retransmit = self.retransmit  # type: ignore[method-assign]
+
+    def _configure(self, parameters: RTCRtpSendParameters) -> None:
+        ids = {ext.uri: ext.id for ext in parameters.headerExtensions}
+        mid = (parameters.muxId or "").encode()
+        elements = b""
+        if _ABS_SEND_TIME in ids:
+            self._has_abs_send_time = True
+            elements += bytes([ids[_ABS_SEND_TIME] << 4 | 2]) + b"\0\0\0"
+        if _MID in ids and 0 < len(mid) <= 16:
+            elements += bytes([ids[_MID] << 4 | (len(mid) - 1)]) + mid
+        if elements:
+            elements += b"\0" * (-len(elements) % 4)
+            block = b"\xbe\xde" + (len(elements) // 4).to_bytes(2, "big") + elements
+            split = 5 if self._has_abs_send_time else len(block)
+            self._ext_head, self._ext_tail = block[:split], block[split + (3 if self._has_abs_send_time else 0):]
+        self._payload_type = parameters.codecs[0].payloadType
+
+    def _socket(self, dtls: RTCDtlsTransport) -> tuple[Any, Any] | None:
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None:
+            return None
+        path = self._path
+        if path is None or path[0] is not pair:
+            path = self._path = (pair, pair.protocol.transport, pair.remote_addr)
+        return path[1], path[2]
+
+    def send_frame(self, frame: EncodedFrame) -> bool:
+        """Send one frame now. False if the connection cannot carry media yet (or any more)."""
+        payload_type = self._payload_type
+        dtls = self.sender.transport
+        if payload_type is None or dtls._state is not DtlsState.CONNECTED:
+            return False
+        socket = self._socket(dtls)
+        if socket is None:
+            return False
+        transport, address = socket
+        protect = dtls._tx_srtp.protect
+        if self.kind == "video":
+            payloads = vp8_payloads(frame.data, self._picture_id)
+            self._picture_id = (self._picture_id + 1) & 0x7FFF
+        else:
+            payloads = [frame.data]
+        timestamp = (self._timestamp_origin + frame.timestamp) & 0xFFFFFFFF
+        ntp = aiortc.clock.current_ntp_time()
+        if self._has_abs_send_time:
+            extensions = self._ext_head + ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big") + self._ext_tail
+        else:
+            extensions = self._ext_tail
+        first_byte = 0x90 if extensions else 0x80
+        ssrc = self.sender._ssrc
+        sequence = self._sequence
+        last = len(payloads) - 1
+        octets = 0
+        keep = self.kind == "video"
+        for index, payload in enumerate(payloads):
+            header = _RTP_HEADER.pack(first_byte, payload_type | (0x80 if index == last else 0), sequence, timestamp,
+                                      ssrc)
+            data = protect(header + extensions + payload)
+            transport.sendto(data, address)
+            if keep:
+                slot = sequence % _HISTORY
+                self._history[slot], self._history_seq[slot] = data, sequence
+            sequence = (sequence + 1) & 0xFFFF
+            octets += len(payload)
+        self._sequence = sequence
+        self.packets_sent += last + 1
+        sender: Any = self.sender  # the counters its RTCP sender reports are made of
+        sender._RTCRtpSender__ntp_timestamp = ntp
+        sender._RTCRtpSender__rtp_timestamp = timestamp
+        sender._RTCRtpSender__packet_count += last + 1
+        sender._RTCRtpSender__octet_count += octets
+        return True
+
+    async def retransmit(self, sequence_number: int) -> None:
+        """A receiver's NACK: the packet again, as it was sent (same SRTP index, so no re-protect)."""
+        slot = sequence_number % _HISTORY
+        data = self._history[slot]
+        if data is None or self._history_seq[slot] != sequence_number:
+            return
+        dtls = self.sender.transport
+        socket = self._socket(dtls) if dtls._state is DtlsState.CONNECTED else None
+        if socket is not None:
+            socket[0].sendto(data, socket[1])
+
+
 class ForwardingTrack(MediaStreamTrack):
     """A sender's track for the whole life of a peer connection: it forwards the frames of
     whichever consumer is attached (none yet, the other party's, a rejoined party's), so the
     sender never stops and no renegotiation is needed when the other side comes and goes (S5).
-    RTCRtpSender sends the `av.Packet`s it yields without encoding them."""
+
+    Frames do not pass through `recv()`: the attached consumer pushes each one to the
+    `DirectRtpSender` bound by `forward_through`, from the callback that received it. `recv()`
+    only keeps aiortc's sender task waiting."""
 
     def __init__(self, kind: Kind) -> None:
         super().__init__()
         self.kind = kind
         self._consumer: Consumer | None = None
-        self._attached = asyncio.Event()
+        self._direct: DirectRtpSender | None = None
+        self._stopped = asyncio.Event()
+        self.on_frame_sent: OnFrame | None = None  # e.g. join-to-first-frame; clear it when done
 
     @property
     def consumer(self) -> Consumer | None:
@@ -167,43 +438,50 @@ class ForwardingTrack(MediaStreamTrack):
         if self._consumer is not None and self._consumer is not consumer:
             self._consumer.close()
         self._consumer = consumer
-        if consumer is None:
-            self._attached.clear()
-        else:
-            self._attached.set()
+        if consumer is not None:
+            consumer.sink = self._send
+
+    def _send(self, frame: EncodedFrame) -> bool:
+        direct = self._direct
+        if direct is None or not direct.send_frame(frame):
+            return False
+        if self.on_frame_sent is not None:
+            self.on_frame_sent(frame)
+        return True
 
     def request_keyframe(self) -> None:
         if self._consumer is not None:
             self._consumer.request_keyframe()
 
     async def recv(self) -> av.Packet:
-        while True:
-            consumer = self._consumer
-            if consumer is None or consumer.closed:
-                self._attached.clear()
-                await self._attached.wait()
-                continue
-            try:
-                frame = await consumer.next_frame()
-            except ConsumerClosedError:
-                continue
-            packet = av.Packet(frame.data)
-            packet.pts = frame.timestamp
-            packet.time_base = Fraction(1, frame.clock_rate)
-            return packet
+        await self._stopped.wait()
+        raise MediaStreamError
 
     def stop(self) -> None:
         if self._consumer is not None:
             self._consumer.close()
+        self._stopped.set()
         super().stop()
 
 
-def route_keyframe_requests(sender: RTCRtpSender, track: ForwardingTrack) -> None:
+def forward_through(sender: RTCRtpSender, track: ForwardingTrack) -> DirectRtpSender:
+    """Make `sender` carry `track`'s forwarded frames: sent directly (`DirectRtpSender`), the
+    receiver's keyframe requests and bandwidth estimates routed back to the producer."""
+    direct = DirectRtpSender(sender, track.kind)
+    track._direct = direct
+    _route_keyframe_requests(sender, track)
+    _relay_bandwidth_estimates(sender, track)
+    return direct
+
+
+def _route_keyframe_requests(sender: RTCRtpSender, track: ForwardingTrack) -> None:
+    """A receiver's PLI reaches `RTCRtpSender._send_keyframe`, which would only tell an encoder
+    we never use: ask the producer instead."""
     _private(sender, RTCRtpSender, "force_keyframe")
     sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
 
 
-def relay_bandwidth_estimates(sender: RTCRtpSender, track: ForwardingTrack) -> None:
+def _relay_bandwidth_estimates(sender: RTCRtpSender, track: ForwardingTrack) -> None:
     """A subscriber's REMB reaches the sender, which would only retune an encoder we never use:
     hand the estimate to the attached consumer, so the producer can relay it upstream."""
     original = sender._handle_rtcp_packet

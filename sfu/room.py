@@ -23,8 +23,7 @@ from aiortc.sdp import candidate_from_sdp
 from sfu.aiortc_adapter import (
     ForwardingTrack,
     clamp_publisher_remb,
-    relay_bandwidth_estimates,
-    route_keyframe_requests,
+    forward_through,
     rtc_configuration,
     send_pli,
     tap_receiver,
@@ -145,26 +144,18 @@ class Room:
             codecs = [c for c in RTCRtpSender.getCapabilities(kind).codecs
                       if c.mimeType.lower() in ("video/vp8", "audio/opus")]
             transceiver.setCodecPreferences(codecs)
-            route_keyframe_requests(transceiver.sender, track)
-            relay_bandwidth_estimates(transceiver.sender, track)
+            forward_through(transceiver.sender, track)
             outgoing[kind] = track
         participant = Participant(participant_id, side, send, pc, outgoing)
         offered_at = self._loop.time()
-        first_frame_seen = False
         video_track = outgoing["video"]
-        original_recv = video_track.recv
 
-        async def recv_and_time() -> Any:  # join-to-first-frame: once per participant, then unwrapped
-            nonlocal first_frame_seen
-            packet = await original_recv()
-            if not first_frame_seen:
-                first_frame_seen = True
-                if self._on_first_frame is not None:
-                    self._on_first_frame(self._loop.time() - offered_at)
-                video_track.recv = original_recv  # type: ignore[method-assign]
-            return packet
+        def first_frame_sent(_frame: EncodedFrame) -> None:  # join-to-first-frame, once per participant
+            video_track.on_frame_sent = None
+            if self._on_first_frame is not None:
+                self._on_first_frame(self._loop.time() - offered_at)
 
-        video_track.recv = recv_and_time  # type: ignore[method-assign]
+        video_track.on_frame_sent = first_frame_sent
         self.participants[side] = participant
 
         @pc.on("track")

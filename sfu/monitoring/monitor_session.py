@@ -15,7 +15,7 @@ from typing import Any, Literal
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
-from sfu.aiortc_adapter import ForwardingTrack, route_keyframe_requests, rtc_configuration
+from sfu.aiortc_adapter import ForwardingTrack, forward_through, rtc_configuration
 from sfu.router import Producer, Router
 from sfu.router.frames import Kind
 
@@ -42,7 +42,7 @@ class MonitorSession:
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
             transceiver.setCodecPreferences([c for c in RTCRtpSender.getCapabilities(kind).codecs
                                              if c.mimeType.lower() in ("video/vp8", "audio/opus")])
-            route_keyframe_requests(transceiver.sender, track)
+            forward_through(transceiver.sender, track)
             self.tracks[(side, kind)] = track
         self.closed = False
 

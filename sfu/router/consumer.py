@@ -1,6 +1,9 @@
 """A Consumer: one receiver of one producer's frames (a peer, a recorder or a monitor).
 
-Its queue is bounded: a slow consumer loses frames, not memory. For video it then drops until
+A consumer with a `sink` (a peer's or monitor's sender) is handed each frame synchronously, from
+the callback that received it: forwarding costs no queue and no task switch. A sink that cannot
+send yet (its connection is still coming up) makes the consumer wait for a keyframe, as after a
+gap. Without a sink (a recorder) frames are queued for `next_frame()`. The queue is bounded: a slow consumer loses frames, not memory. For video it then drops until
 the next keyframe (a decoder cannot use deltas after a gap) and asks the producer for one.
 A video consumer whose receiver's link cannot carry the video forwards keyframes only
 (`VideoThinning`), so that receiver keeps its audio.
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from sfu.router.frames import EncodedFrame
@@ -20,6 +24,7 @@ if TYPE_CHECKING:
     from sfu.router.producer import Producer
 
 ConsumerRole = Literal["peer", "recorder", "monitor"]
+FrameSink = Callable[[EncodedFrame], bool]  # True: sent; False: the receiving side cannot take media yet
 
 
 class ConsumerClosedError(Exception):
@@ -34,6 +39,7 @@ class Consumer:
         self.kind = producer.kind
         self.max_queue = max_queue
         self._queue: collections.deque[EncodedFrame] = collections.deque()
+        self._held: collections.deque[EncodedFrame] = collections.deque()  # video waiting for a sink to connect
         self._ready = asyncio.Event()
         self._closed = False
         self.waiting_for_keyframe = self.kind == "video"
@@ -43,6 +49,7 @@ class Consumer:
         self.thinning = VideoThinning() if self.kind == "video" else None
         self.last_frame: EncodedFrame | None = None
         self.downstream_bitrate: int | None = None  # the receiver's REMB estimate, bits per second
+        self.sink: FrameSink | None = None
 
     @property
     def closed(self) -> bool:
@@ -67,6 +74,9 @@ class Consumer:
                 self.producer.request_keyframe()
                 return
             self.waiting_for_keyframe = False
+        if self.sink is not None:
+            self._push(self.sink, frame)
+            return
         if len(self._queue) >= self.max_queue:
             self.frames_dropped += len(self._queue)
             self._queue.clear()
@@ -77,6 +87,40 @@ class Consumer:
                 return
         self._queue.append(frame)
         self._ready.set()
+
+    def _push(self, sink: FrameSink, frame: EncodedFrame) -> None:
+        """Hand the frame to the sink. While the receiving side is not connected yet, video from
+        the newest keyframe on is held (at most `max_queue` frames) and sent the moment it is, so
+        the first picture does not wait for the publisher's next keyframe; audio is dropped."""
+        held = self._held
+        if held:
+            if frame.keyframe:
+                self.frames_dropped += len(held)
+                held.clear()
+            held.append(frame)
+            if not sink(held[0]):
+                if len(held) > self.max_queue:
+                    self.frames_dropped += len(held)
+                    held.clear()
+                    self.waiting_for_keyframe = True
+                return
+            self._count_delivered(held.popleft())
+            while held:
+                frame = held.popleft()
+                sink(frame)
+                self._count_delivered(frame)
+            return
+        if sink(frame):
+            self._count_delivered(frame)
+        elif self.kind == "video" and frame.keyframe:
+            held.append(frame)
+        else:
+            self.frames_dropped += 1
+            self.waiting_for_keyframe = self.kind == "video"
+
+    def _count_delivered(self, frame: EncodedFrame) -> None:
+        self.frames_delivered += 1
+        self.last_frame = frame
 
     def request_keyframe(self) -> None:
         """The receiving side reported loss (its PLI): resume from the next keyframe."""

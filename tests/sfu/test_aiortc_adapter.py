@@ -19,8 +19,8 @@ from aiortc.codecs import opus, vpx
 from loadtests.synthetic_media import ReplayTrack, encode_opus, encode_vp8
 from sfu.aiortc_adapter import (
     ForwardingTrack,
+    forward_through,
     restrict_host_candidates,
-    route_keyframe_requests,
     rtc_configuration,
     send_pli,
     tap_receiver,
@@ -103,7 +103,7 @@ async def test_encoded_frames_are_forwarded_byte_for_byte_without_decoding_or_en
         track = ForwardingTrack(kind)
         track.attach(router.consume(producers[kind], f"resident-{kind}", "peer"))
         sender = sfu_out.addTrack(track)
-        route_keyframe_requests(sender, track)
+        forward_through(sender, track)
 
     received: dict[str, list[EncodedFrame]] = {"video": [], "audio": []}
 
@@ -151,11 +151,16 @@ async def test_a_subscriber_pli_reaches_the_publisher_as_a_keyframe_request(
 
     await _negotiate(publisher, sfu_in)
     track = ForwardingTrack("video")
-    track.attach(router.consume(producer_box[0], "resident", "peer"))
+    consumer = router.consume(producer_box[0], "resident", "peer")
+    track.attach(consumer)
     sender = sfu_out.addTrack(track)
-    route_keyframe_requests(sender, track)
+    forward_through(sender, track)
     await _negotiate(sfu_out, subscriber)
-    await asyncio.sleep(1.0)
+    for _ in range(50):  # video reaches the subscriber (from a keyframe): no keyframe is wanted any more
+        if consumer.frames_delivered and not producer_box[0].keyframes.pending:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.6)  # past the PLI throttle
     producer_box[0].keyframes.keyframe_received()
     before = len(plis_to_publisher)
     sender._send_keyframe()  # what aiortc calls when the subscriber's PLI arrives
@@ -169,7 +174,7 @@ async def test_a_subscriber_remb_is_relayed_to_the_publisher(peers: list[RTCPeer
     encoder adapts (aiortc's publisher applies REMB to its encoder's target bitrate)."""
     from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
-    from sfu.aiortc_adapter import clamp_publisher_remb, relay_bandwidth_estimates
+    from sfu.aiortc_adapter import clamp_publisher_remb
 
     publisher, sfu_in, sfu_out, subscriber = peers
     publisher_sender = publisher.addTrack(ReplayTrack("video", VP8))
@@ -192,7 +197,7 @@ async def test_a_subscriber_remb_is_relayed_to_the_publisher(peers: list[RTCPeer
     track = ForwardingTrack("video")
     track.attach(router.consume(box[0], "resident", "peer"))
     sender = sfu_out.addTrack(track)
-    relay_bandwidth_estimates(sender, track)
+    forward_through(sender, track)
     await _negotiate(sfu_out, subscriber)
     await asyncio.sleep(1.0)  # media flowing, SSRCs known
     # The subscriber's link can carry 256 kbps (the seeds' minimum); its REMB arrives at the SFU's sender.
