@@ -250,7 +250,7 @@ def _take_rtp_from_sockets(dtls: RTCDtlsTransport) -> None:
         elif receiver is not None:
             asyncio.get_running_loop().create_task(receiver._handle_rtp_packet(packet, clock.current_ms()))
 
-    connection.data_received = data_received
+    connection.data_received = data_received  # type: ignore[method-assign]
 
 
 def tap_receiver(receiver: RTCRtpReceiver, on_frame: OnFrame) -> None:
@@ -467,7 +467,7 @@ class ForwardingTrack(MediaStreamTrack):
 def forward_through(sender: RTCRtpSender, track: ForwardingTrack) -> DirectRtpSender:
     """Make `sender` carry `track`'s forwarded frames: sent directly (`DirectRtpSender`), the
     receiver's keyframe requests and bandwidth estimates routed back to the producer."""
-    direct = DirectRtpSender(sender, track.kind)
+    direct = DirectRtpSender(sender, "video" if track.kind == "video" else "audio")
     track._direct = direct
     _route_keyframe_requests(sender, track)
     _relay_bandwidth_estimates(sender, track)

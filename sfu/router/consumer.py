@@ -1,9 +1,10 @@
 """A Consumer: one receiver of one producer's frames (a peer, a recorder or a monitor).
 
-A consumer with a `sink` (a peer's or monitor's sender) is handed each frame synchronously, from
-the callback that received it: forwarding costs no queue and no task switch. A sink that cannot
-send yet (its connection is still coming up) makes the consumer wait for a keyframe, as after a
-gap. Without a sink (a recorder) frames are queued for `next_frame()`. The queue is bounded: a slow consumer loses frames, not memory. For video it then drops until
+A consumer with a `sink` (a peer's or monitor's sender) hands it each frame synchronously, from
+the callback that received the frame: forwarding costs no queue and no task switch. While the
+sink cannot send yet (its connection is still coming up) video is held from the newest keyframe
+and sent the moment it can. Without a sink (a recorder) frames are queued for `next_frame()`.
+The queue is bounded: a slow consumer loses frames, not memory. For video it then drops until
 the next keyframe (a decoder cannot use deltas after a gap) and asks the producer for one.
 A video consumer whose receiver's link cannot carry the video forwards keyframes only
 (`VideoThinning`), so that receiver keeps its audio.
