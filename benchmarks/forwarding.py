@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtests.synthetic_media import ReplayTrack, encode_opus, encode_vp8
+from loadtests.synthetic_media import ReplayPublisher, encode_opus, encode_vp8
 from openvisit.join_tokens import JoinTokenSigner, JoinTokenVerifier
 from sfu.aiortc_adapter import restrict_host_candidates, rtc_configuration, tap_receiver
 
@@ -143,7 +143,8 @@ def naive_handler(verifier: JoinTokenVerifier, now: Any) -> Any:
 class Client:
     pc: RTCPeerConnection
     ws: aiohttp.ClientWebSocketResponse
-    video: ReplayTrack
+    video: ReplayPublisher
+    audio: ReplayPublisher
     joined_at: float
     first_frame_at: float | None = None
     frames: list[tuple[float, bytes]] = field(default_factory=list)
@@ -153,10 +154,10 @@ async def join(session: aiohttp.ClientSession, url: str, token: str, vp8: list[b
     started = time.monotonic()
     ws = await session.ws_connect(url)
     pc = RTCPeerConnection(rtc_configuration())
-    video = ReplayTrack("video", vp8)
-    pc.addTrack(ReplayTrack("audio", opus))
-    pc.addTrack(video)
-    client = Client(pc, ws, video, started)
+    audio, video = ReplayPublisher("audio", opus), ReplayPublisher("video", vp8)
+    audio.publish(pc)
+    video.publish(pc)
+    client = Client(pc, ws, video, audio, started)
 
     def on_video(frame: Any) -> None:
         now = time.monotonic()
@@ -176,6 +177,8 @@ async def join(session: aiohttp.ClientSession, url: str, token: str, vp8: list[b
     while (msg := await ws.receive_json())["type"] != "answer":
         pass
     await pc.setRemoteDescription(RTCSessionDescription(sdp=msg["sdp"], type="answer"))
+    audio.start()
+    video.start()
     return client
 
 
@@ -227,6 +230,8 @@ async def run(mode: str, rooms: int, seconds: float, signer: JoinTokenSigner, pe
                 if sent is not None and 0 <= received_at - sent < 3:
                     latency.append((received_at - sent) * 1000)
         for client in clients:
+            client.audio.stop()
+            client.video.stop()
             await client.pc.close()
             await client.ws.close()
     proc.stdin.close()

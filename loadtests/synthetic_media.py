@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import time
+from typing import Any
 
 import av
 from aiortc import MediaStreamTrack
@@ -108,3 +109,55 @@ class SyntheticCamera(MediaStreamTrack):
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
         self._i += 1
         return frame
+
+
+class ReplayPublisher:
+    """What `ReplayTrack` does, for load generators that must stay cheap: pre-encoded frames sent in
+    real time through the SFU's own `DirectRtpSender` (RTP packetised, SRTP, sendto in one call)
+    instead of aiortc's per-packet sender task. Call `publish(pc, kind)` before negotiating and
+    `start()` once it is done; `sent_at` maps each payload to its last send time."""
+
+    def __init__(self, kind: str, payloads: list[bytes]) -> None:
+        self.kind = kind
+        self.payloads = payloads
+        self.sent_at: dict[bytes, float] = {}
+        self._direct: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    def publish(self, pc: Any) -> None:
+        from sfu.aiortc_adapter import ForwardingTrack, forward_through
+
+        track = ForwardingTrack("video" if self.kind == "video" else "audio")
+        self._direct = forward_through(pc.addTrack(track), track)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        from sfu.router.frames import EncodedFrame, vp8_is_keyframe
+
+        video = self.kind == "video"
+        interval, step = (1 / 30, VIDEO_CLOCK // 30) if video else (0.02, 960)
+        clock = VIDEO_CLOCK if video else AUDIO_CLOCK
+        start: float | None = None  # the first frame (a keyframe) goes out once the connection is up
+        i = 0
+        while True:
+            if start is not None:
+                await asyncio.sleep(max(0.0, start + i * interval - time.monotonic()))
+            data = self.payloads[i % len(self.payloads)]
+            now = time.monotonic()
+            frame = EncodedFrame(kind="video" if video else "audio", data=data, timestamp=i * step, clock_rate=clock,
+                                 keyframe=vp8_is_keyframe(data) if video else True, received_at=now)
+            if self._direct.send_frame(frame):
+                self.sent_at[data] = now
+                if start is None:
+                    start = now
+                i += 1
+            elif start is None:
+                await asyncio.sleep(0.01)
+            else:
+                i += 1
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()

@@ -45,20 +45,27 @@ import av
 import pylibsrtp
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import is_rtx
-from aiortc.codecs.vpx import vp8_depayload
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from aiortc.rtcrtpreceiver import StreamStatistics
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unpack_remb_fci, unwrap_rtx
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    HeaderExtensionsMap,
+    RtcpPsfbPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
 
 from sfu.router.consumer import Consumer
 from sfu.router.frames import EncodedFrame, Kind, vp8_is_keyframe
 
 OnFrame = Callable[[EncodedFrame], None]
 _RTP_HEADER = struct.Struct("!BBHII")
+_EXTENSION_HEADER = struct.Struct("!HH")
 
 
 class AdapterContractError(RuntimeError):
@@ -96,6 +103,80 @@ class _TimestampUnwrapper:
         return self._mapped
 
 
+class _ReceivedRtp:
+    """What the receive path needs of one RTP packet. aiortc's `RtpPacket.parse` builds every
+    header extension of every packet; this reads the fixed header and abs-send-time only."""
+
+    __slots__ = ("_data", "abs_send_time", "marker", "padding_size", "payload", "payload_type",
+                 "sequence_number", "ssrc", "timestamp")
+
+    def __init__(self, payload_type: int, marker: int, sequence_number: int, timestamp: int, ssrc: int,
+                 payload: bytes, padding_size: int = 0, abs_send_time: int | None = None) -> None:
+        self.payload_type, self.marker, self.sequence_number = payload_type, marker, sequence_number
+        self.timestamp, self.ssrc, self.payload = timestamp, ssrc, payload
+        self.padding_size, self.abs_send_time = padding_size, abs_send_time
+        self._data = b""  # the codec frame slice, once depayloaded (aiortc's jitter buffer reads it)
+
+
+def parse_rtp(data: bytes, abs_send_time_id: int | None) -> _ReceivedRtp:
+    """RFC 3550 fixed header, CSRCs skipped, RFC 8285 one-byte extensions searched for
+    abs-send-time, padding removed. Raises ValueError for a malformed packet."""
+    if len(data) < 12:
+        raise ValueError("RTP packet shorter than its header")
+    first, second, sequence_number, timestamp, ssrc = _RTP_HEADER.unpack_from(data)
+    if first >> 6 != 2:
+        raise ValueError("not RTP version 2")
+    pos = 12 + 4 * (first & 0x0F)
+    abs_send_time = None
+    if first & 0x10:
+        if len(data) < pos + 4:
+            raise ValueError("RTP header extension truncated")
+        profile, words = _EXTENSION_HEADER.unpack_from(data, pos)
+        pos += 4
+        end = pos + 4 * words
+        if len(data) < end:
+            raise ValueError("RTP header extension truncated")
+        if profile == 0xBEDE and abs_send_time_id is not None:
+            i = pos
+            while i < end:
+                element = data[i]
+                if element == 0:  # padding
+                    i += 1
+                    continue
+                element_id, size = element >> 4, (element & 0x0F) + 1
+                if element_id == 15:
+                    break
+                if element_id == abs_send_time_id and size == 3:
+                    abs_send_time = int.from_bytes(data[i + 1:i + 4], "big")
+                    break
+                i += 1 + size
+        pos = end
+    padding = 0
+    if first & 0x20:
+        padding = data[-1]
+        if not padding or padding > len(data) - pos:
+            raise ValueError("RTP padding length invalid")
+    return _ReceivedRtp(second & 0x7F, second >> 7, sequence_number, timestamp, ssrc,
+                        data[pos:len(data) - padding], padding, abs_send_time)
+
+
+def vp8_frame_slice(payload: bytes) -> bytes:
+    """The VP8 data of one RTP payload: the RFC 7741 descriptor stripped. Raises ValueError."""
+    pos = 1
+    if payload[0] & 0x80:  # X: extension octet follows
+        extension = payload[1]
+        pos = 2
+        if extension & 0x80:  # I: picture id, 7 or 15 bits
+            pos += 2 if payload[pos] & 0x80 else 1
+        if extension & 0x40:  # L: TL0PICIDX
+            pos += 1
+        if extension & 0x30:  # T or K: one octet for both
+            pos += 1
+    if pos > len(payload):
+        raise ValueError("VP8 payload descriptor truncated")
+    return payload[pos:]
+
+
 class _FrameTap:
     """Stands in for `RTCRtpReceiver._handle_rtp_packet`, called synchronously for each RTP packet
     straight from the socket callback (`_take_rtp_from_sockets`). It keeps what the receiver does
@@ -121,13 +202,13 @@ class _FrameTap:
         self._timestamps = _TimestampUnwrapper()
         self._ssrc_noted_at: dict[int, int] = {}
 
-    def handle(self, packet: RtpPacket, arrival_ms: int) -> None:
+    def handle(self, packet: _ReceivedRtp, arrival_ms: int) -> None:
         receiver = self.receiver
         if not receiver._enabled:
             return
         estimator = self._estimator
-        if estimator is not None and packet.extensions.abs_send_time is not None:
-            remb = estimator.add(abs_send_time=packet.extensions.abs_send_time, arrival_time_ms=arrival_ms,
+        if estimator is not None and packet.abs_send_time is not None:
+            remb = estimator.add(abs_send_time=packet.abs_send_time, arrival_time_ms=arrival_ms,
                                  payload_size=len(packet.payload) + packet.padding_size, ssrc=packet.ssrc)
             if remb is not None:
                 self._send_remb(*remb)
@@ -142,13 +223,14 @@ class _FrameTap:
         stats = self._streams.get(ssrc)
         if stats is None:
             stats = self._streams[ssrc] = StreamStatistics(codec.clockRate)
-        stats.add(packet)
+        stats.add(packet)  # type: ignore[arg-type]  # reads sequence_number and timestamp
         if payload_type in self._rtx_payload_types:
             original_ssrc = self._rtx_ssrc.get(ssrc)
             apt = codec.parameters.get("apt")
             if original_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int) or apt not in self._codecs:
                 return
-            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+            packet = _ReceivedRtp(apt, packet.marker, int.from_bytes(packet.payload[:2], "big"), packet.timestamp,
+                                  original_ssrc, packet.payload[2:])  # RFC 4588: the original sequence number first
             codec = self._codecs[apt]
         if self._nacks is not None and self._nacks.add(packet):
             self.loop.create_task(receiver._send_rtcp_nack(packet.ssrc, sorted(self._nacks.missing)))
@@ -160,10 +242,10 @@ class _FrameTap:
         if codec.mimeType.lower() != "video/vp8":
             raise AdapterContractError(f"only VP8 video is forwarded, got {codec.mimeType}")
         try:
-            packet._data = vp8_depayload(packet.payload) if packet.payload else b""  # type: ignore[attr-defined]
-        except ValueError:
+            packet._data = vp8_frame_slice(packet.payload) if packet.payload else b""
+        except (ValueError, IndexError):
             return
-        pli_flag, frame = jitter_buffer.add(packet)
+        pli_flag, frame = jitter_buffer.add(packet)  # type: ignore[arg-type]  # reads seq, timestamp, marker, _data
         if pli_flag:
             self.loop.create_task(receiver._send_rtcp_pli(packet.ssrc))
         if frame is not None:
@@ -230,6 +312,7 @@ def _take_rtp_from_sockets(dtls: RTCDtlsTransport) -> None:
         return
     setattr(connection, _TAP_ATTRIBUTE, True)
     extensions = dtls._rtp_header_extensions_map
+    extension_ids = _private(extensions, HeaderExtensionsMap, "ids")  # filled in as transceivers start
     rtp_router = dtls._rtp_router
     clock = aiortc.clock
     queue_datagram = connection.data_received  # what aioice's sockets call for anything not STUN
@@ -240,15 +323,17 @@ def _take_rtp_from_sockets(dtls: RTCDtlsTransport) -> None:
             queue_datagram(data, component)  # DTLS, RTCP, or RTP before the handshake completed
             return
         try:
-            packet = RtpPacket.parse(rx.unprotect(data), extensions)
+            data = rx.unprotect(data)
+            packet = parse_rtp(data, extension_ids.abs_send_time)
         except (pylibsrtp.Error, ValueError):
             return
-        receiver = rtp_router.route_rtp(packet)
+        receiver = rtp_router.route_rtp(packet)  # type: ignore[arg-type]  # reads ssrc and payload_type
         tap: _FrameTap | None = getattr(receiver, _TAP_ATTRIBUTE, None)
         if tap is not None:
             tap.handle(packet, clock.current_ms())
-        elif receiver is not None:
-            asyncio.get_running_loop().create_task(receiver._handle_rtp_packet(packet, clock.current_ms()))
+        elif receiver is not None:  # not ours: aiortc's own handling, with its own parser
+            asyncio.get_running_loop().create_task(
+                receiver._handle_rtp_packet(RtpPacket.parse(data, extensions), clock.current_ms()))
 
     connection.data_received = data_received  # type: ignore[method-assign]
 
