@@ -395,7 +395,10 @@ class DirectRtpSender:
         self.sender = sender
         self.kind = kind
         self.packets_sent = 0
-        self._payload_type: int | None = None
+        self.retransmissions = 0
+        self._payload_type = 0
+        self._dtls: RTCDtlsTransport | None = None  # known once aiortc starts the sender (ICE and DTLS up)
+        self._ice_connection: Any = None
         self._ext_head = b""  # up to and including the abs-send-time element's id byte
         self._ext_tail = b""  # the rest of the extension block (mid, padding)
         self._has_abs_send_time = False
@@ -428,27 +431,34 @@ class DirectRtpSender:
             block = b"\xbe\xde" + (len(elements) // 4).to_bytes(2, "big") + elements
             split = 5 if self._has_abs_send_time else len(block)
             self._ext_head, self._ext_tail = block[:split], block[split + (3 if self._has_abs_send_time else 0):]
-        self._payload_type = parameters.codecs[0].payloadType
+        payload_type = parameters.codecs[0].payloadType
+        if payload_type is None:
+            raise AdapterContractError("the negotiated codec has no payload type")
+        self._payload_type = payload_type
+        self._dtls = self.sender.transport  # final: bundling has picked the transport by now
+        self._ice_connection = self._dtls.transport._connection
 
-    def _socket(self, dtls: RTCDtlsTransport) -> tuple[Any, Any] | None:
-        pair = dtls.transport._connection._nominated.get(1)
+    def _path_now(self) -> tuple[Any, Any, Any] | None:
+        """The DTLS transport, socket and remote address media goes out on, or None while the
+        connection cannot carry media. Looked up per frame: ICE may switch the nominated pair."""
+        dtls = self._dtls
+        if dtls is None or dtls._state is not DtlsState.CONNECTED:
+            return None
+        pair = self._ice_connection._nominated.get(1)
         if pair is None:
             return None
         path = self._path
         if path is None or path[0] is not pair:
             path = self._path = (pair, pair.protocol.transport, pair.remote_addr)
-        return path[1], path[2]
+        return dtls, path[1], path[2]
 
     def send_frame(self, frame: EncodedFrame) -> bool:
         """Send one frame now. False if the connection cannot carry media yet (or any more)."""
+        path = self._path_now()
+        if path is None:
+            return False
+        dtls, transport, address = path
         payload_type = self._payload_type
-        dtls = self.sender.transport
-        if payload_type is None or dtls._state is not DtlsState.CONNECTED:
-            return False
-        socket = self._socket(dtls)
-        if socket is None:
-            return False
-        transport, address = socket
         protect = dtls._tx_srtp.protect
         if self.kind == "video":
             payloads = vp8_payloads(frame.data, self._picture_id)
@@ -492,10 +502,10 @@ class DirectRtpSender:
         data = self._history[slot]
         if data is None or self._history_seq[slot] != sequence_number:
             return
-        dtls = self.sender.transport
-        socket = self._socket(dtls) if dtls._state is DtlsState.CONNECTED else None
-        if socket is not None:
-            socket[0].sendto(data, socket[1])
+        path = self._path_now()
+        if path is not None:
+            path[1].sendto(data, path[2])
+            self.retransmissions += 1
 
 
 class ForwardingTrack(MediaStreamTrack):

@@ -19,6 +19,7 @@ class Producer:
         self.kind = kind
         self.keyframes = KeyFrameRequestManager(send_pli, min_interval=pli_interval)
         self._consumers: dict[str, Consumer] = {}
+        self._fan_out: tuple[Consumer, ...] = ()  # the consumers, as publish() iterates them
         self.frames_published = 0
         self.bytes_published = 0
         self.closed = False
@@ -37,12 +38,14 @@ class Producer:
     def add_consumer(self, consumer_id: str, role: ConsumerRole, *, max_queue: int = 64) -> Consumer:
         consumer = Consumer(consumer_id, self, role, max_queue=max_queue)
         self._consumers[consumer_id] = consumer
+        self._fan_out = tuple(self._consumers.values())
         if self.kind == "video":
             self.request_keyframe()  # a late joiner sees video at the next keyframe, asked for now
         return consumer
 
     def remove_consumer(self, consumer: Consumer) -> None:
         self._consumers.pop(consumer.id, None)
+        self._fan_out = tuple(self._consumers.values())
 
     def bitrate_limit(self) -> int | None:
         estimates = [c.downstream_bitrate for c in self._consumers.values() if c.downstream_bitrate]
@@ -68,7 +71,7 @@ class Producer:
         self._window_bytes += len(frame.data)
         if frame.keyframe and self.kind == "video":
             self.keyframes.keyframe_received()
-        for consumer in list(self._consumers.values()):
+        for consumer in self._fan_out:
             consumer.deliver(frame)
 
     def request_keyframe(self) -> None:

@@ -290,3 +290,129 @@ def test_the_fast_clock_gives_aiortc_the_same_times() -> None:
     assert abs(aiortc.clock.current_ms() - reference_ms) < 50
     assert abs(aiortc.clock.current_ntp_time() - reference_ntp) < 0.05 * 2**32
     assert aiortc.clock.current_ntp_time() >> 32 > 3_900_000_000  # seconds since 1900, this century
+
+
+def test_parse_rtp_reads_what_aiortc_writes() -> None:
+    """The receive path's own parser agrees with aiortc's serializer: header fields, CSRCs skipped,
+    abs-send-time found among other extensions, padding removed; malformed packets raise."""
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+    from aiortc.rtp import HeaderExtensionsMap, RtpPacket
+
+    from sfu.aiortc_adapter import parse_rtp
+
+    extensions = HeaderExtensionsMap()
+    extensions.configure(RTCRtpParameters(headerExtensions=[
+        RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+        RTCRtpHeaderExtensionParameters(id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time")]))
+    packet = RtpPacket(payload_type=96, marker=1, sequence_number=65535, timestamp=0xFFFFFFF0, ssrc=0x12345678,
+                       payload=b"\x90\x80\x81\x02vp8 data")
+    packet.csrc = [7, 8]
+    packet.extensions.mid = "video0"
+    packet.extensions.abs_send_time = 0xABCDEF
+    parsed = parse_rtp(packet.serialize(extensions), abs_send_time_id=3)
+    assert (parsed.payload_type, parsed.marker, parsed.sequence_number, parsed.timestamp, parsed.ssrc) == (
+        96, 1, 65535, 0xFFFFFFF0, 0x12345678)
+    assert parsed.abs_send_time == 0xABCDEF and parsed.payload == b"\x90\x80\x81\x02vp8 data"
+    assert parse_rtp(packet.serialize(extensions), abs_send_time_id=None).abs_send_time is None
+    padded = bytearray(RtpPacket(payload_type=111, sequence_number=1, payload=b"opus").serialize())
+    padded[0] |= 0x20
+    padded += b"\0\0\3"
+    assert parse_rtp(bytes(padded), None).payload == b"opus"
+    for bad in (b"\x80\x60", b"\x40" + bytes(11), bytes(padded[:-1]) + b"\x40",
+                b"\x90\x60" + bytes(10) + b"\xbe\xde\x00\x09"):
+        with pytest.raises(ValueError):
+            parse_rtp(bad, 3)
+
+
+def test_vp8_packetising_matches_aiortc_and_strips_back_to_the_frame() -> None:
+    """The direct sender's VP8 payloads are aiortc's own packetiser's, byte for byte, and the
+    receive path's descriptor strip recovers the frame from them and from richer descriptors."""
+    from aiortc.codecs.vpx import Vp8Encoder, VpxPayloadDescriptor, vp8_depayload
+
+    from sfu.aiortc_adapter import vp8_frame_slice, vp8_payloads
+
+    for size in (1, 1296, 1297, 2592, 4000):
+        frame = bytes(i % 251 for i in range(size))
+        for picture_id in (0, 127, 128, 0x7FFF):
+            payloads = vp8_payloads(frame, picture_id)
+            assert payloads == Vp8Encoder._packetize(frame, picture_id)
+            assert b"".join(vp8_frame_slice(p) for p in payloads) == frame
+    for descriptor in (VpxPayloadDescriptor(partition_start=1, partition_id=0),
+                       VpxPayloadDescriptor(partition_start=1, partition_id=0, picture_id=5),
+                       VpxPayloadDescriptor(partition_start=0, partition_id=0, picture_id=300, tl0picidx=4,
+                                            tid=(1, 0), keyidx=3),
+                       VpxPayloadDescriptor(partition_start=1, partition_id=0, tl0picidx=9)):
+        payload = bytes(descriptor) + b"frame bytes"
+        assert vp8_frame_slice(payload) == vp8_depayload(payload) == b"frame bytes"
+    with pytest.raises(ValueError):
+        vp8_frame_slice(b"\x90\x80\x81")
+
+
+async def test_a_lost_packet_is_retransmitted_from_the_senders_history(
+        peers: list[RTCPeerConnection]) -> None:
+    """The subscriber's link loses video packets; its NACKs reach the SFU's sender, which sends them
+    again as they were: every frame arrives whole and in order. The subscriber also gets sender
+    reports whose counts are the packets really sent."""
+    publisher, sfu_in, sfu_out, subscriber = peers
+    video = ReplayTrack("video", VP8)
+    publisher.addTrack(video)
+    router = Router("visit-nack", privileged=False)
+    box: list[Producer] = []
+
+    @sfu_in.on("track")
+    def on_track(track: Any) -> None:
+        receiver = _receiver_of(sfu_in, track)
+
+        async def pli() -> None:
+            await send_pli(receiver)
+
+        box.append(router.add_producer("visitor", "video", pli))
+        tap_receiver(receiver, box[0].publish)
+
+    await _negotiate(publisher, sfu_in)
+    track = ForwardingTrack("video")
+    track.attach(router.consume(box[0], "resident", "peer"))
+    direct = forward_through(sfu_out.addTrack(track), track)
+    received: list[EncodedFrame] = []
+
+    @subscriber.on("track")
+    def on_forwarded(track: Any) -> None:
+        tap_receiver(_receiver_of(subscriber, track), received.append)
+
+    await sfu_out.setLocalDescription(await sfu_out.createOffer())
+    await subscriber.setRemoteDescription(sfu_out.localDescription)
+    await subscriber.setLocalDescription(await subscriber.createAnswer())
+    lost: list[int] = []
+    for protocol in subscriber.getTransceivers()[0].receiver.transport.transport._connection._protocols:
+        deliver = protocol.datagram_received
+
+        def lossy(data: bytes, addr: Any, deliver: Any = deliver) -> None:
+            if len(data) > 1000 and len(lost) < 3 and direct.packets_sent > 40 + 10 * len(lost):
+                lost.append(1)  # a video packet, now and then: the link lost it
+                return
+            deliver(data, addr)
+
+        protocol.datagram_received = lossy
+    await sfu_out.setRemoteDescription(subscriber.localDescription)
+    for _ in range(100):
+        if len(received) >= 60 and len(lost) == 3:
+            break
+        await asyncio.sleep(0.1)
+    assert len(lost) == 3 and direct.retransmissions >= 3
+    got = [f.data for f in received]
+    first = video.sent.index(got[0])
+    assert got == video.sent[first:first + len(got)]  # nothing missing, nothing out of order
+    await asyncio.sleep(1.6)  # at least one RTCP sender report
+    stats = await _receiver_of(subscriber, subscriber.getTransceivers()[0].receiver.track).getStats()
+    reports = [s for s in stats.values() if s.type == "remote-outbound-rtp"]
+    assert reports and 0 < reports[0].packetsSent <= direct.packets_sent
+    await router.close()
+
+
+def test_rtp_timestamps_unwrap_and_late_ones_are_refused() -> None:
+    from sfu.aiortc_adapter import _TimestampUnwrapper
+
+    unwrap = _TimestampUnwrapper()
+    assert [unwrap.map(t) for t in (0xFFFFFC40, 0xFFFFFFF0, 0x00000330, 0x00000720)] == [0, 944, 1776, 2784]
+    assert unwrap.map(0x00000330) is None  # older than the newest: a late packet
+    assert unwrap.map(0x00000B10) == 3792

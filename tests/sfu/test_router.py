@@ -129,3 +129,55 @@ async def test_closing_a_router_ends_its_consumers() -> None:
 
     with pytest.raises(ConsumerClosedError):
         await waiter
+
+
+class Sink:
+    """A sender as a consumer's sink sees it: it cannot send until `connected`."""
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.sent: list[EncodedFrame] = []
+
+    def __call__(self, f: EncodedFrame) -> bool:
+        if self.connected:
+            self.sent.append(f)
+        return self.connected
+
+
+async def test_a_sink_gets_each_frame_at_once_and_video_waits_from_a_keyframe_until_it_connects() -> None:
+    router = Router("v-sink", privileged=False)
+    video = router.add_producer("visitor", "video", PliCounter())
+    audio = router.add_producer("visitor", "audio", PliCounter())
+    v, a = router.consume(video, "resident-v", "peer"), router.consume(audio, "resident-a", "peer")
+    v_sink, a_sink = Sink(), Sink()
+    v.sink, a.sink = v_sink, a_sink
+    video.publish(frame(DELTA + b"0", 0))  # before any keyframe: useless, dropped
+    video.publish(frame(KEY + b"1", 3000))  # held (the sink's connection is not up yet)...
+    video.publish(frame(DELTA + b"2", 6000))  # ...with what follows it
+    video.publish(frame(KEY + b"3", 9000))  # a newer keyframe: the older picture is no use any more
+    video.publish(frame(DELTA + b"4", 12000))
+    audio.publish(frame(b"opus-0", 0, kind="audio"))  # stale audio is not held
+    assert v_sink.sent == [] and v.frames_delivered == 0
+    v_sink.connected = a_sink.connected = True
+    video.publish(frame(DELTA + b"5", 15000))
+    audio.publish(frame(b"opus-1", 960, kind="audio"))
+    assert [f.data[-1:] for f in v_sink.sent] == [b"3", b"4", b"5"]  # from the newest keyframe, in order
+    assert [f.data for f in a_sink.sent] == [b"opus-1"]
+    assert v.frames_delivered == 3 and v.last_frame is v_sink.sent[-1] and v.frames_dropped == 3
+    video.publish(frame(DELTA + b"6", 18000))  # connected: straight through, nothing queued
+    assert v_sink.sent[-1].data.endswith(b"6")
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(v.next_frame(), 0.05)
+    await router.close()
+
+
+async def test_a_sink_that_never_connects_holds_a_bounded_amount_of_video() -> None:
+    router = Router("v-sink-2", privileged=False)
+    video = router.add_producer("visitor", "video", PliCounter())
+    consumer = video.add_consumer("resident-v", "peer", max_queue=8)
+    consumer.sink = Sink()
+    video.publish(frame(KEY, 0))
+    for n in range(1, 12):
+        video.publish(frame(DELTA, 3000 * n))
+    assert consumer.waiting_for_keyframe and consumer.frames_dropped >= 9
+    await router.close()
