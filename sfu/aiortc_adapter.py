@@ -1,23 +1,37 @@
 """The one place the SFU reaches into aiortc and aioice internals.
 
-aiortc's public API decodes every received frame and encodes every sent one. An SFU must not:
-it takes each frame encoded, just after the depacketiser and jitter buffer, and sends it encoded.
-Everything here depends on private details of aiortc 1.16 (pinned in pyproject.toml); the
+aiortc's public API decodes every received frame and encodes every sent one, and moves every
+packet through queues and tasks. An SFU must not: it takes each frame encoded and sends it
+encoded, and it does both in the socket callback that received the packet. Everything here
+depends on private details of aiortc 1.16 and aioice 0.13 (pinned in pyproject.toml); the
 contract tests in tests/sfu/test_aiortc_adapter.py fail loudly if an upgrade changes them.
 
-- `tap_receiver`: replace a receiver's private decoder queue with a tap that hands
-  `EncodedFrame`s to a callback on the event loop, and end aiortc's decoder thread. Audio gets a
-  jitter buffer without prefetch (aiortc's default holds ~80 ms; an SFU need not hold audio);
-  video gets `MarkerJitterBuffer`, which releases a frame at its last packet (RTP marker bit)
-  instead of when the next frame's first packet arrives (~33 ms later at 30 fps).
+Receiving (`tap_receiver`):
+- `_take_rtp_from_sockets`: SRTP packets are decrypted, parsed (`parse_rtp`: the fixed header and
+  abs-send-time only) and routed to the receiver's `_FrameTap` synchronously in aioice's datagram
+  callback, instead of aioice's asyncio.Queue, the DTLS transport's task and three awaits per
+  packet. DTLS, STUN and RTCP keep aiortc's path.
+- `_FrameTap` does what `RTCRtpReceiver._handle_rtp_packet` does for the publisher's sake (REMB
+  estimate, RTCP receiver statistics, NACKs, RTX unwrapping) and hands complete encoded frames
+  to a callback; aiortc's decoder thread is ended when the receiver starts. Audio packets are
+  frames as they are (no jitter buffer: an SFU need not hold audio); video frames come from
+  `MarkerJitterBuffer`, released at their last packet (RTP marker bit), not when the next
+  frame's first packet arrives (~33 ms later at 30 fps).
 - `send_pli`: ask the publisher for a keyframe (RTCP PLI to each SSRC it sends from).
-- `ForwardingTrack`: a track whose `recv()` yields `av.Packet`s, which RTCRtpSender
-  packetises without encoding (pts and time_base set; keyframe flag unused by the sender).
-- `route_keyframe_requests`: a subscriber's PLI reaches `RTCRtpSender._send_keyframe`, which
-  only affects encoding; redirect it to the consumer so the SFU asks the publisher instead.
-- `relay_bandwidth_estimates` / `clamp_publisher_remb`: a subscriber's REMB (its link's
-  estimate) is relayed to the publisher, capping the REMB aiortc's receiver sends, so the
-  publisher's encoder adapts to the slowest receiver.
+
+Sending (`forward_through(sender, track)`):
+- `DirectRtpSender` packetises each frame (`vp8_payloads`, as aiortc's packetiser; Opus as is),
+  writes the RTP header with the negotiated extensions (mid, abs-send-time), protects it with the
+  sender's SRTP session and sends it on the nominated ICE pair's socket, all in the call that
+  delivered the frame. The RTCRtpSender it belongs to still negotiates, sends RTCP sender reports
+  (from counters kept current here) and passes NACKs in, answered from a 512-packet history.
+- `ForwardingTrack`: the sender's placeholder track; the consumer attached to it pushes frames.
+- A subscriber's PLI reaches `RTCRtpSender._send_keyframe`, which only affects encoding: it is
+  redirected to the consumer, so the SFU asks the publisher instead.
+- `clamp_publisher_remb`: a subscriber's REMB (its link's estimate) is relayed to the publisher,
+  capping the REMB the receiver sends, so the publisher's encoder adapts to the slowest receiver.
+
+The process:
 - `install_fast_clock`: aiortc reads the wall clock through `datetime` objects for every packet
   (abs-send-time, arrival times); integer arithmetic on `time.time()` gives the same values.
 - `restrict_host_candidates`: aioice gathers every non-loopback address; the SFU announces only

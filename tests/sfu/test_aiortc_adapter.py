@@ -383,7 +383,8 @@ async def test_a_lost_packet_is_retransmitted_from_the_senders_history(
     await subscriber.setRemoteDescription(sfu_out.localDescription)
     await subscriber.setLocalDescription(await subscriber.createAnswer())
     lost: list[int] = []
-    for protocol in subscriber.getTransceivers()[0].receiver.transport.transport._connection._protocols:
+    protocols: list[Any] = subscriber.getTransceivers()[0].receiver.transport.transport._connection._protocols
+    for protocol in protocols:
         deliver = protocol.datagram_received
 
         def lossy(data: bytes, addr: Any, deliver: Any = deliver) -> None:
