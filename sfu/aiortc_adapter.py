@@ -215,17 +215,15 @@ class _FrameTap:
         self._jitter_buffer = MarkerJitterBuffer(capacity=512, is_video=True) if kind == "video" else None
         self._timestamps = _TimestampUnwrapper()
         self._ssrc_noted_at: dict[int, int] = {}
+        self._sample_timestamp: int | None = None  # the frame whose packets the estimator's next sample sums
+        self._sample_bytes = self._sample_send_time = self._sample_arrival_ms = self._sample_ssrc = 0
 
     def handle(self, packet: _ReceivedRtp, arrival_ms: int) -> None:
         receiver = self.receiver
         if not receiver._enabled:
             return
-        estimator = self._estimator
-        if estimator is not None and packet.abs_send_time is not None:
-            remb = estimator.add(abs_send_time=packet.abs_send_time, arrival_time_ms=arrival_ms,
-                                 payload_size=len(packet.payload) + packet.padding_size, ssrc=packet.ssrc)
-            if remb is not None:
-                self._send_remb(*remb)
+        if self._estimator is not None and packet.abs_send_time is not None:
+            self._estimate(packet, arrival_ms)
         ssrc = packet.ssrc
         if arrival_ms - self._ssrc_noted_at.get(ssrc, -10_000) >= 1000:  # getSynchronizationSources()
             self._ssrc_noted_at[ssrc] = arrival_ms
@@ -264,6 +262,29 @@ class _FrameTap:
             self.loop.create_task(receiver._send_rtcp_pli(packet.ssrc))
         if frame is not None:
             self._deliver(codec, frame.data, frame.timestamp)
+
+    def _estimate(self, packet: _ReceivedRtp, arrival_ms: int) -> None:
+        """Feed the REMB estimator one sample per frame (the frame's bytes, its last packet's send
+        and arrival times) instead of one per packet. Its inter-arrival groups are 5 ms of send
+        time, so a frame sent at once was one group anyway; the estimate is the same for a
+        fraction of the calls."""
+        if packet.timestamp != self._sample_timestamp:
+            self._feed_estimator()
+            self._sample_timestamp = packet.timestamp
+        self._sample_bytes += len(packet.payload) + packet.padding_size
+        self._sample_send_time, self._sample_arrival_ms = packet.abs_send_time or 0, arrival_ms
+        self._sample_ssrc = packet.ssrc
+        if packet.marker:
+            self._feed_estimator()
+
+    def _feed_estimator(self) -> None:
+        if self._sample_bytes:
+            remb = self._estimator.add(abs_send_time=self._sample_send_time, arrival_time_ms=self._sample_arrival_ms,
+                                       payload_size=self._sample_bytes, ssrc=self._sample_ssrc)
+            if remb is not None:
+                self._send_remb(*remb)
+        self._sample_bytes = 0
+        self._sample_timestamp = None
 
     def _deliver(self, codec: Any, data: bytes, rtp_timestamp: int) -> None:
         timestamp = self._timestamps.map(rtp_timestamp)
