@@ -339,9 +339,9 @@ _TAP_ATTRIBUTE = "_openvisit_frame_tap"
 
 def _take_rtp_from_sockets(dtls: RTCDtlsTransport) -> None:
     """Handle SRTP packets in the socket's own callback: decrypt, parse, route to the receiver's
-    `_FrameTap`, all synchronously. aiortc would queue each datagram (aioice's asyncio.Queue),
-    wake the DTLS transport's task and await through three coroutines per packet. DTLS, STUN
-    and RTCP still take aiortc's own path."""
+    `_FrameTap`, all synchronously. aioice would try each datagram as a STUN message, queue it
+    (an asyncio.Queue), wake the DTLS transport's task and await through three coroutines per
+    packet. STUN, DTLS and RTCP still take aiortc's own path."""
     connection = dtls.transport._connection
     if getattr(connection, _TAP_ATTRIBUTE, False):
         return
@@ -350,27 +350,30 @@ def _take_rtp_from_sockets(dtls: RTCDtlsTransport) -> None:
     extension_ids = _private(extensions, HeaderExtensionsMap, "ids")  # filled in as transceivers start
     rtp_router = dtls._rtp_router
     clock = aiortc.clock
-    queue_datagram = connection.data_received  # what aioice's sockets call for anything not STUN
 
-    def data_received(data: bytes, component: int) -> None:
-        rx = dtls._rx_srtp
-        if rx is None or len(data) < 12 or not 127 < data[0] < 192 or 191 < data[1] < 209:
-            queue_datagram(data, component)  # DTLS, RTCP, or RTP before the handshake completed
-            return
-        try:
-            data = rx.unprotect(data)
-            packet = parse_rtp(data, extension_ids.abs_send_time)
-        except (pylibsrtp.Error, ValueError):
-            return
-        receiver = rtp_router.route_rtp(packet)  # type: ignore[arg-type]  # reads ssrc and payload_type
-        tap: _FrameTap | None = getattr(receiver, _TAP_ATTRIBUTE, None)
-        if tap is not None:
-            tap.handle(packet, clock.current_ms())
-        elif receiver is not None:  # not ours: aiortc's own handling, with its own parser
-            asyncio.get_running_loop().create_task(
-                receiver._handle_rtp_packet(RtpPacket.parse(data, extensions), clock.current_ms()))
+    def take(not_rtp: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]:
+        def datagram_received(data: bytes, addr: Any) -> None:
+            rx = dtls._rx_srtp
+            if rx is None or len(data) < 12 or not 127 < data[0] < 192 or 191 < data[1] < 209:
+                not_rtp(data, addr)  # STUN, DTLS, RTCP, or RTP before the handshake completed
+                return
+            try:
+                data = rx.unprotect(data)
+                packet = parse_rtp(data, extension_ids.abs_send_time)
+            except (pylibsrtp.Error, ValueError):
+                return
+            receiver = rtp_router.route_rtp(packet)  # type: ignore[arg-type]  # reads ssrc and payload_type
+            tap: _FrameTap | None = getattr(receiver, _TAP_ATTRIBUTE, None)
+            if tap is not None:
+                tap.handle(packet, clock.current_ms())
+            elif receiver is not None:  # not ours: aiortc's own handling, with its own parser
+                asyncio.get_running_loop().create_task(
+                    receiver._handle_rtp_packet(RtpPacket.parse(data, extensions), clock.current_ms()))
 
-    connection.data_received = data_received  # type: ignore[method-assign]
+        return datagram_received
+
+    for protocol in connection._protocols:  # aioice's StunProtocol per gathered socket
+        protocol.datagram_received = take(protocol.datagram_received)  # type: ignore[method-assign,assignment]
 
 
 def tap_receiver(receiver: RTCRtpReceiver, on_frame: OnFrame) -> None:

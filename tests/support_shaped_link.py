@@ -9,6 +9,7 @@ link would."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,9 +38,8 @@ class ShapedDownlink:
 
     def _shape(self, protocol: Any) -> None:
         loop = asyncio.get_running_loop()
-        deliver = protocol.datagram_received
 
-        def received(data: bytes, addr: Any) -> None:
+        def received(data: bytes, addr: Any, deliver: Callable[[bytes, Any], None]) -> None:
             now = loop.time()
             start = max(now, self._free_at)
             if start - now > self.max_delay:  # the queue is full: tail drop
@@ -50,4 +50,26 @@ class ShapedDownlink:
             self.stats.delivered_bytes += len(data)
             loop.call_at(self._free_at, deliver, data, addr)
 
-        protocol.datagram_received = received
+        intercept_datagrams(protocol, received)
+
+
+class _DatagramInterceptor:
+    """Sits between a UDP transport and its protocol, like the network in front of a socket."""
+
+    def __init__(self, protocol: Any, handler: Callable[[bytes, Any, Callable[[bytes, Any], None]], None]) -> None:
+        self._protocol = protocol
+        self._handler = handler
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        # The protocol's own callback, looked up at delivery: it may be replaced meanwhile (the SFU
+        # adapter takes RTP there once the connection is up).
+        self._handler(data, addr, lambda d, a: self._protocol.datagram_received(d, a))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._protocol, name)
+
+
+def intercept_datagrams(protocol: Any, handler: Callable[[bytes, Any, Callable[[bytes, Any], None]], None]) -> None:
+    """Every datagram for an aioice socket passes `handler(data, addr, deliver)` first, before the
+    socket's protocol sees it: `deliver(data, addr)` hands it on (now or later), or it is lost."""
+    protocol.transport.set_protocol(_DatagramInterceptor(protocol, handler))

@@ -26,6 +26,7 @@ from sfu.aiortc_adapter import (
     tap_receiver,
 )
 from sfu.router import EncodedFrame, Producer, Router
+from tests.support_shaped_link import intercept_datagrams
 
 VP8 = encode_vp8(frames=90)
 OPUS = encode_opus(packets=100)
@@ -384,16 +385,14 @@ async def test_a_lost_packet_is_retransmitted_from_the_senders_history(
     await subscriber.setLocalDescription(await subscriber.createAnswer())
     lost: list[int] = []
     protocols: list[Any] = subscriber.getTransceivers()[0].receiver.transport.transport._connection._protocols
+    def lossy(data: bytes, addr: Any, deliver: Any) -> None:
+        if len(data) > 1000 and len(lost) < 3 and direct.packets_sent > 40 + 10 * len(lost):
+            lost.append(1)  # a video packet, now and then: the link lost it
+            return
+        deliver(data, addr)
+
     for protocol in protocols:
-        deliver = protocol.datagram_received
-
-        def lossy(data: bytes, addr: Any, deliver: Any = deliver) -> None:
-            if len(data) > 1000 and len(lost) < 3 and direct.packets_sent > 40 + 10 * len(lost):
-                lost.append(1)  # a video packet, now and then: the link lost it
-                return
-            deliver(data, addr)
-
-        protocol.datagram_received = lossy
+        intercept_datagrams(protocol, lossy)
     await sfu_out.setRemoteDescription(subscriber.localDescription)
     for _ in range(100):
         if len(received) >= 60 and len(lost) == 3:
