@@ -15,8 +15,8 @@ Receiving (`tap_receiver`):
   estimate, RTCP receiver statistics, NACKs, RTX unwrapping) and hands complete encoded frames
   to a callback; aiortc's decoder thread is ended when the receiver starts. Audio packets are
   frames as they are (no jitter buffer: an SFU need not hold audio); video frames come from
-  `MarkerJitterBuffer`, released at their last packet (RTP marker bit), not when the next
-  frame's first packet arrives (~33 ms later at 30 fps).
+  `sfu.frame_assembler.FrameAssembler`, released at their last packet (RTP marker bit), not when
+  the next frame's first packet arrives (~33 ms later at 30 fps) as aiortc's jitter buffer does.
 - `send_pli`: ask the publisher for a keyframe (RTCP PLI to each SSRC it sends from).
 
 Sending (`forward_through(sender, track)`):
@@ -59,7 +59,6 @@ import av
 import pylibsrtp
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import is_rtx
-from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
@@ -74,6 +73,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from sfu.frame_assembler import FrameAssembler
 from sfu.router.consumer import Consumer
 from sfu.router.frames import EncodedFrame, Kind, vp8_is_keyframe
 
@@ -195,9 +195,9 @@ class _FrameTap:
     """Stands in for `RTCRtpReceiver._handle_rtp_packet`, called synchronously for each RTP packet
     straight from the socket callback (`_take_rtp_from_sockets`). It keeps what the receiver does
     for the publisher's sake (REMB estimate, RTCP receiver statistics, NACKs, RTX unwrapping,
-    PLI on a broken frame) and hands each complete encoded frame to `on_frame`: audio packets
-    are frames as they are (no jitter buffer: the SFU need not hold audio), video frames are
-    released by `MarkerJitterBuffer`."""
+    PLI after lost frames) and hands each complete encoded frame to `on_frame`: audio packets
+    are frames as they are (no jitter buffer: the SFU need not hold audio), video frames come
+    from a `FrameAssembler` the moment they are complete."""
 
     def __init__(self, receiver: RTCRtpReceiver, kind: Kind, on_frame: OnFrame) -> None:
         self.receiver = receiver
@@ -212,7 +212,9 @@ class _FrameTap:
         self._rtx_ssrc: dict[int, int] = _private(receiver, RTCRtpReceiver, "rtx_ssrc")
         self._nacks = _private(receiver, RTCRtpReceiver, "nack_generator")
         self._rtx_payload_types = {pt for pt, codec in self._codecs.items() if is_rtx(codec)}
-        self._jitter_buffer = MarkerJitterBuffer(capacity=512, is_video=True) if kind == "video" else None
+        self._frames = FrameAssembler() if kind == "video" else None
+        self._frames_lost = 0
+        self._waiting_for_keyframe = False  # frames were lost: deltas cannot be decoded until a keyframe
         self._timestamps = _TimestampUnwrapper()
         self._ssrc_noted_at: dict[int, int] = {}
         self._sample_timestamp: int | None = None  # the frame whose packets the estimator's next sample sums
@@ -246,22 +248,25 @@ class _FrameTap:
             codec = self._codecs[apt]
         if self._nacks is not None and self._nacks.add(packet):
             self.loop.create_task(receiver._send_rtcp_nack(packet.ssrc, sorted(self._nacks.missing)))
-        jitter_buffer = self._jitter_buffer
-        if jitter_buffer is None:  # audio: one packet, one frame
+        assembler = self._frames
+        if assembler is None:  # audio: one packet, one frame
             if packet.payload:
                 self._deliver(codec, packet.payload, packet.timestamp)
             return
         if codec.mimeType.lower() != "video/vp8":
             raise AdapterContractError(f"only VP8 video is forwarded, got {codec.mimeType}")
         try:
-            packet._data = vp8_frame_slice(packet.payload) if packet.payload else b""
+            data = vp8_frame_slice(packet.payload) if packet.payload else b""
         except (ValueError, IndexError):
             return
-        pli_flag, frame = jitter_buffer.add(packet)  # type: ignore[arg-type]  # reads seq, timestamp, marker, _data
-        if pli_flag:
+        frames = assembler.add(packet.sequence_number, packet.timestamp, bool(packet.marker), data)
+        if assembler.frames_lost != self._frames_lost:  # a retransmission never came: start again at a keyframe
+            self._frames_lost = assembler.frames_lost
+            self._waiting_for_keyframe = True
             self.loop.create_task(receiver._send_rtcp_pli(packet.ssrc))
-        if frame is not None:
-            self._deliver(codec, frame.data, frame.timestamp)
+        if frames is not None:
+            for timestamp, frame in frames:
+                self._deliver(codec, frame, timestamp)
 
     def _estimate(self, packet: _ReceivedRtp, arrival_ms: int) -> None:
         """Feed the REMB estimator one sample per frame (the frame's bytes, its last packet's send
@@ -290,8 +295,12 @@ class _FrameTap:
         timestamp = self._timestamps.map(rtp_timestamp)
         if timestamp is None:
             return
-        self.frames += 1
         keyframe = vp8_is_keyframe(data) if self.kind == "video" else True
+        if self._waiting_for_keyframe:
+            if not keyframe:
+                return
+            self._waiting_for_keyframe = False
+        self.frames += 1
         self.on_frame(EncodedFrame(kind=self.kind, data=data, timestamp=timestamp, clock_rate=codec.clockRate,
                                    keyframe=keyframe, received_at=time.monotonic()))
 
@@ -300,38 +309,6 @@ class _FrameTap:
         if rtcp_ssrc is not None:  # through receiver._send_rtcp, so clamp_publisher_remb applies
             self.loop.create_task(self.receiver._send_rtcp(RtcpPsfbPacket(
                 fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate, ssrcs))))
-
-
-class MarkerJitterBuffer(JitterBuffer):
-    """aiortc's video jitter buffer, releasing each frame as soon as its marker packet completes it.
-    A frame with a hole waits, as before, for retransmission or for the buffer to move on."""
-
-    _newest: int | None = None
-
-    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
-        pli_flag, frame = super().add(packet)
-        seq = packet.sequence_number
-        late = self._newest is not None and 0 < (self._newest - seq) % 65536 < 32768  # filled a hole
-        if not late:
-            self._newest = seq
-        if frame is None and (packet.marker or late):
-            frame = self._release_completed_frame()
-        return pli_flag, frame
-
-    def _release_completed_frame(self) -> JitterFrame | None:
-        if self._origin is None:
-            return None
-        packets: list[RtpPacket] = []
-        for count in range(self._capacity):
-            packet = self._packets[(self._origin + count) % self._capacity]
-            if packet is None or (packets and packet.timestamp != packets[0].timestamp):
-                return None
-            packets.append(packet)
-            if packet.marker:
-                self.remove(count + 1)
-                return JitterFrame(data=b"".join(p._data for p in packets),  # type: ignore[attr-defined]
-                                   timestamp=packet.timestamp)
-        return None
 
 
 _TAP_ATTRIBUTE = "_openvisit_frame_tap"

@@ -254,31 +254,6 @@ async def test_ice_sockets_bind_only_inside_the_configured_udp_port_range(loopba
         restrict_udp_ports(10, 5)
 
 
-def _rtp(seq: int, timestamp: int, data: bytes, marker: bool) -> Any:
-    from aiortc.rtp import RtpPacket
-
-    packet = RtpPacket(payload_type=96, marker=int(marker), sequence_number=seq, timestamp=timestamp)
-    packet._data = data  # type: ignore[attr-defined]  # what the depayloader leaves for the buffer
-    return packet
-
-
-def test_the_video_jitter_buffer_releases_a_frame_at_its_marker_packet() -> None:
-    from sfu.aiortc_adapter import MarkerJitterBuffer
-
-    buffer = MarkerJitterBuffer(capacity=128, is_video=True)
-    assert buffer.add(_rtp(1, 3000, b"a", False)) == (False, None)
-    _, frame = buffer.add(_rtp(2, 3000, b"b", True))  # not one frame later: now
-    assert frame is not None and (frame.data, frame.timestamp) == (b"ab", 3000)
-    _, frame = buffer.add(_rtp(3, 6000, b"c", True))  # single-packet frames, one after another
-    assert frame is not None and frame.data == b"c"
-    # A hole: the frame waits for the missing packet (a retransmission), then is released whole.
-    assert buffer.add(_rtp(5, 9000, b"e", True)) == (False, None)
-    _, frame = buffer.add(_rtp(4, 9000, b"d", False))
-    assert frame is not None and frame.data == b"de"
-    _, frame = buffer.add(_rtp(6, 12000, b"f", True))
-    assert frame is not None and frame.data == b"f"
-
-
 def test_the_fast_clock_gives_aiortc_the_same_times() -> None:
     """abs-send-time and arrival times read from integer time, equal to aiortc's datetime version."""
     import aiortc.clock
