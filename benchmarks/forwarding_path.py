@@ -149,7 +149,14 @@ async def main(frames: int, rounds: int) -> None:
     null = type("Null", (), {"datagram_received": lambda self, d, a: None})()
     costs = []
     for round_ in range(rounds):
+        # The null round sends on other SSRCs (SRTP refuses to protect a sequence number twice),
+        # and the real streams carry on where they were: the SFU sees no gap.
+        saved = [(d, d._sequence, d.sender._ssrc) for d in (pub_video, pub_audio)]
+        for d, _seq, ssrc in saved:
+            d.sender._ssrc = ssrc ^ (0x10000 << round_)
         publisher_cost = run(null, 2 * round_ * frames)
+        for d, seq, ssrc in saved:
+            d._sequence, d.sender._ssrc = seq, ssrc
         into_sfu.packets = out.packets = 0
         costs.append(run(sfu_socket, (2 * round_ + 1) * frames) - publisher_cost)
     sfu, packets_in = min(costs), into_sfu.packets
