@@ -72,6 +72,8 @@ from aiortc.rtp import (
     pack_remb_fci,
     unpack_remb_fci,
 )
+from pylibsrtp._binding import ffi as _srtp_ffi
+from pylibsrtp._binding import lib as _srtp_lib
 
 from sfu.frame_assembler import FrameAssembler
 from sfu.router.consumer import Consumer
@@ -115,6 +117,42 @@ class _TimestampUnwrapper:
         self._last = timestamp
         self._mapped += delta
         return self._mapped
+
+
+class SrtpCalls:
+    """`pylibsrtp.Session.protect` / `unprotect` for one session, minus what they cost per call
+    besides the cipher (a fresh `int *`, type and size checks, two more Python frames): the same
+    libsrtp calls, on a buffer of our own. The session stays the owner of the libsrtp context."""
+
+    _BUFFER = 2048  # a datagram (<= 1500) and its SRTP trailer
+
+    def __init__(self, session: pylibsrtp.Session) -> None:
+        handle = getattr(session, "_srtp", None)
+        if handle is None:
+            raise AdapterContractError("pylibsrtp.Session._srtp is gone: update sfu/aiortc_adapter.py")
+        self.session = session  # keeps the libsrtp context alive
+        self._context = handle[0]
+        self._cdata = _srtp_ffi.new("char[]", self._BUFFER)
+        self._buffer = _srtp_ffi.buffer(self._cdata)
+        self._length = _srtp_ffi.new("int *")
+
+    def protect(self, packet: bytes) -> bytes:
+        return self._call(_srtp_lib.srtp_protect, packet)
+
+    def unprotect(self, packet: bytes) -> bytes:
+        return self._call(_srtp_lib.srtp_unprotect, packet)
+
+    def _call(self, function: Any, packet: bytes) -> bytes:
+        size = len(packet)
+        if size > self._BUFFER - pylibsrtp.SRTP_MAX_TRAILER_LEN:
+            raise ValueError("packet is too long")
+        self._buffer[0:size] = packet
+        self._length[0] = size
+        status = function(self._context, self._cdata, self._length)
+        if status:
+            errors = pylibsrtp.ERRORS
+            raise pylibsrtp.Error(errors[status] if status < len(errors) else f"libsrtp error {status}")
+        return self._buffer[0:self._length[0]]
 
 
 class _ReceivedRtp:
@@ -327,6 +365,7 @@ def _take_rtp_from_sockets(dtls: RTCDtlsTransport) -> None:
     extension_ids = _private(extensions, HeaderExtensionsMap, "ids")  # filled in as transceivers start
     rtp_router = dtls._rtp_router
     clock = aiortc.clock
+    srtp: list[SrtpCalls] = []  # for the transport's receiving session, once the handshake made it
 
     def take(not_rtp: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]:
         def datagram_received(data: bytes, addr: Any) -> None:
@@ -334,8 +373,10 @@ def _take_rtp_from_sockets(dtls: RTCDtlsTransport) -> None:
             if rx is None or len(data) < 12 or not 127 < data[0] < 192 or 191 < data[1] < 209:
                 not_rtp(data, addr)  # STUN, DTLS, RTCP, or RTP before the handshake completed
                 return
+            if not srtp or srtp[0].session is not rx:
+                srtp[:] = [SrtpCalls(rx)]
             try:
-                data = rx.unprotect(data)
+                data = srtp[0].unprotect(data)
                 packet = parse_rtp(data, extension_ids.abs_send_time)
             except (pylibsrtp.Error, ValueError):
                 return
@@ -413,6 +454,7 @@ class DirectRtpSender:
         self.retransmissions = 0
         self._payload_type = 0
         self._dtls: RTCDtlsTransport | None = None  # known once aiortc starts the sender (ICE and DTLS up)
+        self._srtp: SrtpCalls | None = None
         self._ice_connection: Any = None
         self._ext_head = b""  # up to and including the abs-send-time element's id byte
         self._ext_tail = b""  # the rest of the extension block (mid, padding)
@@ -474,7 +516,10 @@ class DirectRtpSender:
             return False
         dtls, transport, address = path
         payload_type = self._payload_type
-        protect = dtls._tx_srtp.protect
+        srtp = self._srtp
+        if srtp is None or srtp.session is not dtls._tx_srtp:
+            srtp = self._srtp = SrtpCalls(dtls._tx_srtp)
+        protect = srtp.protect
         if self.kind == "video":
             payloads = vp8_payloads(frame.data, self._picture_id)
             self._picture_id = (self._picture_id + 1) & 0x7FFF
