@@ -520,11 +520,6 @@ class DirectRtpSender:
         if srtp is None or srtp.session is not dtls._tx_srtp:
             srtp = self._srtp = SrtpCalls(dtls._tx_srtp)
         protect = srtp.protect
-        if self.kind == "video":
-            payloads = vp8_payloads(frame.data, self._picture_id)
-            self._picture_id = (self._picture_id + 1) & 0x7FFF
-        else:
-            payloads = [frame.data]
         timestamp = (self._timestamp_origin + frame.timestamp) & 0xFFFFFFFF
         ntp = aiortc.clock.current_ntp_time()
         if self._has_abs_send_time:
@@ -534,25 +529,31 @@ class DirectRtpSender:
         first_byte = 0x90 if extensions else 0x80
         ssrc = self.sender._ssrc
         sequence = self._sequence
-        last = len(payloads) - 1
-        octets = 0
-        keep = self.kind == "video"
-        for index, payload in enumerate(payloads):
-            header = _RTP_HEADER.pack(first_byte, payload_type | (0x80 if index == last else 0), sequence, timestamp,
-                                      ssrc)
-            data = protect(header + extensions + payload)
-            transport.sendto(data, address)
-            if keep:
+        if self.kind == "audio":  # one packet, marker set (as aiortc does), no retransmission history
+            transport.sendto(protect(_RTP_HEADER.pack(first_byte, payload_type | 0x80, sequence, timestamp, ssrc)
+                                     + extensions + frame.data), address)
+            sent, octets, sequence = 1, len(frame.data), (sequence + 1) & 0xFFFF
+        else:
+            payloads = vp8_payloads(frame.data, self._picture_id)
+            self._picture_id = (self._picture_id + 1) & 0x7FFF
+            last = len(payloads) - 1
+            octets = 0
+            history, history_seq = self._history, self._history_seq
+            for index, payload in enumerate(payloads):
+                data = protect(_RTP_HEADER.pack(first_byte, payload_type | (0x80 if index == last else 0), sequence,
+                                                timestamp, ssrc) + extensions + payload)
+                transport.sendto(data, address)
                 slot = sequence % _HISTORY
-                self._history[slot], self._history_seq[slot] = data, sequence
-            sequence = (sequence + 1) & 0xFFFF
-            octets += len(payload)
+                history[slot], history_seq[slot] = data, sequence
+                sequence = (sequence + 1) & 0xFFFF
+                octets += len(payload)
+            sent = last + 1
         self._sequence = sequence
-        self.packets_sent += last + 1
+        self.packets_sent += sent
         sender: Any = self.sender  # the counters its RTCP sender reports are made of
         sender._RTCRtpSender__ntp_timestamp = ntp
         sender._RTCRtpSender__rtp_timestamp = timestamp
-        sender._RTCRtpSender__packet_count += last + 1
+        sender._RTCRtpSender__packet_count += sent
         sender._RTCRtpSender__octet_count += octets
         return True
 
