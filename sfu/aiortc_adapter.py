@@ -250,6 +250,7 @@ class _FrameTap:
         self._rtx_ssrc: dict[int, int] = _private(receiver, RTCRtpReceiver, "rtx_ssrc")
         self._nacks = _private(receiver, RTCRtpReceiver, "nack_generator")
         self._rtx_payload_types = {pt for pt, codec in self._codecs.items() if is_rtx(codec)}
+        self._vp8_payload_types = {pt for pt, codec in self._codecs.items() if codec.mimeType.lower() == "video/vp8"}
         self._frames = FrameAssembler() if kind == "video" else None
         self._frames_lost = 0
         self._waiting_for_keyframe = False  # frames were lost: deltas cannot be decoded until a keyframe
@@ -291,8 +292,8 @@ class _FrameTap:
             if packet.payload:
                 self._deliver(codec, packet.payload, packet.timestamp)
             return
-        if codec.mimeType.lower() != "video/vp8":
-            raise AdapterContractError(f"only VP8 video is forwarded, got {codec.mimeType}")
+        if codec.payloadType not in self._vp8_payload_types:
+            return  # the room negotiates VP8 only; anything else cannot be forwarded to the other party
         try:
             data = vp8_frame_slice(packet.payload) if packet.payload else b""
         except (ValueError, IndexError):
