@@ -69,6 +69,32 @@ def _receiver_of(pc: RTCPeerConnection, track: Any) -> RTCRtpReceiver:
     return next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
 
 
+def _producers_from(sfu_in: RTCPeerConnection, router: Router, *, plis: list[int] | None = None,
+                    clamp_remb: bool = False) -> dict[str, Producer]:
+    """The SFU side of a publisher: a producer per published track, fed by the adapter's tap
+    (keyframe requests counted in `plis`; with `clamp_remb` the REMB relay installed)."""
+    from sfu.aiortc_adapter import clamp_publisher_remb
+
+    producers: dict[str, Producer] = {}
+
+    @sfu_in.on("track")
+    def on_track(track: Any) -> None:
+        receiver = _receiver_of(sfu_in, track)
+
+        async def pli() -> None:
+            if plis is not None:
+                plis.append(1)
+            await send_pli(receiver)
+
+        producer = router.add_producer("visitor", track.kind, pli)
+        if clamp_remb:
+            producer.send_bitrate_limit = clamp_publisher_remb(receiver, producer.bitrate_limit)
+        producers[track.kind] = producer
+        tap_receiver(receiver, producer.publish)
+
+    return producers
+
+
 @pytest.fixture
 async def peers(loopback_only: None) -> AsyncIterator[list[RTCPeerConnection]]:
     pcs = [RTCPeerConnection(rtc_configuration()) for _ in range(4)]
@@ -85,19 +111,7 @@ async def test_encoded_frames_are_forwarded_byte_for_byte_without_decoding_or_en
     publisher.addTrack(audio)
 
     router = Router("visit-1", privileged=False)
-    producers: dict[str, Producer] = {}
-
-    @sfu_in.on("track")
-    def on_publisher_track(track: Any) -> None:
-        receiver = _receiver_of(sfu_in, track)
-
-        async def pli() -> None:
-            await send_pli(receiver)
-
-        producer = router.add_producer("visitor", track.kind, pli)
-        producers[track.kind] = producer
-        tap_receiver(receiver, producer.publish)
-
+    producers = _producers_from(sfu_in, router)
     await _negotiate(publisher, sfu_in)
     assert set(producers) == {"audio", "video"}
     for kind in ("video", "audio"):
@@ -136,33 +150,20 @@ async def test_a_subscriber_pli_reaches_the_publisher_as_a_keyframe_request(
     publisher.addTrack(ReplayTrack("video", VP8))
     router = Router("visit-2", privileged=False)
     plis_to_publisher: list[int] = []
-    producer_box: list[Producer] = []
-
-    @sfu_in.on("track")
-    def on_track(track: Any) -> None:
-        receiver = _receiver_of(sfu_in, track)
-
-        async def pli() -> None:
-            plis_to_publisher.append(1)
-            await send_pli(receiver)
-
-        producer = router.add_producer("visitor", "video", pli)
-        producer_box.append(producer)
-        tap_receiver(receiver, producer.publish)
-
+    producer = _producers_from(sfu_in, router, plis=plis_to_publisher)
     await _negotiate(publisher, sfu_in)
     track = ForwardingTrack("video")
-    consumer = router.consume(producer_box[0], "resident", "peer")
+    consumer = router.consume(producer["video"], "resident", "peer")
     track.attach(consumer)
     sender = sfu_out.addTrack(track)
     forward_through(sender, track)
     await _negotiate(sfu_out, subscriber)
     for _ in range(50):  # video reaches the subscriber (from a keyframe): no keyframe is wanted any more
-        if consumer.frames_delivered and not producer_box[0].keyframes.pending:
+        if consumer.frames_delivered and not producer["video"].keyframes.pending:
             break
         await asyncio.sleep(0.1)
     await asyncio.sleep(0.6)  # past the PLI throttle
-    producer_box[0].keyframes.keyframe_received()
+    producer["video"].keyframes.keyframe_received()
     before = len(plis_to_publisher)
     sender._send_keyframe()  # what aiortc calls when the subscriber's PLI arrives
     await asyncio.sleep(0.1)
@@ -175,28 +176,13 @@ async def test_a_subscriber_remb_is_relayed_to_the_publisher(peers: list[RTCPeer
     encoder adapts (aiortc's publisher applies REMB to its encoder's target bitrate)."""
     from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
-    from sfu.aiortc_adapter import clamp_publisher_remb
-
     publisher, sfu_in, sfu_out, subscriber = peers
     publisher_sender = publisher.addTrack(ReplayTrack("video", VP8))
     router = Router("visit-3", privileged=False)
-    box: list[Producer] = []
-
-    @sfu_in.on("track")
-    def on_track(track: Any) -> None:
-        receiver = _receiver_of(sfu_in, track)
-
-        async def pli() -> None:
-            await send_pli(receiver)
-
-        producer = router.add_producer("visitor", "video", pli)
-        producer.send_bitrate_limit = clamp_publisher_remb(receiver, producer.bitrate_limit)
-        box.append(producer)
-        tap_receiver(receiver, producer.publish)
-
+    producers = _producers_from(sfu_in, router, clamp_remb=True)
     await _negotiate(publisher, sfu_in)
     track = ForwardingTrack("video")
-    track.attach(router.consume(box[0], "resident", "peer"))
+    track.attach(router.consume(producers["video"], "resident", "peer"))
     sender = sfu_out.addTrack(track)
     forward_through(sender, track)
     await _negotiate(sfu_out, subscriber)
@@ -204,7 +190,7 @@ async def test_a_subscriber_remb_is_relayed_to_the_publisher(peers: list[RTCPeer
     # The subscriber's link can carry 256 kbps (the seeds' minimum); its REMB arrives at the SFU's sender.
     await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0,
                                                     fci=pack_remb_fci(256_000, [sender._ssrc])))
-    assert box[0].bitrate_limit() == 256_000
+    assert producers["video"].bitrate_limit() == 256_000
     encoder = None
     for _ in range(30):
         encoder = getattr(publisher_sender, "_RTCRtpSender__encoder", None)
@@ -333,21 +319,10 @@ async def test_a_lost_packet_is_retransmitted_from_the_senders_history(
     video = ReplayTrack("video", VP8)
     publisher.addTrack(video)
     router = Router("visit-nack", privileged=False)
-    box: list[Producer] = []
-
-    @sfu_in.on("track")
-    def on_track(track: Any) -> None:
-        receiver = _receiver_of(sfu_in, track)
-
-        async def pli() -> None:
-            await send_pli(receiver)
-
-        box.append(router.add_producer("visitor", "video", pli))
-        tap_receiver(receiver, box[0].publish)
-
+    producers = _producers_from(sfu_in, router)
     await _negotiate(publisher, sfu_in)
     track = ForwardingTrack("video")
-    track.attach(router.consume(box[0], "resident", "peer"))
+    track.attach(router.consume(producers["video"], "resident", "peer"))
     direct = forward_through(sfu_out.addTrack(track), track)
     received: list[EncodedFrame] = []
 
