@@ -585,25 +585,46 @@ class ForwardingTrack(MediaStreamTrack):
         self._consumer: Consumer | None = None
         self._direct: DirectRtpSender | None = None
         self._stopped = asyncio.Event()
-        self.on_frame_sent: OnFrame | None = None  # e.g. join-to-first-frame; clear it when done
+        self._on_frame_sent: OnFrame | None = None
 
     @property
     def consumer(self) -> Consumer | None:
         return self._consumer
 
+    @property
+    def on_frame_sent(self) -> OnFrame | None:
+        """Called with each frame sent (e.g. join-to-first-frame); set it to None when done."""
+        return self._on_frame_sent
+
+    @on_frame_sent.setter
+    def on_frame_sent(self, callback: OnFrame | None) -> None:
+        self._on_frame_sent = callback
+        self._wire()
+
     def attach(self, consumer: Consumer | None) -> None:
         if self._consumer is not None and self._consumer is not consumer:
             self._consumer.close()
         self._consumer = consumer
-        if consumer is not None:
-            consumer.sink = self._send
+        self._wire()
+
+    def _bind(self, direct: DirectRtpSender) -> None:
+        self._direct = direct
+        self._wire()
+
+    def _wire(self) -> None:
+        """The consumer's sink: the direct sender itself, one call per frame, unless someone
+        wants to hear of each frame sent."""
+        if self._consumer is not None:
+            direct = self._direct
+            self._consumer.sink = direct.send_frame if direct is not None and self._on_frame_sent is None \
+                else self._send
 
     def _send(self, frame: EncodedFrame) -> bool:
         direct = self._direct
         if direct is None or not direct.send_frame(frame):
             return False
-        if self.on_frame_sent is not None:
-            self.on_frame_sent(frame)
+        if self._on_frame_sent is not None:
+            self._on_frame_sent(frame)
         return True
 
     def request_keyframe(self) -> None:
@@ -625,7 +646,7 @@ def forward_through(sender: RTCRtpSender, track: ForwardingTrack) -> DirectRtpSe
     """Make `sender` carry `track`'s forwarded frames: sent directly (`DirectRtpSender`), the
     receiver's keyframe requests and bandwidth estimates routed back to the producer."""
     direct = DirectRtpSender(sender, "video" if track.kind == "video" else "audio")
-    track._direct = direct
+    track._bind(direct)
     _route_keyframe_requests(sender, track)
     _relay_bandwidth_estimates(sender, track)
     return direct

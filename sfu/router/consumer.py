@@ -75,8 +75,18 @@ class Consumer:
                 self.producer.request_keyframe()
                 return
             self.waiting_for_keyframe = False
-        if self.sink is not None:
-            self._push(self.sink, frame)
+        sink = self.sink
+        if sink is not None:
+            if self._held:
+                self._push_held(sink, frame)
+            elif sink(frame):
+                self.frames_delivered += 1
+                self.last_frame = frame
+            elif self.kind == "video" and frame.keyframe:  # not connected yet: hold the picture
+                self._held.append(frame)
+            else:
+                self.frames_dropped += 1
+                self.waiting_for_keyframe = self.kind == "video"
             return
         if len(self._queue) >= self.max_queue:
             self.frames_dropped += len(self._queue)
@@ -89,35 +99,26 @@ class Consumer:
         self._queue.append(frame)
         self._ready.set()
 
-    def _push(self, sink: FrameSink, frame: EncodedFrame) -> None:
-        """Hand the frame to the sink. While the receiving side is not connected yet, video from
-        the newest keyframe on is held (at most `max_queue` frames) and sent the moment it is, so
-        the first picture does not wait for the publisher's next keyframe; audio is dropped."""
+    def _push_held(self, sink: FrameSink, frame: EncodedFrame) -> None:
+        """While the receiving side is not connected yet, video from the newest keyframe on is
+        held (at most `max_queue` frames) and sent the moment it is, so the first picture does
+        not wait for the publisher's next keyframe."""
         held = self._held
-        if held:
-            if frame.keyframe:
+        if frame.keyframe:
+            self.frames_dropped += len(held)
+            held.clear()
+        held.append(frame)
+        if not sink(held[0]):
+            if len(held) > self.max_queue:
                 self.frames_dropped += len(held)
                 held.clear()
-            held.append(frame)
-            if not sink(held[0]):
-                if len(held) > self.max_queue:
-                    self.frames_dropped += len(held)
-                    held.clear()
-                    self.waiting_for_keyframe = True
-                return
-            self._count_delivered(held.popleft())
-            while held:
-                frame = held.popleft()
-                sink(frame)
-                self._count_delivered(frame)
+                self.waiting_for_keyframe = True
             return
-        if sink(frame):
+        self._count_delivered(held.popleft())
+        while held:
+            frame = held.popleft()
+            sink(frame)
             self._count_delivered(frame)
-        elif self.kind == "video" and frame.keyframe:
-            held.append(frame)
-        else:
-            self.frames_dropped += 1
-            self.waiting_for_keyframe = self.kind == "video"
 
     def _count_delivered(self, frame: EncodedFrame) -> None:
         self.frames_delivered += 1
