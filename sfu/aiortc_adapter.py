@@ -99,11 +99,13 @@ def _private(obj: object, cls: type, name: str) -> Any:
 
 
 class _TimestampUnwrapper:
-    """RTP timestamps (32 bits, random origin) to a count from 0 that never wraps. A timestamp
-    older than the newest seen is reported as None (a late audio packet: forwarding it out of
-    order would only confuse the receiver's jitter buffer)."""
+    """RTP timestamps (32 bits, random origin) to a count from 0 that never wraps and never goes
+    back. A timestamp a little older than the newest (under half a second) is a late packet and
+    is reported as None: forwarding it out of order would only confuse the receiver's jitter
+    buffer. A larger jump back is the sender starting over: the count carries on from there."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock_rate: int) -> None:
+        self._late = clock_rate // 2
         self._last: int | None = None
         self._mapped = 0
 
@@ -112,8 +114,10 @@ class _TimestampUnwrapper:
             self._last = timestamp
             return 0
         delta = (timestamp - self._last) & 0xFFFFFFFF
-        if delta >= 0x80000000:
-            return None
+        if delta >= 0x80000000:  # behind the newest
+            if 0x100000000 - delta <= self._late:
+                return None
+            delta = 1
         self._last = timestamp
         self._mapped += delta
         return self._mapped
@@ -254,7 +258,7 @@ class _FrameTap:
         self._frames = FrameAssembler() if kind == "video" else None
         self._frames_lost = 0
         self._waiting_for_keyframe = False  # frames were lost: deltas cannot be decoded until a keyframe
-        self._timestamps = _TimestampUnwrapper()
+        self._timestamps = _TimestampUnwrapper(90_000 if kind == "video" else 48_000)
         self._ssrc_noted_at: dict[int, int] = {}
         self._sample_timestamp: int | None = None  # the frame whose packets the estimator's next sample sums
         self._sample_bytes = self._sample_send_time = self._sample_arrival_ms = self._sample_ssrc = 0
@@ -462,6 +466,9 @@ class DirectRtpSender:
         self._has_abs_send_time = False
         self._sequence = random.getrandbits(16)
         self._timestamp_origin = random.getrandbits(32)
+        self._last_timestamp: int | None = None  # the last RTP timestamp sent, and when its frame came
+        self._last_frame_at = 0.0
+        self._rebase = False
         self._picture_id = random.getrandbits(15)
         self._history: list[bytes | None] = [None] * _HISTORY
         self._history_seq = [-1] * _HISTORY
@@ -521,6 +528,8 @@ class DirectRtpSender:
         if srtp is None or srtp.session is not dtls._tx_srtp:
             srtp = self._srtp = SrtpCalls(dtls._tx_srtp)
         protect = srtp.protect
+        if self._rebase:
+            self._continue_timestamps(frame)
         timestamp = (self._timestamp_origin + frame.timestamp) & 0xFFFFFFFF
         ntp = aiortc.clock.current_ntp_time()
         if self._has_abs_send_time:
@@ -550,6 +559,7 @@ class DirectRtpSender:
                 octets += len(payload)
             sent = last + 1
         self._sequence = sequence
+        self._last_timestamp, self._last_frame_at = timestamp, frame.received_at
         self.packets_sent += sent
         sender: Any = self.sender  # the counters its RTCP sender reports are made of
         sender._RTCRtpSender__ntp_timestamp = ntp
@@ -557,6 +567,18 @@ class DirectRtpSender:
         sender._RTCRtpSender__packet_count += sent
         sender._RTCRtpSender__octet_count += octets
         return True
+
+    def source_changed(self) -> None:
+        """Another producer feeds this sender now (a party rejoined): its timestamps start from
+        zero, but the stream the receiver sees must go on, as if the party had never left."""
+        self._rebase = True
+
+    def _continue_timestamps(self, frame: EncodedFrame) -> None:
+        self._rebase = False
+        if self._last_timestamp is None:
+            return
+        elapsed = max(1, int((frame.received_at - self._last_frame_at) * frame.clock_rate))
+        self._timestamp_origin = (self._last_timestamp + elapsed - frame.timestamp) & 0xFFFFFFFF
 
     async def retransmit(self, sequence_number: int) -> None:
         """A receiver's NACK: the packet again, as it was sent (same SRTP index, so no re-protect)."""
@@ -602,9 +624,13 @@ class ForwardingTrack(MediaStreamTrack):
         self._wire()
 
     def attach(self, consumer: Consumer | None) -> None:
-        if self._consumer is not None and self._consumer is not consumer:
+        if consumer is self._consumer:
+            return
+        if self._consumer is not None:
             self._consumer.close()
         self._consumer = consumer
+        if consumer is not None and self._direct is not None:
+            self._direct.source_changed()
         self._wire()
 
     def _bind(self, direct: DirectRtpSender) -> None:

@@ -359,13 +359,15 @@ async def test_a_lost_packet_is_retransmitted_from_the_senders_history(
     await router.close()
 
 
-def test_rtp_timestamps_unwrap_and_late_ones_are_refused() -> None:
+def test_rtp_timestamps_unwrap_late_ones_are_refused_and_a_restart_carries_on() -> None:
     from sfu.aiortc_adapter import _TimestampUnwrapper
 
-    unwrap = _TimestampUnwrapper()
+    unwrap = _TimestampUnwrapper(48_000)
     assert [unwrap.map(t) for t in (0xFFFFFC40, 0xFFFFFFF0, 0x00000330, 0x00000720)] == [0, 944, 1776, 2784]
     assert unwrap.map(0x00000330) is None  # older than the newest: a late packet
     assert unwrap.map(0x00000B10) == 3792
+    assert unwrap.map(0xF0000000) == 3793  # far behind: the sender started over, the count goes on
+    assert unwrap.map(0xF00003C0) == 4753
 
 
 def test_direct_srtp_calls_equal_pylibsrtps_own() -> None:
@@ -396,3 +398,4 @@ def test_direct_srtp_calls_equal_pylibsrtps_own() -> None:
         receiver.unprotect(protected[:-1] + bytes([protected[-1] ^ 1]))  # a forged tag
     with pytest.raises(ValueError):
         ours.protect(bytes(4000))
+

@@ -219,15 +219,27 @@ async def test_a_dropped_participant_rejoins_without_restarting_the_visit(stack:
     start, end = now() - timedelta(seconds=1), now() + timedelta(minutes=20)
     visitor = await connect(stack, stack.token("visit-c", "user-1", "visitor", start=start, end=end))
     resident = await connect(stack, stack.token("visit-c", "resident-9", "resident", start=start, end=end))
+    for _ in range(50):  # the visit is under way: the visitor sees the resident
+        if len(visitor.received["video"]) > 30:
+            break
+        await asyncio.sleep(0.1)
     await resident.close()  # the resident's connection drops
     await visitor.wait_message("participant_left")
+    before = {kind: len(frames) for kind, frames in visitor.received.items()}
     again = await connect(stack, stack.token("visit-c", "resident-9", "resident", start=start, end=end))
     try:
         for _ in range(60):
-            if len(visitor.received["video"]) > 10 and len(again.received["video"]) > 10:
+            if len(visitor.received["video"]) > before["video"] + 10 and len(again.received["video"]) > 10:
                 break
             await asyncio.sleep(0.1)
         assert len(again.received["video"]) > 10
+        # The visitor sees and hears the rejoined resident: the stream it receives carries on.
+        assert len(visitor.received["video"]) > before["video"] + 10
+        assert len(visitor.received["audio"]) > before["audio"] + 20
+        # ...on one timeline: the RTP clock moved on by about the time the resident was away
+        # (a receiver's jitter buffer would stall on timestamps that jumped back to zero).
+        video = visitor.received["video"]
+        assert video[before["video"]].timestamp - video[before["video"] - 1].timestamp > 9000  # > 0.1 s at 90 kHz
         assert stack.sfu.rooms["visit-c"].ends_at == whole(end)  # S5: the same visit, the same end
         assert [e.kind for e in stack.events.events].count("ended") == 0
     finally:
