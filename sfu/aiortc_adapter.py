@@ -614,6 +614,10 @@ class ForwardingTrack(MediaStreamTrack):
         return self._consumer
 
     @property
+    def packets_retransmitted(self) -> int:
+        return self._direct.retransmissions if self._direct is not None else 0
+
+    @property
     def on_frame_sent(self) -> OnFrame | None:
         """Called with each frame sent (e.g. join-to-first-frame); set it to None when done."""
         return self._on_frame_sent

@@ -69,6 +69,9 @@ class SfuCollector(Collector):
                                   value=stats.bytes_received)
         yield CounterMetricFamily("openvisit_sfu_pli_sent", "Keyframe requests (RTCP PLI) sent to publishers",
                                   value=stats.plis_sent)
+        yield CounterMetricFamily("openvisit_sfu_packets_retransmitted",
+                                  "RTP packets sent again to participants on their NACKs (lost on their downlink)",
+                                  value=stats.packets_retransmitted)
         hist = HistogramMetricFamily("openvisit_sfu_join_to_first_frame_seconds",
                                      "From a participant's offer to the first frame forwarded to it")
         samples = self.sfu.join_to_first_frame

@@ -85,6 +85,7 @@ class RoomTotals:
     frames_forwarded: int = 0
     bytes_received: int = 0
     plis_sent: int = 0
+    packets_retransmitted: int = 0
 
 
 class Room:
@@ -313,6 +314,7 @@ class Room:
             self.totals.plis_sent += producer.keyframes.plis_sent
             await self.router.remove_producer(producer)
         for track in participant.outgoing.values():
+            self.totals.packets_retransmitted += track.packets_retransmitted
             track.stop()
         await participant.pc.close()
         if report and not self.closed:
@@ -344,6 +346,11 @@ class Room:
             await self.end("failed", message="no media could flow between the parties; the visit will be credited")
         else:
             await self.end("completed", message="the visit reached its scheduled end")
+
+    def packets_retransmitted(self) -> int:
+        """RTP packets sent again to the participants on their NACKs (left and present)."""
+        return self.totals.packets_retransmitted + sum(
+            track.packets_retransmitted for p in self.participants.values() for track in p.outgoing.values())
 
     def _check_media_flowed(self) -> bool:
         if not self.media_flowed:
