@@ -25,6 +25,7 @@ Sending (`forward_through(sender, track)`):
   sender's SRTP session and sends it on the nominated ICE pair's socket, all in the call that
   delivered the frame. The RTCRtpSender it belongs to still negotiates, sends RTCP sender reports
   (from counters kept current here) and passes NACKs in, answered from a 512-packet history.
+  When another producer starts feeding it (a party rejoined), its RTP clock carries on.
 - `ForwardingTrack`: the sender's placeholder track; the consumer attached to it pushes frames.
 - A subscriber's PLI reaches `RTCRtpSender._send_keyframe`, which only affects encoding: it is
   redirected to the consumer, so the SFU asks the publisher instead.
