@@ -247,7 +247,6 @@ class _FrameTap:
         self.kind = kind
         self.on_frame = on_frame
         self.loop = asyncio.get_running_loop()
-        self.frames = 0
         self._estimator = _private(receiver, RTCRtpReceiver, "remote_bitrate_estimator")
         self._active_ssrc: dict[int, Any] = _private(receiver, RTCRtpReceiver, "active_ssrc")
         self._codecs: dict[int, Any] = _private(receiver, RTCRtpReceiver, "codecs")
@@ -344,7 +343,6 @@ class _FrameTap:
             if not keyframe:
                 return
             self._waiting_for_keyframe = False
-        self.frames += 1
         self.on_frame(EncodedFrame(kind=self.kind, data=data, timestamp=timestamp, clock_rate=codec.clockRate,
                                    keyframe=keyframe, received_at=time.monotonic()))
 
@@ -355,7 +353,8 @@ class _FrameTap:
                 fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate, ssrcs))))
 
 
-_TAP_ATTRIBUTE = "_openvisit_frame_tap"
+_TAP_ATTRIBUTE = "_openvisit_frame_tap"  # on a receiver: its _FrameTap
+_TAKEN_ATTRIBUTE = "_openvisit_rtp_taken"  # on an aioice connection: its sockets' RTP is ours
 
 
 def _take_rtp_from_sockets(dtls: RTCDtlsTransport) -> None:
@@ -364,25 +363,26 @@ def _take_rtp_from_sockets(dtls: RTCDtlsTransport) -> None:
     (an asyncio.Queue), wake the DTLS transport's task and await through three coroutines per
     packet. STUN, DTLS and RTCP still take aiortc's own path."""
     connection = dtls.transport._connection
-    if getattr(connection, _TAP_ATTRIBUTE, False):
+    if getattr(connection, _TAKEN_ATTRIBUTE, False):
         return
-    setattr(connection, _TAP_ATTRIBUTE, True)
+    setattr(connection, _TAKEN_ATTRIBUTE, True)
     extensions = dtls._rtp_header_extensions_map
     extension_ids = _private(extensions, HeaderExtensionsMap, "ids")  # filled in as transceivers start
     rtp_router = dtls._rtp_router
     clock = aiortc.clock
-    srtp: list[SrtpCalls] = []  # for the transport's receiving session, once the handshake made it
+    srtp: SrtpCalls | None = None  # for the transport's receiving session, once the handshake made it
 
     def take(not_rtp: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]:
         def datagram_received(data: bytes, addr: Any) -> None:
+            nonlocal srtp
             rx = dtls._rx_srtp
             if rx is None or len(data) < 12 or not 127 < data[0] < 192 or 191 < data[1] < 209:
                 not_rtp(data, addr)  # STUN, DTLS, RTCP, or RTP before the handshake completed
                 return
-            if not srtp or srtp[0].session is not rx:
-                srtp[:] = [SrtpCalls(rx)]
+            if srtp is None or srtp.session is not rx:
+                srtp = SrtpCalls(rx)
             try:
-                data = srtp[0].unprotect(data)
+                data = srtp.unprotect(data)
                 packet = parse_rtp(data, extension_ids.abs_send_time)
             except (pylibsrtp.Error, ValueError):
                 return
@@ -486,17 +486,17 @@ class DirectRtpSender:
     def _configure(self, parameters: RTCRtpSendParameters) -> None:
         ids = {ext.uri: ext.id for ext in parameters.headerExtensions}
         mid = (parameters.muxId or "").encode()
-        elements = b""
-        if _ABS_SEND_TIME in ids:
-            self._has_abs_send_time = True
-            elements += bytes([ids[_ABS_SEND_TIME] << 4 | 2]) + b"\0\0\0"
-        if _MID in ids and 0 < len(mid) <= 16:
-            elements += bytes([ids[_MID] << 4 | (len(mid) - 1)]) + mid
-        if elements:
-            elements += b"\0" * (-len(elements) % 4)
-            block = b"\xbe\xde" + (len(elements) // 4).to_bytes(2, "big") + elements
-            split = 5 if self._has_abs_send_time else len(block)
-            self._ext_head, self._ext_tail = block[:split], block[split + (3 if self._has_abs_send_time else 0):]
+        mid_element = bytes([ids[_MID] << 4 | (len(mid) - 1)]) + mid if _MID in ids and 0 < len(mid) <= 16 else b""
+        self._has_abs_send_time = _ABS_SEND_TIME in ids
+        size = (4 if self._has_abs_send_time else 0) + len(mid_element)  # abs-send-time: id byte + 3 bytes
+        if size:
+            padding = -size % 4
+            block_header = b"\xbe\xde" + ((size + padding) // 4).to_bytes(2, "big")  # RFC 8285 one-byte form
+            tail = mid_element + b"\0" * padding
+            if self._has_abs_send_time:  # send_frame puts the 3 time bytes between head and tail
+                self._ext_head, self._ext_tail = block_header + bytes([ids[_ABS_SEND_TIME] << 4 | 2]), tail
+            else:
+                self._ext_tail = block_header + tail
         payload_type = parameters.codecs[0].payloadType
         if payload_type is None:
             raise AdapterContractError("the negotiated codec has no payload type")
