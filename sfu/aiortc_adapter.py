@@ -61,6 +61,7 @@ import pylibsrtp
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rate import MIN_FRAME_PERIOD_HISTORY_LENGTH, OveruseEstimator, RateCounter, RemoteBitrateEstimator
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import RTCRtpSendParameters
@@ -248,6 +249,8 @@ class _FrameTap:
         self.on_frame = on_frame
         self.loop = asyncio.get_running_loop()
         self._estimator = _private(receiver, RTCRtpReceiver, "remote_bitrate_estimator")
+        if self._estimator is not None:
+            speed_up_estimator(self._estimator)
         self._active_ssrc: dict[int, Any] = _private(receiver, RTCRtpReceiver, "active_ssrc")
         self._codecs: dict[int, Any] = _private(receiver, RTCRtpReceiver, "codecs")
         self._streams: dict[int, StreamStatistics] = _private(receiver, RTCRtpReceiver, "remote_streams")
@@ -351,6 +354,95 @@ class _FrameTap:
         if rtcp_ssrc is not None:  # through receiver._send_rtcp, so clamp_publisher_remb applies
             self.loop.create_task(self.receiver._send_rtcp(RtcpPsfbPacket(
                 fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate, ssrcs))))
+
+
+class _WindowRateCounter(RateCounter):
+    """aiortc's `RateCounter` (bytes in 1 ms buckets over a sliding window) with the same results
+    for less work: the buckets are two lists of ints, and the milliseconds that slid out of the
+    window are cleared by slices. aiortc clears them one `RateBucket` object per millisecond in a
+    Python loop: ~33 iterations per sample at one sample per frame."""
+
+    @classmethod
+    def taking_over(cls, counter: RateCounter) -> _WindowRateCounter:
+        """A counter in the same state as aiortc's `counter`."""
+        fast = cls(counter._window_size, counter._scale)
+        buckets = counter._buckets
+        fast._counts = [bucket.count for bucket in buckets]
+        fast._values = [bucket.value for bucket in buckets]
+        fast._total_count, fast._total_value = counter._total.count, counter._total.value
+        fast._origin_index, fast._origin_ms = counter._origin_index, counter._origin_ms
+        return fast
+
+    def reset(self) -> None:
+        self._counts = [0] * self._window_size
+        self._values = [0] * self._window_size
+        self._total_count = self._total_value = 0
+        self._origin_index = 0
+        self._origin_ms: int | None = None
+
+    def add(self, value: int, now_ms: int) -> None:
+        if self._origin_ms is None:
+            self._origin_ms = now_ms
+        else:
+            self._erase_old(now_ms)
+        index = (self._origin_index + now_ms - self._origin_ms) % self._window_size
+        self._counts[index] += 1
+        self._values[index] += value
+        self._total_count += 1
+        self._total_value += value
+
+    def rate(self, now_ms: int) -> int | None:
+        if self._origin_ms is not None:
+            self._erase_old(now_ms)
+            active_window_size = now_ms - self._origin_ms + 1
+            if self._total_count > 0 and active_window_size > 1:
+                return round(self._scale * self._total_value / active_window_size)
+        return None
+
+    def _erase_old(self, now_ms: int) -> None:
+        assert self._origin_ms is not None
+        steps = now_ms - self._window_size + 1 - self._origin_ms
+        if steps <= 0:
+            return
+        size, start = self._window_size, self._origin_index
+        counts, values = self._counts, self._values
+        if steps >= size:  # the whole window slid out
+            counts[:] = [0] * size
+            values[:] = [0] * size
+            self._total_count = self._total_value = 0
+        else:
+            for first, last in ((start, min(start + steps, size)), (0, max(0, start + steps - size))):
+                if last > first:
+                    self._total_count -= sum(counts[first:last])
+                    self._total_value -= sum(values[first:last])
+                    counts[first:last] = [0] * (last - first)
+                    values[first:last] = [0] * (last - first)
+        self._origin_index = (start + steps) % size
+        self._origin_ms += steps
+
+
+def _min_frame_period(self: OveruseEstimator, ts_delta: float) -> float:
+    """`OveruseEstimator.update_min_frame_period` with the same result: the smallest of the last
+    60 timestamp deltas, by the builtin min() instead of a Python loop with a call per item."""
+    history = self.ts_delta_hist
+    if len(history) >= MIN_FRAME_PERIOD_HISTORY_LENGTH:
+        del history[0]
+    smallest = min(min(history), ts_delta) if history else ts_delta
+    history.append(ts_delta)
+    return smallest
+
+
+def speed_up_estimator(estimator: RemoteBitrateEstimator) -> None:
+    """Make aiortc's REMB estimator cheaper per sample; every estimate stays the same (contract
+    tested against the stock estimator). It runs once per received video frame."""
+    inner = getattr(estimator, "estimator", None)
+    counter = getattr(estimator, "incoming_bitrate", None)
+    if not isinstance(inner, OveruseEstimator) or not isinstance(getattr(inner, "ts_delta_hist", None), list) \
+            or not isinstance(counter, RateCounter) or not hasattr(counter, "_buckets"):
+        raise AdapterContractError("aiortc's RemoteBitrateEstimator changed: update sfu/aiortc_adapter.py")
+    if not isinstance(counter, _WindowRateCounter):
+        estimator.incoming_bitrate = _WindowRateCounter.taking_over(counter)
+    inner.update_min_frame_period = types.MethodType(_min_frame_period, inner)  # type: ignore[method-assign]
 
 
 _TAP_ATTRIBUTE = "_openvisit_frame_tap"  # on a receiver: its _FrameTap
