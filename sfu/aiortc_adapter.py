@@ -125,6 +125,28 @@ class _TimestampUnwrapper:
         return self._mapped
 
 
+_native_module: Any = None
+_native_checked = False
+
+
+def native_rtp() -> Any:
+    """`sfu._rtp_native` (the per-packet work in C, built by `pip install`), ready to call, or
+    None if it was not built: the Python path below does the same, slower."""
+    global _native_module, _native_checked
+    if not _native_checked:
+        _native_checked = True
+        try:
+            from sfu import _rtp_native  # type: ignore[attr-defined]
+        except ImportError:
+            logging.getLogger(__name__).warning("sfu._rtp_native is not built: forwarding in Python (slower)")
+        else:
+            address = int(_srtp_ffi.cast("uintptr_t", _srtp_ffi.addressof(_srtp_lib, "srtp_protect")))
+            _rtp_native.set_srtp(address, int(_srtp_ffi.cast("uintptr_t", _srtp_ffi.addressof(_srtp_lib,
+                                                                                              "srtp_unprotect"))))
+            _native_module = _rtp_native
+    return _native_module
+
+
 class SrtpCalls:
     """`pylibsrtp.Session.protect` / `unprotect` for one session, minus what they cost per call
     besides the cipher (a fresh `int *`, type and size checks, two more Python frames): the same
@@ -138,6 +160,7 @@ class SrtpCalls:
             raise AdapterContractError("pylibsrtp.Session._srtp is gone: update sfu/aiortc_adapter.py")
         self.session = session  # keeps the libsrtp context alive
         self._context = handle[0]
+        self.address = int(_srtp_ffi.cast("uintptr_t", self._context))  # for sfu._rtp_native
         self._cdata = _srtp_ffi.new("char[]", self._BUFFER)
         self._buffer = _srtp_ffi.buffer(self._cdata)
         self._length = _srtp_ffi.new("int *")
@@ -174,6 +197,14 @@ class _ReceivedRtp:
         self.timestamp, self.ssrc, self.payload = timestamp, ssrc, payload
         self.padding_size, self.abs_send_time = padding_size, abs_send_time
         self._data = b""  # the codec frame slice, once depayloaded (aiortc's jitter buffer reads it)
+
+    def as_aiortc(self) -> RtpPacket:
+        """The same packet as aiortc's own parser gives it (header extensions: abs-send-time only)."""
+        packet = RtpPacket(payload_type=self.payload_type, marker=self.marker, sequence_number=self.sequence_number,
+                           timestamp=self.timestamp, ssrc=self.ssrc, payload=self.payload)
+        packet.padding_size = self.padding_size
+        packet.extensions.abs_send_time = self.abs_send_time
+        return packet
 
 
 def parse_rtp(data: bytes, abs_send_time_id: int | None) -> _ReceivedRtp:
@@ -462,6 +493,7 @@ def _take_rtp_from_sockets(dtls: RTCDtlsTransport) -> None:
     extension_ids = _private(extensions, HeaderExtensionsMap, "ids")  # filled in as transceivers start
     rtp_router = dtls._rtp_router
     clock = aiortc.clock
+    native = native_rtp()
     srtp: SrtpCalls | None = None  # for the transport's receiving session, once the handshake made it
 
     def take(not_rtp: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]:
@@ -473,18 +505,24 @@ def _take_rtp_from_sockets(dtls: RTCDtlsTransport) -> None:
                 return
             if srtp is None or srtp.session is not rx:
                 srtp = SrtpCalls(rx)
-            try:
-                data = srtp.unprotect(data)
-                packet = parse_rtp(data, extension_ids.abs_send_time)
-            except (pylibsrtp.Error, ValueError):
-                return
+            abs_send_time_id = extension_ids.abs_send_time
+            if native is not None:
+                fields = native.unprotect_rtp(srtp.address, data, -1 if abs_send_time_id is None else abs_send_time_id)
+                if fields is None:
+                    return
+                packet = _ReceivedRtp(*fields)
+            else:
+                try:
+                    packet = parse_rtp(srtp.unprotect(data), abs_send_time_id)
+                except (pylibsrtp.Error, ValueError):
+                    return
             receiver = rtp_router.route_rtp(packet)  # type: ignore[arg-type]  # reads ssrc and payload_type
             tap: _FrameTap | None = getattr(receiver, _TAP_ATTRIBUTE, None)
             if tap is not None:
                 tap.handle(packet, clock.current_ms())
-            elif receiver is not None:  # not ours: aiortc's own handling, with its own parser
+            elif receiver is not None:  # not ours: aiortc's own handling
                 asyncio.get_running_loop().create_task(
-                    receiver._handle_rtp_packet(RtpPacket.parse(data, extensions), clock.current_ms()))
+                    receiver._handle_rtp_packet(packet.as_aiortc(), clock.current_ms()))
 
         return datagram_received
 
@@ -534,6 +572,18 @@ def vp8_payloads(frame: bytes, picture_id: int) -> list[bytes]:
             for pos in range(0, len(frame), _VP8_PAYLOAD_MAX)]
 
 
+def _native_target(transport: Any, address: Any) -> tuple[int, bytes] | None:
+    """(socket fd, sockaddr) to send on from C, if C is built and `transport` is a real socket."""
+    native = native_rtp()
+    sock = transport.get_extra_info("socket") if native is not None and hasattr(transport, "get_extra_info") else None
+    if sock is None:
+        return None
+    try:
+        return sock.fileno(), native.sockaddr(address[0], address[1])
+    except (ValueError, OSError, IndexError, TypeError):
+        return None
+
+
 class DirectRtpSender:
     """Sends a consumer's encoded frames as RTP from the very call that delivered them: packetise
     (VP8 descriptor, or the Opus packet as it is), RTP header with the negotiated extensions
@@ -549,6 +599,7 @@ class DirectRtpSender:
         self.sender = sender
         self.kind = kind
         self.packets_sent = 0
+        self.send_failures = 0  # datagrams the socket refused (buffer full): lost, as on a congested router
         self.retransmissions = 0
         self._payload_type = 0
         self._dtls: RTCDtlsTransport | None = None  # known once aiortc starts the sender (ICE and DTLS up)
@@ -565,7 +616,8 @@ class DirectRtpSender:
         self._picture_id = random.getrandbits(15)
         self._history: list[bytes | None] = [None] * _HISTORY
         self._history_seq = [-1] * _HISTORY
-        self._path: tuple[Any, Any, Any] | None = None  # (nominated pair, its socket transport, address)
+        # (nominated pair, its socket transport, address, (socket fd, sockaddr) for sfu._rtp_native)
+        self._path: tuple[Any, Any, Any, tuple[int, bytes] | None] | None = None
         original_send = sender.send
 
         async def send(parameters: RTCRtpSendParameters) -> None:
@@ -596,9 +648,10 @@ class DirectRtpSender:
         self._dtls = self.sender.transport  # final: bundling has picked the transport by now
         self._ice_connection = self._dtls.transport._connection
 
-    def _path_now(self) -> tuple[Any, Any, Any] | None:
-        """The DTLS transport, socket and remote address media goes out on, or None while the
-        connection cannot carry media. Looked up per frame: ICE may switch the nominated pair."""
+    def _path_now(self) -> tuple[Any, Any, Any, tuple[int, bytes] | None] | None:
+        """The DTLS transport, socket, remote address (and its native form) media goes out on, or
+        None while the connection cannot carry media. Looked up per frame: ICE may switch the
+        nominated pair."""
         dtls = self._dtls
         if dtls is None or dtls._state is not DtlsState.CONNECTED:
             return None
@@ -607,20 +660,20 @@ class DirectRtpSender:
             return None
         path = self._path
         if path is None or path[0] is not pair:
-            path = self._path = (pair, pair.protocol.transport, pair.remote_addr)
-        return dtls, path[1], path[2]
+            transport = pair.protocol.transport
+            path = self._path = (pair, transport, pair.remote_addr, _native_target(transport, pair.remote_addr))
+        return dtls, path[1], path[2], path[3]
 
     def send_frame(self, frame: EncodedFrame) -> bool:
         """Send one frame now. False if the connection cannot carry media yet (or any more)."""
         path = self._path_now()
         if path is None:
             return False
-        dtls, transport, address = path
+        dtls, transport, address, native = path
         payload_type = self._payload_type
         srtp = self._srtp
         if srtp is None or srtp.session is not dtls._tx_srtp:
             srtp = self._srtp = SrtpCalls(dtls._tx_srtp)
-        protect = srtp.protect
         if self._rebase:
             self._continue_timestamps(frame)
         timestamp = (self._timestamp_origin + frame.timestamp) & 0xFFFFFFFF
@@ -632,9 +685,18 @@ class DirectRtpSender:
         first_byte = 0x90 if extensions else 0x80
         ssrc = self.sender._ssrc
         sequence = self._sequence
-        if self.kind == "audio":  # one packet, marker set (as aiortc does), no retransmission history
-            transport.sendto(protect(_RTP_HEADER.pack(first_byte, payload_type | 0x80, sequence, timestamp, ssrc)
-                                     + extensions + frame.data), address)
+        if native is not None:  # the same packets, made and sent in C
+            video = self.kind == "video"
+            sent, octets, sequence, failures = _native_module.send_frame(
+                srtp.address, native[0], native[1], first_byte, payload_type, sequence, timestamp, ssrc, extensions,
+                frame.data, self._picture_id if video else -1, self._history if video else None,
+                self._history_seq if video else None)
+            self.send_failures += failures
+            if video:
+                self._picture_id = (self._picture_id + 1) & 0x7FFF
+        elif self.kind == "audio":  # one packet, marker set (as aiortc does), no retransmission history
+            transport.sendto(srtp.protect(_RTP_HEADER.pack(first_byte, payload_type | 0x80, sequence, timestamp,
+                                                           ssrc) + extensions + frame.data), address)
             sent, octets, sequence = 1, len(frame.data), (sequence + 1) & 0xFFFF
         else:
             payloads = vp8_payloads(frame.data, self._picture_id)
@@ -643,8 +705,8 @@ class DirectRtpSender:
             octets = 0
             history, history_seq = self._history, self._history_seq
             for index, payload in enumerate(payloads):
-                data = protect(_RTP_HEADER.pack(first_byte, payload_type | (0x80 if index == last else 0), sequence,
-                                                timestamp, ssrc) + extensions + payload)
+                data = srtp.protect(_RTP_HEADER.pack(first_byte, payload_type | (0x80 if index == last else 0),
+                                                     sequence, timestamp, ssrc) + extensions + payload)
                 transport.sendto(data, address)
                 slot = sequence % _HISTORY
                 history[slot], history_seq[slot] = data, sequence

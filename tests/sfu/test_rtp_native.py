@@ -1,0 +1,145 @@
+"""sfu._rtp_native (C) against the Python reference in sfu/aiortc_adapter.py: the same packets in,
+the same fields out; the same frame in, the same datagrams on the wire, byte for byte."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+from collections.abc import Iterator
+
+import pylibsrtp
+import pytest
+
+from sfu.aiortc_adapter import SrtpCalls, _ReceivedRtp, native_rtp, parse_rtp, vp8_payloads
+
+KEY = os.urandom(28)
+PROFILE = pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM
+
+
+def _session(direction: int) -> SrtpCalls:
+    return SrtpCalls(pylibsrtp.Session(policy=pylibsrtp.Policy(key=KEY, ssrc_type=direction, srtp_profile=PROFILE)))
+
+
+def _outbound() -> SrtpCalls:
+    return _session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+
+
+def _inbound() -> SrtpCalls:
+    return _session(pylibsrtp.Policy.SSRC_ANY_INBOUND)
+
+
+@pytest.fixture
+def native() -> object:
+    module = native_rtp()
+    if module is None and os.environ.get("CI") == "true":
+        pytest.fail("sfu._rtp_native is not built (pip install -e . builds it)")
+    if module is None:
+        pytest.skip("sfu._rtp_native is not built")
+    return module
+
+
+@pytest.fixture
+def udp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(2)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    yield sender, receiver
+    sender.close()
+    receiver.close()
+
+
+def _fields(packet: _ReceivedRtp) -> tuple[object, ...]:
+    return (packet.payload_type, packet.marker, packet.sequence_number, packet.timestamp, packet.ssrc, packet.payload,
+            packet.padding_size, packet.abs_send_time)
+
+
+def _rtp(seq: int, *, extension: bytes = b"", csrcs: int = 0, padding: int = 0, marker: int = 0) -> bytes:
+    first = 0x80 | (0x10 if extension else 0) | (0x20 if padding else 0) | csrcs
+    header = struct.pack("!BBHII", first, (marker << 7) | 96, seq, 90_000 + seq, 0x1234ABCD)
+    header += b"".join(struct.pack("!I", 1000 + i) for i in range(csrcs))
+    if extension:
+        header += b"\xbe\xde" + struct.pack("!H", len(extension) // 4) + extension
+    body = os.urandom(300)
+    return header + body + (bytes(padding - 1) + bytes([padding]) if padding else b"")
+
+
+def test_unprotect_rtp_gives_the_fields_the_python_parser_gives(native: object) -> None:
+    abs_send_time = bytes([0x32]) + b"\x12\x34\x56"  # id 3, 3 bytes
+    mid = bytes([0x10]) + b"0"  # id 1, 1 byte
+    cases = [
+        _rtp(1),
+        _rtp(2, marker=1),
+        _rtp(3, extension=mid + abs_send_time + b"\0\0"),  # abs-send-time after another element
+        _rtp(4, extension=b"\0" + abs_send_time),  # after padding
+        _rtp(5, extension=mid + b"\0\0"),  # no abs-send-time
+        _rtp(6, csrcs=2, extension=abs_send_time),
+        _rtp(7, padding=4),
+        _rtp(8, extension=bytes([0xF0, 0, 0, 0]) + abs_send_time),  # id 15 stops the search
+    ]
+    theirs, ours = _inbound(), _inbound()
+    protect_a, protect_b = _outbound(), _outbound()
+    for plain in cases:
+        expected = parse_rtp(theirs.unprotect(protect_a.protect(plain)), 3)
+        got = native.unprotect_rtp(ours.address, protect_b.protect(plain), 3)  # type: ignore[attr-defined]
+        assert got is not None
+        assert got == _fields(expected)
+        assert _fields(_ReceivedRtp(*got)) == _fields(expected)
+    again = protect_b.protect(_rtp(9))
+    assert native.unprotect_rtp(ours.address, again, -1) is not None  # type: ignore[attr-defined]
+    assert native.unprotect_rtp(ours.address, again, -1) is None  # type: ignore[attr-defined]  # a replay
+    forged = protect_b.protect(_rtp(10))
+    assert native.unprotect_rtp(ours.address, forged[:-1] + bytes([forged[-1] ^ 1]), -1) is None  # type: ignore[attr-defined]
+    assert native.unprotect_rtp(ours.address, b"\x80" * 8, -1) is None  # type: ignore[attr-defined]  # too short
+    for last in (0, 255):  # padding bit set, and a padding length of 0 / longer than the payload
+        plain = bytes([0xA0]) + _rtp(11 + last)[1:40] + bytes([last])
+        with pytest.raises(ValueError):
+            parse_rtp(plain, -1)
+        assert native.unprotect_rtp(ours.address, protect_b.protect(plain), -1) is None  # type: ignore[attr-defined]
+
+
+def test_send_frame_puts_on_the_wire_what_the_python_path_would(native: object,
+                                                                udp_pair: tuple[socket.socket, socket.socket]) -> None:
+    sender, receiver = udp_pair
+    address = native.sockaddr(*receiver.getsockname())  # type: ignore[attr-defined]
+    reference, ours, inbound = _outbound(), _outbound(), _inbound()
+    extensions = b"\xbe\xde\x00\x02" + bytes([0x32]) + b"\x01\x02\x03" + bytes([0x10]) + b"1\0\0"
+    ssrc, timestamp, payload_type = 0xCAFEBABE, 3_000_000_000, 96
+    history: list[bytes | None] = [None] * 16
+    history_seq = [-1] * 16
+    frame = os.urandom(3000)  # three packets: 1296 + 1296 + 408 bytes of frame
+    sequence = 65534  # the sequence number wraps inside the frame
+    sent, octets, next_sequence, failures = native.send_frame(  # type: ignore[attr-defined]
+        ours.address, sender.fileno(), address, 0x90, payload_type, sequence, timestamp, ssrc, extensions, frame,
+        0x1234, history, history_seq)
+    assert (sent, octets, next_sequence, failures) == (3, 3000 + 3 * 4, 1, 0)
+    payloads = vp8_payloads(frame, 0x1234)
+    for index, payload in enumerate(payloads):
+        seq = (sequence + index) & 0xFFFF
+        marker = 0x80 if index == len(payloads) - 1 else 0
+        expected = reference.protect(struct.pack("!BBHII", 0x90, payload_type | marker, seq, timestamp, ssrc)
+                                     + extensions + payload)
+        datagram = receiver.recv(2048)
+        assert datagram == expected
+        assert history[seq % 16] == datagram and history_seq[seq % 16] == seq
+        assert parse_rtp(inbound.unprotect(datagram), 3).payload == payload
+    audio = os.urandom(120)
+    sent, octets, next_sequence, failures = native.send_frame(  # type: ignore[attr-defined]
+        ours.address, sender.fileno(), address, 0x80, 111, 7, 48_000, 0x55, b"", audio, -1, None, None)
+    assert (sent, octets, next_sequence, failures) == (1, 120, 8, 0)
+    assert receiver.recv(2048) == reference.protect(struct.pack("!BBHII", 0x80, 111 | 0x80, 7, 48_000, 0x55) + audio)
+
+
+def test_send_frame_refuses_what_cannot_be_a_packet_and_counts_refused_datagrams(
+        native: object, udp_pair: tuple[socket.socket, socket.socket]) -> None:
+    sender, receiver = udp_pair
+    address = native.sockaddr(*receiver.getsockname())  # type: ignore[attr-defined]
+    ours = _outbound()
+    with pytest.raises(ValueError):  # an audio frame larger than a datagram
+        native.send_frame(ours.address, sender.fileno(), address, 0x80, 111, 1, 0, 1, b"", bytes(3000),  # type: ignore[attr-defined]
+                          -1, None, None)
+    with pytest.raises(ValueError):
+        native.sockaddr("not-an-address", 1)  # type: ignore[attr-defined]
+    result = native.send_frame(ours.address, -1, address, 0x80, 111, 1, 0, 1, b"", b"x", -1, None, None)  # type: ignore[attr-defined]
+    assert result[3] == 1  # the socket refused it (no such socket): counted, no exception
