@@ -2,11 +2,11 @@
 
 A publisher, the SFU's receiving and sending peer connections (real aiortc: ICE, DTLS, SRTP keys)
 and a subscriber connect on loopback as in a visit. Then the publisher's socket is short-circuited
-into the SFU's socket callback and the SFU's sending socket into a counter, and pre-encoded
-640x480 VP8 + Opus frames are pushed through synchronously: SRTP decrypt, parse, REMB estimate,
-receiver statistics, jitter buffer, router, packetising, SRTP encrypt — everything the SFU does
-per packet except the system calls and the event loop's wake-ups. Deterministic enough to compare
-two versions of the media path (benchmarks/forwarding.py measures the whole thing, noisily).
+into the SFU's socket callback, the SFU's sends go to a sink socket, and pre-encoded 640x480 VP8 +
+Opus frames are pushed through synchronously: SRTP decrypt, parse, REMB estimate, receiver
+statistics, frame assembly, router, packetising, SRTP encrypt, sendto: everything the SFU does per
+packet except receiving from the socket and the event loop's wake-ups. Steady enough to compare two
+versions of the media path (benchmarks/forwarding.py measures the whole thing, noisily).
 
     .venv/bin/python benchmarks/forwarding_path.py [--frames 3000] [--rounds 5]
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from loadtests.synthetic_media import AUDIO_CLOCK, VIDEO_CLOCK, ReplayPublisher,
 from sfu.aiortc_adapter import (
     DirectRtpSender,
     ForwardingTrack,
+    _native_target,
     forward_through,
     install_fast_clock,
     restrict_host_candidates,
@@ -37,18 +39,6 @@ from sfu.aiortc_adapter import (
     tap_receiver,
 )
 from sfu.router import EncodedFrame, Producer, Router, vp8_is_keyframe
-
-
-class _Counter:
-    """Stands in for the SFU's sending socket."""
-
-    def __init__(self) -> None:
-        self.packets = 0
-        self.bytes = 0
-
-    def sendto(self, data: bytes, addr: Any) -> None:
-        self.packets += 1
-        self.bytes += len(data)
 
 
 class _IntoSfu:
@@ -112,15 +102,24 @@ async def main(frames: int, rounds: int) -> None:
         replay.stop()
     await asyncio.sleep(0.2)
 
-    # Short-circuit the sockets: publisher -> SFU callback, SFU -> counter.
+    # Short-circuit the publisher's socket into the SFU's callback; the SFU sends on its real socket
+    # (from C when sfu._rtp_native is built) to a sink socket nobody reads (the kernel drops what
+    # overflows), so the subscriber's own work is not counted.
     sfu_socket = _nominated(sfu_in).protocol
-    into_sfu, out = _IntoSfu(sfu_socket), _Counter()
-    publisher_socket, sfu_out_socket = _nominated(publisher).protocol, _nominated(sfu_out).protocol
-    real_transports = publisher_socket.transport, sfu_out_socket.transport
-    publisher_socket.transport, sfu_out_socket.transport = into_sfu, out
+    into_sfu = _IntoSfu(sfu_socket)
+    publisher_socket = _nominated(publisher).protocol
+    real_transport = publisher_socket.transport
+    publisher_socket.transport = into_sfu
     pub_video, pub_audio = publishers["video"]._direct, publishers["audio"]._direct
-    for direct in (*directs.values(), pub_video, pub_audio):
+    for direct in (pub_video, pub_audio):
         direct._path = None  # the cached socket
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sfu_pair = _nominated(sfu_out)
+    for direct in directs.values():
+        direct._path = (sfu_pair, sfu_pair.protocol.transport, sink.getsockname(),
+                        _native_target(sfu_pair.protocol.transport, sink.getsockname()))
+    native = "C (sfu._rtp_native)" if directs["video"]._path[3] is not None else "Python (sfu._rtp_native not built)"
 
     def frames_to_send(n: int) -> list[tuple[Any, EncodedFrame]]:
         out_frames = []
@@ -157,15 +156,18 @@ async def main(frames: int, rounds: int) -> None:
         publisher_cost = run(null, 2 * round_ * frames)
         for d, seq, ssrc in saved:
             d._sequence, d.sender._ssrc = seq, ssrc
-        into_sfu.packets = out.packets = 0
+        into_sfu.packets = 0
+        sent_before = sum(d.packets_sent for d in directs.values())
         costs.append(run(sfu_socket, (2 * round_ + 1) * frames) - publisher_cost)
+        packets_out = sum(d.packets_sent for d in directs.values()) - sent_before
     sfu, packets_in = min(costs), into_sfu.packets
-    print(f"packets in {packets_in}, packets out {out.packets} per round, {rounds} rounds")
-    print(f"SFU CPU per packet forwarded (in + out, no syscalls): {sfu / packets_in * 1e6:.1f} us "
+    print(f"packets in {packets_in}, packets out {packets_out} per round, {rounds} rounds; sending in {native}")
+    print(f"SFU CPU per packet forwarded (in + out, SRTP both ways, sendto): {sfu / packets_in * 1e6:.1f} us "
           f"(rounds: {', '.join(f'{c / packets_in * 1e6:.1f}' for c in costs)})")
     print(f"SFU CPU per 2-party room at 30 fps + 50 audio packets/s each way: "
-          f"{sfu / packets_in * 2 * (packets_in / frames * 30):.4f} cores (plus system calls and wake-ups)")
-    publisher_socket.transport, sfu_out_socket.transport = real_transports
+          f"{sfu / packets_in * 2 * (packets_in / frames * 30):.4f} cores (plus receiving and wake-ups)")
+    publisher_socket.transport = real_transport
+    sink.close()
     await router.close()
     for pc in (publisher, sfu_in, sfu_out, subscriber):
         await pc.close()
