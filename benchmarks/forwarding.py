@@ -191,6 +191,14 @@ class Result:
     first_frame: list[float]
     latency: list[float]
     sfu_latency: dict[str, float] | None
+    steal: float  # share of the machine's CPU time the hypervisor gave to someone else
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(all CPU ticks, ticks stolen by the hypervisor) from /proc/stat: on a shared VM the steal
+    share tells how much a neighbour disturbed a run."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -217,10 +225,10 @@ async def run(mode: str, rooms: int, seconds: float, signer: JoinTokenSigner, pe
                                         expires_at=now + timedelta(hours=1))
                 clients.append(await join(session, url, token, vp8, opus))
         await asyncio.sleep(3)  # warm-up: ICE, DTLS, first keyframes
-        t0, c0 = time.monotonic(), cpu_seconds(proc.pid)
+        t0, c0, m0 = time.monotonic(), cpu_seconds(proc.pid), machine_ticks()
         counts0 = [len(c.frames) for c in clients]
         await asyncio.sleep(seconds)
-        t1, c1 = time.monotonic(), cpu_seconds(proc.pid)
+        t1, c1, m1 = time.monotonic(), cpu_seconds(proc.pid), machine_ticks()
         counts1 = [len(c.frames) for c in clients]
         latency = []
         for i, client in enumerate(clients):
@@ -244,7 +252,8 @@ async def run(mode: str, rooms: int, seconds: float, signer: JoinTokenSigner, pe
     expected = FPS * (t1 - t0) * len(clients)
     delivered = sum(b - a for a, b in zip(counts0, counts1, strict=True)) / expected
     first = [(c.first_frame_at - c.joined_at) * 1000 for c in clients if c.first_frame_at is not None]
-    return Result(mode, rooms, (c1 - c0) / (t1 - t0) / rooms, delivered, first, latency, sfu_latency)
+    steal = (m1[1] - m0[1]) / max(1, m1[0] - m0[0])
+    return Result(mode, rooms, (c1 - c0) / (t1 - t0) / rooms, delivered, first, latency, sfu_latency, steal)
 
 
 def show(r: Result) -> None:
@@ -254,7 +263,7 @@ def show(r: Result) -> None:
            else "client->client n/a (re-encoded frames cannot be matched)")
     print(f"{r.mode:<6} rooms {r.rooms:>3}  CPU/room {r.cores_per_room:.4f} cores  "
           f"delivered {100 * r.delivered:5.1f}%  join->first frame p50 {pct(r.first_frame, 0.5):6.0f} ms "
-          f"p95 {pct(r.first_frame, 0.95):6.0f} ms  {e2e}{inner}", flush=True)
+          f"p95 {pct(r.first_frame, 0.95):6.0f} ms  {e2e}{inner}  steal {100 * r.steal:.1f}%", flush=True)
 
 
 async def main(quick: bool, seconds: float, rooms: list[int] | None = None, modes: tuple[str, ...] = ("ours", "naive"),
