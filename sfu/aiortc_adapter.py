@@ -32,6 +32,11 @@ Sending (`forward_through(sender, track)`):
 - `clamp_publisher_remb`: a subscriber's REMB (its link's estimate) is relayed to the publisher,
   capping the REMB the receiver sends, so the publisher's encoder adapts to the slowest receiver.
 
+In C (`sfu/_rtp_native.c`, loaded by `native_rtp()`): the byte work of both ends, SRTP decrypt +
+RTP parse of a received packet and packetise + SRTP + sendto of a frame, through the libsrtp that
+pylibsrtp loaded. `parse_rtp`, `vp8_payloads` and `SrtpCalls` do the same in Python: the reference
+the C is tested against (tests/sfu/test_rtp_native.py) and the fallback if it was not built.
+
 The process:
 - `install_fast_clock`: aiortc reads the wall clock through `datetime` objects for every packet
   (abs-send-time, arrival times); integer arithmetic on `time.time()` gives the same values.
