@@ -69,6 +69,8 @@ static PyObject *unprotect_rtp(PyObject *self, PyObject *const *args, Py_ssize_t
     if (first >> 6 != 2)
         Py_RETURN_NONE;
     Py_ssize_t pos = 12 + 4 * (first & 0x0F);
+    if (pos > length) /* more CSRCs than the packet holds */
+        Py_RETURN_NONE;
     long abs_send_time = -1;
     if (first & 0x10) {
         if (length < pos + 4)
