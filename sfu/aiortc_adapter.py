@@ -778,6 +778,11 @@ class ForwardingTrack(MediaStreamTrack):
         return self._direct.retransmissions if self._direct is not None else 0
 
     @property
+    def datagrams_refused(self) -> int:
+        """Datagrams the socket would not take (send buffer full): lost before the network."""
+        return self._direct.send_failures if self._direct is not None else 0
+
+    @property
     def on_frame_sent(self) -> OnFrame | None:
         """Called with each frame sent (e.g. join-to-first-frame); set it to None when done."""
         return self._on_frame_sent

@@ -72,6 +72,9 @@ class SfuCollector(Collector):
         yield CounterMetricFamily("openvisit_sfu_packets_retransmitted",
                                   "RTP packets sent again to participants on their NACKs (lost on their downlink)",
                                   value=stats.packets_retransmitted)
+        yield CounterMetricFamily("openvisit_sfu_datagrams_refused",
+                                  "RTP datagrams the SFU's sockets refused (send buffer full): lost before the network",
+                                  value=stats.datagrams_refused)
         hist = HistogramMetricFamily("openvisit_sfu_join_to_first_frame_seconds",
                                      "From a participant's offer to the first frame forwarded to it")
         samples = self.sfu.join_to_first_frame

@@ -86,6 +86,7 @@ class RoomTotals:
     bytes_received: int = 0
     plis_sent: int = 0
     packets_retransmitted: int = 0
+    datagrams_refused: int = 0
 
 
 class Room:
@@ -315,6 +316,7 @@ class Room:
             await self.router.remove_producer(producer)
         for track in participant.outgoing.values():
             self.totals.packets_retransmitted += track.packets_retransmitted
+            self.totals.datagrams_refused += track.datagrams_refused
             track.stop()
         await participant.pc.close()
         if report and not self.closed:
@@ -351,6 +353,11 @@ class Room:
         """RTP packets sent again to the participants on their NACKs (left and present)."""
         return self.totals.packets_retransmitted + sum(
             track.packets_retransmitted for p in self.participants.values() for track in p.outgoing.values())
+
+    def datagrams_refused(self) -> int:
+        """RTP datagrams to the participants that their sockets refused (send buffer full)."""
+        return self.totals.datagrams_refused + sum(
+            track.datagrams_refused for p in self.participants.values() for track in p.outgoing.values())
 
     def _check_media_flowed(self) -> bool:
         if not self.media_flowed:

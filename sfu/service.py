@@ -25,6 +25,7 @@ class SfuStats:
     bytes_received: int
     plis_sent: int
     packets_retransmitted: int = 0
+    datagrams_refused: int = 0
 
 
 class Sfu:
@@ -85,7 +86,8 @@ class Sfu:
         c = self._closed_totals
         self._closed_totals = SfuStats(c.frames_forwarded + t.frames_forwarded, c.bytes_received + t.bytes_received,
                                        c.plis_sent + t.plis_sent,
-                                       c.packets_retransmitted + room.packets_retransmitted())
+                                       c.packets_retransmitted + room.packets_retransmitted(),
+                                       c.datagrams_refused + room.datagrams_refused())
 
     def stats(self, live_producers: Sequence[Any] | None = None) -> SfuStats:
         """Totals over closed rooms and live producers (monotonic, for Prometheus counters)."""
@@ -98,7 +100,8 @@ class Sfu:
                 x.frames_delivered for p in producers for x in p.consumers),
             c.bytes_received + sum(t.bytes_received for t in live) + sum(p.bytes_published for p in producers),
             c.plis_sent + sum(t.plis_sent for t in live) + sum(p.keyframes.plis_sent for p in producers),
-            c.packets_retransmitted + sum(r.packets_retransmitted() for r in self.rooms.values()))
+            c.packets_retransmitted + sum(r.packets_retransmitted() for r in self.rooms.values()),
+            c.datagrams_refused + sum(r.datagrams_refused() for r in self.rooms.values()))
 
     def is_live(self, visit_id: str) -> bool:
         return visit_id in self.rooms

@@ -64,6 +64,7 @@ async def test_s4_officer_disconnect_through_the_api_reaches_both_parties(api: A
         assert values["openvisit_sfu_rooms"] == 1 and values["openvisit_sfu_peers"] == 2
         assert values["openvisit_sfu_frames_forwarded_total"] > 0 and values["openvisit_sfu_pli_sent_total"] >= 1
         assert "openvisit_sfu_packets_retransmitted_total" in values  # exported (loopback loses nothing to count)
+        assert values["openvisit_sfu_datagrams_refused_total"] == 0  # exported; loopback's buffers kept up
         assert values["openvisit_sfu_join_to_first_frame_seconds_count"] >= 1
         assert values["openvisit_sfu_video_thinned_consumers"] == 0  # good links are never thinned
         assert "openvisit_event_loop_lag_seconds" in values
