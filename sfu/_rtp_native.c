@@ -10,11 +10,13 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -261,6 +263,224 @@ static PyObject *send_frame(PyObject *self, PyObject *const *args, Py_ssize_t na
     return Py_BuildValue("(nlll)", packets, octets, sequence, failures);
 }
 
+
+/* ------------------------------------------------------------------------------------------
+ * FrameAssembler: sfu/frame_assembler.py in C, the same API and the same results (the Python
+ * class is the reference; tests/sfu/test_frame_assembler.py runs against both, plus a
+ * randomised comparison). Read the Python module for the why of each rule. */
+
+#define RING 512          /* slots; a power of two dividing 2**16 */
+#define RING_MASK (RING - 1)
+#define MAX_SPAN 448      /* packets from the origin */
+#define MAX_MISORDER 100  /* further back than this: a restarted stream */
+
+typedef struct {
+    PyObject *payload; /* NULL: empty slot */
+    uint32_t timestamp;
+    int marker;
+} Slot;
+
+typedef struct {
+    PyObject_HEAD
+    Slot slots[RING];
+    long origin;          /* -1: none (next packet starts the stream) */
+    long long skip;       /* -1: none; else drop the rest of the frame with this timestamp */
+    long frames_waiting;
+    long max_frames_waiting;
+    long frames_lost;
+} Assembler;
+
+static void assembler_clear(Assembler *self) {
+    for (int i = 0; i < RING; i++) {
+        Py_CLEAR(self->slots[i].payload);
+    }
+}
+
+static int compare_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void assembler_give_up(Assembler *self, uint32_t timestamp) {
+    uint32_t held[RING];
+    int count = 0;
+    for (int i = 0; i < RING; i++) {
+        if (self->slots[i].payload != NULL)
+            held[count++] = self->slots[i].timestamp;
+    }
+    long distinct = 0;
+    if (count) {
+        qsort(held, (size_t)count, sizeof held[0], compare_u32);
+        distinct = 1;
+        for (int i = 1; i < count; i++)
+            distinct += held[i] != held[i - 1];
+    }
+    self->frames_lost += distinct > 1 ? distinct : 1;
+    assembler_clear(self);
+    self->origin = -1;
+    self->frames_waiting = 0;
+    self->skip = timestamp;
+}
+
+/* The frames complete from the origin on, as a list of (timestamp, bytes), or None. */
+static PyObject *assembler_release(Assembler *self) {
+    PyObject *frames = NULL;
+    for (;;) {
+        Slot *first = &self->slots[self->origin & RING_MASK];
+        if (first->payload == NULL)
+            break;
+        uint32_t frame_timestamp = first->timestamp;
+        long count = 0;
+        Py_ssize_t size = 0;
+        int whole = 0;
+        for (;;) {
+            Slot *slot = &self->slots[(self->origin + count) & RING_MASK];
+            if (slot->payload == NULL)
+                break; /* incomplete: wait for the rest */
+            if (slot->timestamp != frame_timestamp) {
+                whole = 1; /* the next frame has begun: this one is whole without a marker */
+                break;
+            }
+            size += PyBytes_GET_SIZE(slot->payload);
+            count += 1;
+            if (slot->marker) {
+                whole = 1;
+                break;
+            }
+        }
+        if (!whole)
+            break;
+        PyObject *data;
+        if (count == 1) {
+            data = first->payload;
+            Py_INCREF(data);
+        } else {
+            data = PyBytes_FromStringAndSize(NULL, size);
+            if (data == NULL)
+                goto error;
+            char *out = PyBytes_AS_STRING(data);
+            for (long k = 0; k < count; k++) {
+                PyObject *part = self->slots[(self->origin + k) & RING_MASK].payload;
+                memcpy(out, PyBytes_AS_STRING(part), (size_t)PyBytes_GET_SIZE(part));
+                out += PyBytes_GET_SIZE(part);
+            }
+        }
+        for (long k = 0; k < count; k++)
+            Py_CLEAR(self->slots[(self->origin + k) & RING_MASK].payload);
+        self->origin = (self->origin + count) & 0xFFFF;
+        PyObject *frame = Py_BuildValue("(kN)", (unsigned long)frame_timestamp, data);
+        if (frame == NULL)
+            goto error;
+        if (frames == NULL && (frames = PyList_New(0)) == NULL) {
+            Py_DECREF(frame);
+            goto error;
+        }
+        int failed = PyList_Append(frames, frame);
+        Py_DECREF(frame);
+        if (failed)
+            goto error;
+    }
+    if (frames == NULL)
+        Py_RETURN_NONE;
+    return frames;
+error:
+    Py_XDECREF(frames);
+    return NULL;
+}
+
+/* add(sequence_number, timestamp, marker, payload) -> list of (timestamp, bytes) or None */
+static PyObject *assembler_add(Assembler *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "add(sequence_number, timestamp, marker, payload)");
+        return NULL;
+    }
+    long sequence = PyLong_AsLong(args[0]);
+    uint32_t timestamp = (uint32_t)PyLong_AsUnsignedLong(args[1]);
+    int marker = PyObject_IsTrue(args[2]);
+    if (PyErr_Occurred() || marker < 0)
+        return NULL;
+    if (!PyBytes_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "payload must be bytes");
+        return NULL;
+    }
+    if (self->origin < 0) {
+        if (self->skip >= 0 && (uint32_t)self->skip == timestamp)
+            Py_RETURN_NONE;
+        self->skip = -1;
+        self->origin = sequence & 0xFFFF;
+    }
+    long ahead = (sequence - self->origin) & 0xFFFF;
+    if (ahead >= 0x8000) { /* behind the origin */
+        if (0x10000 - ahead > MAX_MISORDER)
+            assembler_give_up(self, timestamp);
+        Py_RETURN_NONE;
+    }
+    if (ahead >= MAX_SPAN) {
+        assembler_give_up(self, timestamp);
+        Py_RETURN_NONE;
+    }
+    Slot *slot = &self->slots[sequence & RING_MASK];
+    Py_INCREF(args[3]);
+    Py_XSETREF(slot->payload, args[3]);
+    slot->timestamp = timestamp;
+    slot->marker = marker;
+    PyObject *frames = assembler_release(self);
+    if (frames == NULL)
+        return NULL;
+    if (frames != Py_None) {
+        self->frames_waiting = 0;
+    } else if (marker && ahead) { /* a complete frame, held behind a hole */
+        self->frames_waiting += 1;
+        if (self->frames_waiting > self->max_frames_waiting)
+            assembler_give_up(self, timestamp);
+    }
+    return frames;
+}
+
+static int assembler_init(Assembler *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"max_frames_waiting", NULL};
+    long max_frames_waiting = 15;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|l", keywords, &max_frames_waiting))
+        return -1;
+    assembler_clear(self);
+    self->max_frames_waiting = max_frames_waiting;
+    self->origin = -1;
+    self->skip = -1;
+    self->frames_waiting = 0;
+    self->frames_lost = 0;
+    return 0;
+}
+
+static void assembler_dealloc(Assembler *self) {
+    assembler_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef assembler_methods[] = {
+    {"add", (PyCFunction)(void (*)(void))assembler_add, METH_FASTCALL,
+     "Store one packet; return the frames it completed, oldest first, or None."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef assembler_members[] = {
+    {"frames_lost", T_LONG, offsetof(Assembler, frames_lost), READONLY, "frames given up so far"},
+    {"max_frames_waiting", T_LONG, offsetof(Assembler, max_frames_waiting), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject AssemblerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sfu._rtp_native.FrameAssembler",
+    .tp_basicsize = sizeof(Assembler),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "sfu.frame_assembler.FrameAssembler in C",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)assembler_init,
+    .tp_dealloc = (destructor)assembler_dealloc,
+    .tp_methods = assembler_methods,
+    .tp_members = assembler_members,
+};
+
 static PyMethodDef methods[] = {
     {"set_srtp", set_srtp, METH_VARARGS, "Addresses of libsrtp's srtp_protect and srtp_unprotect."},
     {"unprotect_rtp", (PyCFunction)(void (*)(void))unprotect_rtp, METH_FASTCALL,
@@ -273,4 +493,17 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "sfu._rtp_native", NULL, -1, methods};
 
-PyMODINIT_FUNC PyInit__rtp_native(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__rtp_native(void) {
+    if (PyType_Ready(&AssemblerType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&AssemblerType);
+    if (PyModule_AddObject(m, "FrameAssembler", (PyObject *)&AssemblerType) < 0) {
+        Py_DECREF(&AssemblerType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

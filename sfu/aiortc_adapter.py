@@ -34,8 +34,9 @@ Sending (`forward_through(sender, track)`):
 
 In C (`sfu/_rtp_native.c`, loaded by `native_rtp()`): the byte work of both ends, SRTP decrypt +
 RTP parse of a received packet and packetise + SRTP + sendto of a frame, through the libsrtp that
-pylibsrtp loaded. `parse_rtp`, `vp8_payloads` and `SrtpCalls` do the same in Python: the reference
-the C is tested against (tests/sfu/test_rtp_native.py) and the fallback if it was not built.
+pylibsrtp loaded, and the video `FrameAssembler`. `parse_rtp`, `vp8_payloads`, `SrtpCalls` and
+`sfu.frame_assembler` do the same in Python: the reference the C is tested against
+(tests/sfu/test_rtp_native.py, test_frame_assembler.py) and the fallback if it was not built.
 
 The process:
 - `install_fast_clock`: aiortc reads the wall clock through `datetime` objects for every packet
@@ -294,7 +295,9 @@ class _FrameTap:
         self._nacks = _private(receiver, RTCRtpReceiver, "nack_generator")
         self._rtx_payload_types = {pt for pt, codec in self._codecs.items() if is_rtx(codec)}
         self._vp8_payload_types = {pt for pt, codec in self._codecs.items() if codec.mimeType.lower() == "video/vp8"}
-        self._frames = FrameAssembler() if kind == "video" else None
+        native = native_rtp()  # its FrameAssembler is the Python one's twin, in C
+        self._frames: Any = (native.FrameAssembler() if native is not None else FrameAssembler()) \
+            if kind == "video" else None
         self._frames_lost = 0
         self._waiting_for_keyframe = False  # frames were lost: deltas cannot be decoded until a keyframe
         self._timestamps = _TimestampUnwrapper(90_000 if kind == "video" else 48_000)
