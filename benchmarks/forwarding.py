@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadtests.synthetic_media import ReplayPublisher, encode_opus, encode_vp8
 from openvisit.join_tokens import JoinTokenSigner, JoinTokenVerifier
-from sfu.aiortc_adapter import restrict_host_candidates, rtc_configuration, tap_receiver
+from sfu.aiortc_adapter import native_rtp, restrict_host_candidates, rtc_configuration, tap_receiver
 
 FPS = 30
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -269,6 +269,8 @@ def show(r: Result) -> None:
 async def main(quick: bool, seconds: float, rooms: list[int] | None = None, modes: tuple[str, ...] = ("ours", "naive"),
                repeat: int = 1) -> None:
     restrict_host_candidates(["127.0.0.1"])
+    path = "C (sfu._rtp_native)" if native_rtp() is not None else "Python only: sfu._rtp_native is not built"
+    print(f"openvisit per-packet path: {path}", flush=True)
     key = Ed25519PrivateKey.generate()
     pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     signer = JoinTokenSigner(key)
