@@ -143,3 +143,26 @@ def test_send_frame_refuses_what_cannot_be_a_packet_and_counts_refused_datagrams
         native.sockaddr("not-an-address", 1)  # type: ignore[attr-defined]
     result = native.send_frame(ours.address, -1, address, 0x80, 111, 1, 0, 1, b"", b"x", -1, None, None)  # type: ignore[attr-defined]
     assert result[3] == 1  # the socket refused it (no such socket): counted, no exception
+
+
+def test_send_frame_over_ipv6(native: object) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    receiver = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        receiver.bind(("::1", 0))
+    except OSError:
+        receiver.close()
+        pytest.skip("no IPv6 loopback here")
+    receiver.settimeout(2)
+    sender = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        host, port = receiver.getsockname()[:2]
+        reference, ours = _outbound(), _outbound()
+        result = native.send_frame(ours.address, sender.fileno(), native.sockaddr(host, port),  # type: ignore[attr-defined]
+                                   0x80, 111, 9, 960, 0x77, b"", b"opus", -1, None, None)
+        assert result == (1, 4, 10, 0)
+        assert receiver.recv(2048) == reference.protect(struct.pack("!BBHII", 0x80, 111 | 0x80, 9, 960, 0x77) + b"opus")
+    finally:
+        sender.close()
+        receiver.close()
