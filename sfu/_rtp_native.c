@@ -436,6 +436,45 @@ static PyObject *assembler_add(Assembler *self, PyObject *const *args, Py_ssize_
     return frames;
 }
 
+/* add_vp8(sequence_number, timestamp, marker, payload): add() for a payload that still starts
+ * with its RFC 7741 descriptor (vp8_frame_slice in Python); a malformed one is ignored (None). */
+static PyObject *assembler_add_vp8(Assembler *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyBytes_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "add_vp8(sequence_number, timestamp, marker, payload: bytes)");
+        return NULL;
+    }
+    const uint8_t *data = (const uint8_t *)PyBytes_AS_STRING(args[3]);
+    Py_ssize_t size = PyBytes_GET_SIZE(args[3]), pos = 1;
+    if (size > 0) {
+        if (data[0] & 0x80) { /* X: extension octet follows */
+            if (size < 2)
+                Py_RETURN_NONE;
+            uint8_t extension = data[1];
+            pos = 2;
+            if (extension & 0x80) { /* I: picture id, 7 or 15 bits */
+                if (size <= pos)
+                    Py_RETURN_NONE;
+                pos += data[pos] & 0x80 ? 2 : 1;
+            }
+            if (extension & 0x40) /* L: TL0PICIDX */
+                pos += 1;
+            if (extension & 0x30) /* T or K: one octet for both */
+                pos += 1;
+        }
+        if (pos > size)
+            Py_RETURN_NONE;
+    } else {
+        pos = 0;
+    }
+    PyObject *slice = PyBytes_FromStringAndSize((const char *)data + pos, size - pos);
+    if (slice == NULL)
+        return NULL;
+    PyObject *add_args[4] = {args[0], args[1], args[2], slice};
+    PyObject *frames = assembler_add(self, add_args, 4);
+    Py_DECREF(slice);
+    return frames;
+}
+
 static int assembler_init(Assembler *self, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"max_frames_waiting", NULL};
     long max_frames_waiting = 15;
@@ -458,6 +497,8 @@ static void assembler_dealloc(Assembler *self) {
 static PyMethodDef assembler_methods[] = {
     {"add", (PyCFunction)(void (*)(void))assembler_add, METH_FASTCALL,
      "Store one packet; return the frames it completed, oldest first, or None."},
+    {"add_vp8", (PyCFunction)(void (*)(void))assembler_add_vp8, METH_FASTCALL,
+     "add() for a payload that still starts with its VP8 descriptor; a malformed one is ignored."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -480,6 +521,111 @@ static PyTypeObject AssemblerType = {
     .tp_members = assembler_members,
 };
 
+
+/* ------------------------------------------------------------------------------------------
+ * NackGenerator: aiortc.rtcrtpreceiver.NackGenerator in C, the same API (add(packet) -> bool,
+ * max_seq, missing) and the same results. aiortc keeps at most the 128 sequence numbers behind
+ * the newest as missing (RTP_HISTORY_SIZE, its truncate()), so a 128-bit window replaces its set:
+ * bit k-1 set = sequence number max_seq - k is missing, k in 1..128. */
+
+#define NACK_WINDOW 128
+
+typedef struct {
+    PyObject_HEAD
+    long max_seq; /* -1: nothing seen yet */
+    unsigned __int128 window;
+} Nacks;
+
+static PyObject *str_sequence_number = NULL;
+
+static PyObject *nacks_add(Nacks *self, PyObject *packet) {
+    PyObject *number = PyObject_GetAttr(packet, str_sequence_number);
+    if (number == NULL)
+        return NULL;
+    long seq = PyLong_AsLong(number);
+    Py_DECREF(number);
+    if (seq == -1 && PyErr_Occurred())
+        return NULL;
+    seq &= 0xFFFF;
+    if (self->max_seq < 0) {
+        self->max_seq = seq;
+        Py_RETURN_FALSE;
+    }
+    long ahead = (seq - self->max_seq) & 0xFFFF;
+    if (ahead > 0 && ahead < 0x8000) { /* newer: the ones in between are missing */
+        unsigned __int128 window = ahead >= NACK_WINDOW ? 0 : self->window << ahead;
+        long gap = ahead - 1; /* sequence numbers skipped: k = 1 .. gap behind the new newest */
+        if (gap >= NACK_WINDOW)
+            window = ~(unsigned __int128)0;
+        else if (gap > 0)
+            window |= ((unsigned __int128)1 << gap) - 1;
+        self->window = window;
+        self->max_seq = seq;
+        if (gap > 0)
+            Py_RETURN_TRUE;
+        Py_RETURN_FALSE;
+    }
+    long behind = (self->max_seq - seq) & 0xFFFF; /* a late or retransmitted packet arrived */
+    if (behind >= 1 && behind <= NACK_WINDOW)
+        self->window &= ~((unsigned __int128)1 << (behind - 1));
+    Py_RETURN_FALSE;
+}
+
+static PyObject *nacks_get_missing(Nacks *self, void *closure) {
+    PyObject *missing = PySet_New(NULL);
+    if (missing == NULL || self->max_seq < 0)
+        return missing;
+    for (int k = 1; k <= NACK_WINDOW; k++) {
+        if (self->window & ((unsigned __int128)1 << (k - 1))) {
+            PyObject *number = PyLong_FromLong((self->max_seq - k) & 0xFFFF);
+            if (number == NULL || PySet_Add(missing, number) < 0) {
+                Py_XDECREF(number);
+                Py_DECREF(missing);
+                return NULL;
+            }
+            Py_DECREF(number);
+        }
+    }
+    return missing;
+}
+
+static PyObject *nacks_get_max_seq(Nacks *self, void *closure) {
+    if (self->max_seq < 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLong(self->max_seq);
+}
+
+static int nacks_init(Nacks *self, PyObject *args, PyObject *kwargs) {
+    if (!PyArg_ParseTuple(args, ":NackGenerator"))
+        return -1;
+    self->max_seq = -1;
+    self->window = 0;
+    return 0;
+}
+
+static PyMethodDef nacks_methods[] = {
+    {"add", (PyCFunction)nacks_add, METH_O, "Mark a packet received; True if it revealed missing ones."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef nacks_getset[] = {
+    {"missing", (getter)nacks_get_missing, NULL, "sequence numbers missing (a new set)", NULL},
+    {"max_seq", (getter)nacks_get_max_seq, NULL, "the newest sequence number, or None", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject NacksType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sfu._rtp_native.NackGenerator",
+    .tp_basicsize = sizeof(Nacks),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "aiortc's NackGenerator in C",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)nacks_init,
+    .tp_methods = nacks_methods,
+    .tp_getset = nacks_getset,
+};
+
 static PyMethodDef methods[] = {
     {"set_srtp", set_srtp, METH_VARARGS, "Addresses of libsrtp's srtp_protect and srtp_unprotect."},
     {"unprotect_rtp", (PyCFunction)(void (*)(void))unprotect_rtp, METH_FASTCALL,
@@ -493,14 +639,15 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "sfu._rtp_native", NULL, -1, methods};
 
 PyMODINIT_FUNC PyInit__rtp_native(void) {
-    if (PyType_Ready(&AssemblerType) < 0)
+    if (PyType_Ready(&AssemblerType) < 0 || PyType_Ready(&NacksType) < 0)
+        return NULL;
+    if (str_sequence_number == NULL && (str_sequence_number = PyUnicode_InternFromString("sequence_number")) == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    Py_INCREF(&AssemblerType);
-    if (PyModule_AddObject(m, "FrameAssembler", (PyObject *)&AssemblerType) < 0) {
-        Py_DECREF(&AssemblerType);
+    if (PyModule_AddObjectRef(m, "FrameAssembler", (PyObject *)&AssemblerType) < 0 ||
+        PyModule_AddObjectRef(m, "NackGenerator", (PyObject *)&NacksType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

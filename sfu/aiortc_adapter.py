@@ -34,9 +34,11 @@ Sending (`forward_through(sender, track)`):
 
 In C (`sfu/_rtp_native.c`, loaded by `native_rtp()`): the byte work of both ends, SRTP decrypt +
 RTP parse of a received packet and packetise + SRTP + sendto of a frame, through the libsrtp that
-pylibsrtp loaded, and the video `FrameAssembler`. `parse_rtp`, `vp8_payloads`, `SrtpCalls` and
-`sfu.frame_assembler` do the same in Python: the reference the C is tested against
-(tests/sfu/test_rtp_native.py, test_frame_assembler.py) and the fallback if it was not built.
+pylibsrtp loaded, the video `FrameAssembler` (VP8 descriptor stripped on the way in) and the NACK
+tracker (aiortc's `NackGenerator`). `parse_rtp`, `vp8_payloads`, `SrtpCalls`,
+`sfu.frame_assembler` and aiortc's generator do the same in Python: the reference the C is tested
+against (tests/sfu/test_rtp_native.py, test_frame_assembler.py) and the fallback if it was not
+built.
 
 The process:
 - `install_fast_clock`: aiortc reads the wall clock through `datetime` objects for every packet
@@ -255,23 +257,6 @@ def parse_rtp(data: bytes, abs_send_time_id: int | None) -> _ReceivedRtp:
                         data[pos:len(data) - padding], padding, abs_send_time)
 
 
-def vp8_frame_slice(payload: bytes) -> bytes:
-    """The VP8 data of one RTP payload: the RFC 7741 descriptor stripped. Raises ValueError."""
-    pos = 1
-    if payload[0] & 0x80:  # X: extension octet follows
-        extension = payload[1]
-        pos = 2
-        if extension & 0x80:  # I: picture id, 7 or 15 bits
-            pos += 2 if payload[pos] & 0x80 else 1
-        if extension & 0x40:  # L: TL0PICIDX
-            pos += 1
-        if extension & 0x30:  # T or K: one octet for both
-            pos += 1
-    if pos > len(payload):
-        raise ValueError("VP8 payload descriptor truncated")
-    return payload[pos:]
-
-
 class _FrameTap:
     """Stands in for `RTCRtpReceiver._handle_rtp_packet`, called synchronously for each RTP packet
     straight from the socket callback (`_take_rtp_from_sockets`). It keeps what the receiver does
@@ -293,9 +278,11 @@ class _FrameTap:
         self._streams: dict[int, StreamStatistics] = _private(receiver, RTCRtpReceiver, "remote_streams")
         self._rtx_ssrc: dict[int, int] = _private(receiver, RTCRtpReceiver, "rtx_ssrc")
         self._nacks = _private(receiver, RTCRtpReceiver, "nack_generator")
+        native = native_rtp()  # its FrameAssembler and NackGenerator are twins of the Python ones, in C
+        if native is not None and self._nacks is not None:
+            self._nacks = native.NackGenerator()
         self._rtx_payload_types = {pt for pt, codec in self._codecs.items() if is_rtx(codec)}
         self._vp8_payload_types = {pt for pt, codec in self._codecs.items() if codec.mimeType.lower() == "video/vp8"}
-        native = native_rtp()  # its FrameAssembler is the Python one's twin, in C
         self._frames: Any = (native.FrameAssembler() if native is not None else FrameAssembler()) \
             if kind == "video" else None
         self._frames_lost = 0
@@ -340,11 +327,7 @@ class _FrameTap:
             return
         if codec.payloadType not in self._vp8_payload_types:
             return  # the room negotiates VP8 only; anything else cannot be forwarded to the other party
-        try:
-            data = vp8_frame_slice(packet.payload) if packet.payload else b""
-        except (ValueError, IndexError):
-            return
-        frames = assembler.add(packet.sequence_number, packet.timestamp, bool(packet.marker), data)
+        frames = assembler.add_vp8(packet.sequence_number, packet.timestamp, bool(packet.marker), packet.payload)
         if assembler.frames_lost != self._frames_lost:  # a retransmission never came: start again at a keyframe
             self._frames_lost = assembler.frames_lost
             self._waiting_for_keyframe = True

@@ -22,6 +22,23 @@ Frame = tuple[int, bytes]  # (RTP timestamp, the frame's bytes)
 _Packet = tuple[int, bool, bytes]  # (RTP timestamp, marker, payload without its descriptor)
 
 
+def vp8_frame_slice(payload: bytes) -> bytes:
+    """The VP8 data of one RTP payload: the RFC 7741 descriptor stripped. Raises ValueError."""
+    pos = 1
+    if payload[0] & 0x80:  # X: extension octet follows
+        extension = payload[1]
+        pos = 2
+        if extension & 0x80:  # I: picture id, 7 or 15 bits
+            pos += 2 if payload[pos] & 0x80 else 1
+        if extension & 0x40:  # L: TL0PICIDX
+            pos += 1
+        if extension & 0x30:  # T or K: one octet for both
+            pos += 1
+    if pos > len(payload):
+        raise ValueError("VP8 payload descriptor truncated")
+    return payload[pos:]
+
+
 class FrameAssembler:
     CAPACITY = 512  # ring slots; a power of two dividing 2**16, so `seq & MASK` survives the wrap
     MASK = CAPACITY - 1
@@ -61,6 +78,15 @@ class FrameAssembler:
             if self._frames_waiting > self.max_frames_waiting:  # the retransmission is not coming
                 self._give_up(timestamp)
         return frames
+
+    def add_vp8(self, sequence_number: int, timestamp: int, marker: bool, payload: bytes) -> list[Frame] | None:
+        """`add` for an RTP payload that still starts with its VP8 descriptor; a malformed one is
+        ignored (None, nothing stored)."""
+        try:
+            data = vp8_frame_slice(payload) if payload else b""
+        except (ValueError, IndexError):
+            return None
+        return self.add(sequence_number, timestamp, marker, data)
 
     def _release(self) -> list[Frame] | None:
         slots, mask = self._slots, self.MASK

@@ -307,7 +307,8 @@ def test_vp8_packetising_matches_aiortc_and_strips_back_to_the_frame() -> None:
     receive path's descriptor strip recovers the frame from them and from richer descriptors."""
     from aiortc.codecs.vpx import Vp8Encoder, VpxPayloadDescriptor, vp8_depayload
 
-    from sfu.aiortc_adapter import vp8_frame_slice, vp8_payloads
+    from sfu.aiortc_adapter import vp8_payloads
+    from sfu.frame_assembler import vp8_frame_slice
 
     for size in (1, 1296, 1297, 2592, 4000):
         frame = bytes(i % 251 for i in range(size))

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from sfu.aiortc_adapter import native_rtp
-from sfu.frame_assembler import FrameAssembler
+from sfu.frame_assembler import FrameAssembler, vp8_frame_slice
 
 
 def _native_assembler() -> Any:
@@ -138,3 +138,24 @@ def test_the_c_assembler_gives_what_the_python_one_gives_on_random_streams() -> 
             assert twin.frames_lost == reference.frames_lost
             released += len(frames or ())
         assert released > 100 and reference.frames_lost > 0  # the stream exercised both paths
+
+
+def test_add_vp8_strips_the_descriptor_as_vp8_frame_slice_does_on_both() -> None:
+    """add_vp8 (descriptor still on) on random, partly malformed payloads: the same frames from
+    the Python reference and the C twin; a malformed payload is ignored by both."""
+    native = _native_assembler()
+    rnd = random.Random(7)
+    reference, twin = FrameAssembler(), native()
+    ignored = 0
+    for seq in range(3000):
+        descriptor = bytes(rnd.randrange(256) for _ in range(rnd.choice([0, 1, 2, 3, 4, 5, 6])))
+        payload = descriptor + os.urandom(rnd.choice([0, 1, 5]))
+        marker, timestamp = rnd.random() < 0.5, 3000 * (seq // 2)
+        expected = reference.add_vp8(seq, timestamp, marker, payload)
+        assert twin.add_vp8(seq, timestamp, marker, payload) == expected
+        assert twin.frames_lost == reference.frames_lost
+        try:
+            vp8_frame_slice(payload) if payload else b""
+        except (ValueError, IndexError):
+            ignored += 1
+    assert ignored > 100  # malformed descriptors were part of the mix
