@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 typedef int (*srtp_call)(void *context, void *packet, int *length);
 
@@ -626,6 +627,177 @@ static PyTypeObject NacksType = {
     .tp_getset = nacks_getset,
 };
 
+
+/* ------------------------------------------------------------------------------------------
+ * StreamStatistics: aiortc.rtcrtpreceiver.StreamStatistics in C (RFC 3550 receiver statistics
+ * for the receiver reports aiortc sends), the same attributes and the same numbers. It sits in
+ * the receiver's statistics table, where aiortc's RTCP and getStats() read it. */
+
+#define PACKETS_LOST_MIN (-(1LL << 23))
+#define PACKETS_LOST_MAX ((1LL << 23) - 1)
+
+typedef struct {
+    PyObject_HEAD
+    long long clockrate;
+    long base_seq, max_seq; /* -1: not yet */
+    long long cycles, packets_received, jitter_q4;
+    long long last_arrival, last_timestamp; /* valid once have_last */
+    int have_last;
+    long long expected_prior, received_prior;
+} Stats;
+
+static PyObject *str_timestamp = NULL;
+
+static int uint16_gt(long a, long b) { /* aiortc.utils.uint16_gt */
+    return (a < b && b - a > 0x8000) || (a > b && a - b < 0x8000);
+}
+
+/* add(packet, now=None): now is time.time() unless given (tests give it). */
+static PyObject *stats_add(Stats *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "add(packet, now=None)");
+        return NULL;
+    }
+    PyObject *number = PyObject_GetAttr(args[0], str_sequence_number);
+    if (number == NULL)
+        return NULL;
+    long seq = PyLong_AsLong(number);
+    Py_DECREF(number);
+    PyObject *stamp = PyObject_GetAttr(args[0], str_timestamp);
+    if (stamp == NULL)
+        return NULL;
+    long long timestamp = PyLong_AsLongLong(stamp);
+    Py_DECREF(stamp);
+    if (PyErr_Occurred())
+        return NULL;
+    int in_order = self->max_seq < 0 || uint16_gt(seq, self->max_seq);
+    self->packets_received += 1;
+    if (self->base_seq < 0)
+        self->base_seq = seq;
+    if (in_order) {
+        double now;
+        if (nargs == 2 && args[1] != Py_None) {
+            now = PyFloat_AsDouble(args[1]);
+            if (now == -1.0 && PyErr_Occurred())
+                return NULL;
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            now = (double)((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec) / 1e9; /* as time.time() */
+        }
+        long long arrival = (long long)(now * (double)self->clockrate);
+        if (self->max_seq >= 0 && seq < self->max_seq)
+            self->cycles += 1 << 16;
+        self->max_seq = seq;
+        if (self->have_last && timestamp != self->last_timestamp && self->packets_received > 1) {
+            long long diff = (arrival - self->last_arrival) - (timestamp - self->last_timestamp);
+            if (diff < 0)
+                diff = -diff;
+            self->jitter_q4 += diff - ((self->jitter_q4 + 8) >> 4);
+        }
+        self->last_arrival = arrival;
+        self->last_timestamp = timestamp;
+        self->have_last = 1;
+    }
+    Py_RETURN_NONE;
+}
+
+static long long stats_expected(Stats *self) {
+    return self->cycles + self->max_seq - self->base_seq + 1;
+}
+
+static int stats_started(Stats *self) {
+    if (self->max_seq < 0) {
+        PyErr_SetString(PyExc_TypeError, "no packet yet");
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *stats_get_fraction_lost(Stats *self, void *closure) {
+    if (!stats_started(self))
+        return NULL;
+    long long expected = stats_expected(self);
+    long long expected_interval = expected - self->expected_prior;
+    self->expected_prior = expected;
+    long long received_interval = self->packets_received - self->received_prior;
+    self->received_prior = self->packets_received;
+    long long lost_interval = expected_interval - received_interval;
+    if (expected_interval == 0 || lost_interval <= 0)
+        return PyLong_FromLong(0);
+    /* Python's // floors; both operands are positive here */
+    return PyLong_FromLongLong((lost_interval << 8) / expected_interval);
+}
+
+static PyObject *stats_get_packets_expected(Stats *self, void *closure) {
+    return stats_started(self) ? PyLong_FromLongLong(stats_expected(self)) : NULL;
+}
+
+static PyObject *stats_get_packets_lost(Stats *self, void *closure) {
+    if (!stats_started(self))
+        return NULL;
+    long long lost = stats_expected(self) - self->packets_received;
+    lost = lost < PACKETS_LOST_MIN ? PACKETS_LOST_MIN : lost > PACKETS_LOST_MAX ? PACKETS_LOST_MAX : lost;
+    return PyLong_FromLongLong(lost);
+}
+
+static PyObject *stats_get_jitter(Stats *self, void *closure) { return PyLong_FromLongLong(self->jitter_q4 >> 4); }
+
+static PyObject *optional_long(long value) {
+    if (value < 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLong(value);
+}
+
+static PyObject *stats_get_base_seq(Stats *self, void *closure) { return optional_long(self->base_seq); }
+static PyObject *stats_get_max_seq(Stats *self, void *closure) { return optional_long(self->max_seq); }
+static PyObject *stats_get_cycles(Stats *self, void *closure) { return PyLong_FromLongLong(self->cycles); }
+static PyObject *stats_get_received(Stats *self, void *closure) {
+    return PyLong_FromLongLong(self->packets_received);
+}
+
+static int stats_init(Stats *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"clockrate", NULL};
+    long long clockrate;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "L", keywords, &clockrate))
+        return -1;
+    self->clockrate = clockrate;
+    self->base_seq = self->max_seq = -1;
+    self->cycles = self->packets_received = self->jitter_q4 = 0;
+    self->have_last = 0;
+    self->expected_prior = self->received_prior = 0;
+    return 0;
+}
+
+static PyMethodDef stats_methods[] = {
+    {"add", (PyCFunction)(void (*)(void))stats_add, METH_FASTCALL, "Count one received packet."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef stats_getset[] = {
+    {"fraction_lost", (getter)stats_get_fraction_lost, NULL, "lost since the last call, in 1/256 (RFC 3550)", NULL},
+    {"packets_expected", (getter)stats_get_packets_expected, NULL, NULL, NULL},
+    {"packets_lost", (getter)stats_get_packets_lost, NULL, "cumulative, clamped to 24 bits", NULL},
+    {"jitter", (getter)stats_get_jitter, NULL, "interarrival jitter, in clock-rate units", NULL},
+    {"base_seq", (getter)stats_get_base_seq, NULL, NULL, NULL},
+    {"max_seq", (getter)stats_get_max_seq, NULL, NULL, NULL},
+    {"cycles", (getter)stats_get_cycles, NULL, NULL, NULL},
+    {"packets_received", (getter)stats_get_received, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject StatsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sfu._rtp_native.StreamStatistics",
+    .tp_basicsize = sizeof(Stats),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "aiortc's StreamStatistics in C",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)stats_init,
+    .tp_methods = stats_methods,
+    .tp_getset = stats_getset,
+};
+
 static PyMethodDef methods[] = {
     {"set_srtp", set_srtp, METH_VARARGS, "Addresses of libsrtp's srtp_protect and srtp_unprotect."},
     {"unprotect_rtp", (PyCFunction)(void (*)(void))unprotect_rtp, METH_FASTCALL,
@@ -639,15 +811,18 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "sfu._rtp_native", NULL, -1, methods};
 
 PyMODINIT_FUNC PyInit__rtp_native(void) {
-    if (PyType_Ready(&AssemblerType) < 0 || PyType_Ready(&NacksType) < 0)
+    if (PyType_Ready(&AssemblerType) < 0 || PyType_Ready(&NacksType) < 0 || PyType_Ready(&StatsType) < 0)
         return NULL;
     if (str_sequence_number == NULL && (str_sequence_number = PyUnicode_InternFromString("sequence_number")) == NULL)
+        return NULL;
+    if (str_timestamp == NULL && (str_timestamp = PyUnicode_InternFromString("timestamp")) == NULL)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "FrameAssembler", (PyObject *)&AssemblerType) < 0 ||
-        PyModule_AddObjectRef(m, "NackGenerator", (PyObject *)&NacksType) < 0) {
+        PyModule_AddObjectRef(m, "NackGenerator", (PyObject *)&NacksType) < 0 ||
+        PyModule_AddObjectRef(m, "StreamStatistics", (PyObject *)&StatsType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -34,11 +34,11 @@ Sending (`forward_through(sender, track)`):
 
 In C (`sfu/_rtp_native.c`, loaded by `native_rtp()`): the byte work of both ends, SRTP decrypt +
 RTP parse of a received packet and packetise + SRTP + sendto of a frame, through the libsrtp that
-pylibsrtp loaded, the video `FrameAssembler` (VP8 descriptor stripped on the way in) and the NACK
-tracker (aiortc's `NackGenerator`). `parse_rtp`, `vp8_payloads`, `SrtpCalls`,
-`sfu.frame_assembler` and aiortc's generator do the same in Python: the reference the C is tested
-against (tests/sfu/test_rtp_native.py, test_frame_assembler.py) and the fallback if it was not
-built.
+pylibsrtp loaded, the video `FrameAssembler` (VP8 descriptor stripped on the way in), and twins
+of aiortc's `StreamStatistics` (read by its receiver reports) and `NackGenerator`. `parse_rtp`,
+`vp8_payloads`, `SrtpCalls`, `sfu.frame_assembler` and aiortc's own classes do the same in Python:
+the reference the C is tested against (tests/sfu/test_rtp_native.py, test_frame_assembler.py) and
+the fallback if it was not built.
 
 The process:
 - `install_fast_clock`: aiortc reads the wall clock through `datetime` objects for every packet
@@ -275,10 +275,11 @@ class _FrameTap:
             speed_up_estimator(self._estimator)
         self._active_ssrc: dict[int, Any] = _private(receiver, RTCRtpReceiver, "active_ssrc")
         self._codecs: dict[int, Any] = _private(receiver, RTCRtpReceiver, "codecs")
-        self._streams: dict[int, StreamStatistics] = _private(receiver, RTCRtpReceiver, "remote_streams")
+        self._streams: dict[int, Any] = _private(receiver, RTCRtpReceiver, "remote_streams")
         self._rtx_ssrc: dict[int, int] = _private(receiver, RTCRtpReceiver, "rtx_ssrc")
         self._nacks = _private(receiver, RTCRtpReceiver, "nack_generator")
-        native = native_rtp()  # its FrameAssembler and NackGenerator are twins of the Python ones, in C
+        native = native_rtp()  # its StreamStatistics, NackGenerator, FrameAssembler: twins, in C
+        self._statistics: Callable[[int], Any] = native.StreamStatistics if native is not None else StreamStatistics
         if native is not None and self._nacks is not None:
             self._nacks = native.NackGenerator()
         self._rtx_payload_types = {pt for pt, codec in self._codecs.items() if is_rtx(codec)}
@@ -308,8 +309,8 @@ class _FrameTap:
             return
         stats = self._streams.get(ssrc)
         if stats is None:
-            stats = self._streams[ssrc] = StreamStatistics(codec.clockRate)
-        stats.add(packet)  # type: ignore[arg-type]  # reads sequence_number and timestamp
+            stats = self._streams[ssrc] = self._statistics(codec.clockRate)  # read by aiortc's RTCP reports
+        stats.add(packet)  # reads sequence_number and timestamp
         if payload_type in self._rtx_payload_types:
             original_ssrc = self._rtx_ssrc.get(ssrc)
             apt = codec.parameters.get("apt")
