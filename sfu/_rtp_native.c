@@ -539,6 +539,13 @@ typedef struct {
 
 static PyObject *str_sequence_number = NULL;
 
+/* A sequence number kept as -1 until known: None until then, as in aiortc. */
+static PyObject *optional_long(long value) {
+    if (value < 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLong(value);
+}
+
 static PyObject *nacks_add(Nacks *self, PyObject *packet) {
     PyObject *number = PyObject_GetAttr(packet, str_sequence_number);
     if (number == NULL)
@@ -590,11 +597,7 @@ static PyObject *nacks_get_missing(Nacks *self, void *closure) {
     return missing;
 }
 
-static PyObject *nacks_get_max_seq(Nacks *self, void *closure) {
-    if (self->max_seq < 0)
-        Py_RETURN_NONE;
-    return PyLong_FromLong(self->max_seq);
-}
+static PyObject *nacks_get_max_seq(Nacks *self, void *closure) { return optional_long(self->max_seq); }
 
 static int nacks_init(Nacks *self, PyObject *args, PyObject *kwargs) {
     if (!PyArg_ParseTuple(args, ":NackGenerator"))
@@ -742,12 +745,6 @@ static PyObject *stats_get_packets_lost(Stats *self, void *closure) {
 }
 
 static PyObject *stats_get_jitter(Stats *self, void *closure) { return PyLong_FromLongLong(self->jitter_q4 >> 4); }
-
-static PyObject *optional_long(long value) {
-    if (value < 0)
-        Py_RETURN_NONE;
-    return PyLong_FromLong(value);
-}
 
 static PyObject *stats_get_base_seq(Stats *self, void *closure) { return optional_long(self->base_seq); }
 static PyObject *stats_get_max_seq(Stats *self, void *closure) { return optional_long(self->max_seq); }
