@@ -148,9 +148,10 @@ def native_rtp() -> Any:
         except ImportError:
             logging.getLogger(__name__).warning("sfu._rtp_native is not built: forwarding in Python (slower)")
         else:
-            address = int(_srtp_ffi.cast("uintptr_t", _srtp_ffi.addressof(_srtp_lib, "srtp_protect")))
-            _rtp_native.set_srtp(address, int(_srtp_ffi.cast("uintptr_t", _srtp_ffi.addressof(_srtp_lib,
-                                                                                              "srtp_unprotect"))))
+            def address(function: str) -> int:
+                return int(_srtp_ffi.cast("uintptr_t", _srtp_ffi.addressof(_srtp_lib, function)))
+
+            _rtp_native.set_srtp(address("srtp_protect"), address("srtp_unprotect"))
             _native_module = _rtp_native
     return _native_module
 
@@ -661,7 +662,7 @@ class DirectRtpSender:
         path = self._path_now()
         if path is None:
             return False
-        dtls, transport, address, native = path
+        dtls, transport, address, target = path
         payload_type = self._payload_type
         srtp = self._srtp
         if srtp is None or srtp.session is not dtls._tx_srtp:
@@ -677,10 +678,10 @@ class DirectRtpSender:
         first_byte = 0x90 if extensions else 0x80
         ssrc = self.sender._ssrc
         sequence = self._sequence
-        if native is not None:  # the same packets, made and sent in C
+        if target is not None:  # the same packets, made and sent in C on (socket fd, sockaddr)
             video = self.kind == "video"
             sent, octets, sequence, failures = _native_module.send_frame(
-                srtp.address, native[0], native[1], first_byte, payload_type, sequence, timestamp, ssrc, extensions,
+                srtp.address, target[0], target[1], first_byte, payload_type, sequence, timestamp, ssrc, extensions,
                 frame.data, self._picture_id if video else -1, self._history if video else None,
                 self._history_seq if video else None)
             self.send_failures += failures
