@@ -977,7 +977,7 @@ static void sender_clear_path(Sender *self) {
 /* 1 if the path set last still carries media: the DTLS transport connected with the same SRTP
  * session and ICE still nominating the same pair. 0 if not, -1 on error. */
 static int sender_ready(Sender *self) {
-    if (!self->context)
+    if (!self->context || self->fd < 0) /* no socket of its own: only Python can send for it */
         return 0;
     if (self->nominated != NULL) {
         PyObject *pair = PyDict_GetItemWithError(self->nominated, int_one); /* borrowed */
@@ -1003,10 +1003,11 @@ static int sender_ready(Sender *self) {
     return 1;
 }
 
-/* Send one frame (timestamp: the producer's count from 0, in clock_rate units). 0, or -1 with
- * an exception set. */
+/* Send one frame (timestamp: the producer's count from 0, in clock_rate units). Without a socket
+ * (fd < 0: a transport that is not one, in tests) the datagrams are appended to `collect`
+ * instead. 0, or -1 with an exception set. */
 static int sender_send(Sender *self, const uint8_t *frame, Py_ssize_t frame_size, long long timestamp,
-                       long clock_rate, double received_at) {
+                       long clock_rate, double received_at, PyObject *collect) {
     if (!self->context) {
         PyErr_SetString(PyExc_RuntimeError, "Sender has no path (set_path)");
         return -1;
@@ -1060,9 +1061,19 @@ static int sender_send(Sender *self, const uint8_t *frame, Py_ssize_t frame_size
             PyErr_Format(PyExc_RuntimeError, "libsrtp protect failed (error %d)", status);
             return -1;
         }
-        if (sendto(self->fd, buffer, (size_t)length, 0, (const struct sockaddr *)&self->address,
-                   self->address_size) < 0)
+        if (self->fd < 0) {
+            PyObject *datagram = collect != NULL ? PyBytes_FromStringAndSize((const char *)buffer, length) : NULL;
+            int failed = datagram == NULL || PyList_Append(collect, datagram) < 0;
+            Py_XDECREF(datagram);
+            if (failed) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_RuntimeError, "Sender has no socket");
+                return -1;
+            }
+        } else if (sendto(self->fd, buffer, (size_t)length, 0, (const struct sockaddr *)&self->address,
+                          self->address_size) < 0) {
             self->send_failures += 1;
+        }
         if (self->video) { /* audio is not retransmitted (as aiortc) */
             PyObject *packet = PyBytes_FromStringAndSize((const char *)buffer, length);
             if (packet == NULL)
@@ -1094,6 +1105,7 @@ static int sender_init(Sender *self, PyObject *args, PyObject *kwargs) {
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "plkl", keywords, &video, &sequence, &origin, &picture_id))
         return -1;
     self->video = video;
+    self->fd = -1;
     self->sequence = sequence & 0xFFFF;
     self->timestamp_origin = (uint32_t)origin;
     self->picture_id = picture_id & 0x7FFF;
@@ -1177,7 +1189,8 @@ static PyObject *sender_ready_method(Sender *self, PyObject *unused) {
     return ready < 0 ? NULL : PyBool_FromLong(ready);
 }
 
-/* send(data, timestamp, clock_rate, received_at): one frame on the path set last. */
+/* send(data, timestamp, clock_rate, received_at): one frame on the path set last. Returns None,
+ * or without a socket (fd < 0) the list of datagrams for the caller to send. */
 static PyObject *sender_send_method(Sender *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4 || !PyBytes_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError, "send(data: bytes, timestamp, clock_rate, received_at)");
@@ -1188,9 +1201,16 @@ static PyObject *sender_send_method(Sender *self, PyObject *const *args, Py_ssiz
     double received_at = PyFloat_AsDouble(args[3]);
     if (PyErr_Occurred())
         return NULL;
-    if (sender_send(self, (const uint8_t *)PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), timestamp,
-                    clock_rate, received_at) < 0)
+    PyObject *collect = NULL;
+    if (self->fd < 0 && (collect = PyList_New(0)) == NULL)
         return NULL;
+    if (sender_send(self, (const uint8_t *)PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), timestamp,
+                    clock_rate, received_at, collect) < 0) {
+        Py_XDECREF(collect);
+        return NULL;
+    }
+    if (collect != NULL)
+        return collect;
     Py_RETURN_NONE;
 }
 
@@ -1345,7 +1365,8 @@ static int tap_forward(Tap *self, const uint8_t *data, Py_ssize_t size, long lon
     }
     Py_INCREF(outputs);
     for (Py_ssize_t i = 0; i < count; i++) {
-        if (sender_send((Sender *)PyTuple_GET_ITEM(outputs, i), data, size, timestamp, clock_rate, received_at) < 0) {
+        if (sender_send((Sender *)PyTuple_GET_ITEM(outputs, i), data, size, timestamp, clock_rate, received_at,
+                        NULL) < 0) {
             Py_DECREF(outputs);
             return -1;
         }
@@ -1459,9 +1480,12 @@ static int tap_handle(Tap *self, RtpFields *f, long long arrival_ms) {
     if (ssrc_key == NULL)
         return -1;
     PyObject *stats = PyDict_GetItemWithError(self->streams, ssrc_key); /* borrowed */
-    if (stats == NULL) {
-        if (PyErr_Occurred() ||
-            (stats = PyObject_CallFunction((PyObject *)&StatsType, "i", codec->clock_rate)) == NULL) {
+    if (stats == NULL && PyErr_Occurred()) {
+        Py_DECREF(ssrc_key);
+        return -1;
+    }
+    if (stats == NULL || !PyObject_TypeCheck(stats, &StatsType)) { /* none yet, or aiortc's own (before the tap) */
+        if ((stats = PyObject_CallFunction((PyObject *)&StatsType, "i", codec->clock_rate)) == NULL) {
             Py_DECREF(ssrc_key);
             return -1;
         }
@@ -1471,11 +1495,6 @@ static int tap_handle(Tap *self, RtpFields *f, long long arrival_ms) {
             Py_DECREF(ssrc_key);
             return -1;
         }
-    }
-    if (!PyObject_TypeCheck(stats, &StatsType)) {
-        Py_DECREF(ssrc_key);
-        PyErr_SetString(PyExc_TypeError, "the receiver's statistics are not sfu._rtp_native.StreamStatistics");
-        return -1;
     }
     stats_add_packet((Stats *)stats, f->sequence, (long long)f->timestamp, wall_clock());
     long sequence = f->sequence;

@@ -88,6 +88,7 @@ from pylibsrtp._binding import lib as _srtp_lib
 from sfu.frame_assembler import FrameAssembler
 from sfu.router.consumer import Consumer
 from sfu.router.frames import EncodedFrame, Kind, vp8_is_keyframe
+from sfu.router.producer import Producer
 
 OnFrame = Callable[[EncodedFrame], None]
 _RTP_HEADER = struct.Struct("!BBHII")
@@ -374,10 +375,7 @@ class _FrameTap:
                                    keyframe=keyframe, received_at=time.monotonic()))
 
     def _send_remb(self, bitrate: int, ssrcs: list[int]) -> None:
-        rtcp_ssrc = _private(self.receiver, RTCRtpReceiver, "rtcp_ssrc")
-        if rtcp_ssrc is not None:  # through receiver._send_rtcp, so clamp_publisher_remb applies
-            self.loop.create_task(self.receiver._send_rtcp(RtcpPsfbPacket(
-                fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate, ssrcs))))
+        _send_remb(self.receiver, self.loop, bitrate, ssrcs)
 
 
 class _WindowRateCounter(RateCounter):
@@ -469,15 +467,65 @@ def speed_up_estimator(estimator: RemoteBitrateEstimator) -> None:
     inner.update_min_frame_period = types.MethodType(_min_frame_period, inner)  # type: ignore[method-assign]
 
 
-_TAP_ATTRIBUTE = "_openvisit_frame_tap"  # on a receiver: its _FrameTap
+def _native_tap(receiver: RTCRtpReceiver, kind: Kind, on_frame: OnFrame) -> Any:
+    """`_FrameTap` in C (`sfu._rtp_native.Tap`): the same duties, with Python called back only for
+    what needs it (each complete frame unless routed past Python, a NACK or PLI to send, the REMB
+    estimator's per-frame sample, an SSRC seen again after a second)."""
+    native = native_rtp()
+    loop = asyncio.get_running_loop()
+    estimator = _private(receiver, RTCRtpReceiver, "remote_bitrate_estimator")
+    if estimator is not None:
+        speed_up_estimator(estimator)
+    active_ssrc: dict[int, Any] = _private(receiver, RTCRtpReceiver, "active_ssrc")
+    codecs: dict[int, Any] = _private(receiver, RTCRtpReceiver, "codecs")
+    nacks = native.NackGenerator() if _private(receiver, RTCRtpReceiver, "nack_generator") is not None else None
+    table = []
+    for payload_type, codec in codecs.items():
+        apt = codec.parameters.get("apt")
+        table.append((payload_type, codec.clockRate, is_rtx(codec), apt if isinstance(apt, int) and apt in codecs else -1,
+                      codec.mimeType.lower() == "video/vp8"))
+
+    def on_nack(ssrc: int) -> None:
+        assert nacks is not None
+        loop.create_task(receiver._send_rtcp_nack(ssrc, sorted(nacks.missing)))
+
+    def on_pli(ssrc: int) -> None:
+        loop.create_task(receiver._send_rtcp_pli(ssrc))
+
+    def on_ssrc(ssrc: int) -> None:  # getSynchronizationSources()
+        active_ssrc[ssrc] = aiortc.clock.current_datetime()
+
+    def feed(send_time: int, arrival_ms: int, size: int, ssrc: int) -> None:
+        remb = estimator.add(abs_send_time=send_time, arrival_time_ms=arrival_ms, payload_size=size, ssrc=ssrc)
+        if remb is not None:
+            _send_remb(receiver, loop, *remb)
+
+    return native.Tap(kind == "video", receiver, _private(receiver, RTCRtpReceiver, "remote_streams"),
+                      _private(receiver, RTCRtpReceiver, "rtx_ssrc"), nacks, table, EncodedFrame, kind, on_frame,
+                      on_nack, on_pli, on_ssrc, feed if estimator is not None else None)
+
+
+def _send_remb(receiver: RTCRtpReceiver, loop: asyncio.AbstractEventLoop, bitrate: int, ssrcs: list[int]) -> None:
+    rtcp_ssrc = _private(receiver, RTCRtpReceiver, "rtcp_ssrc")
+    if rtcp_ssrc is not None:  # through receiver._send_rtcp, so clamp_publisher_remb applies
+        loop.create_task(receiver._send_rtcp(RtcpPsfbPacket(
+            fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate, ssrcs))))
+
+
+_TAP_ATTRIBUTE = "_openvisit_frame_tap"  # on a receiver: its _FrameTap (or the C Tap)
 _TAKEN_ATTRIBUTE = "_openvisit_rtp_taken"  # on an aioice connection: its sockets' RTP is ours
+_DEMUX_ATTRIBUTE = "_openvisit_demux"  # on an aioice connection: its sfu._rtp_native.Demux
 
 
 def _take_rtp_from_sockets(dtls: RTCDtlsTransport) -> None:
     """Handle SRTP packets in the socket's own callback: decrypt, parse, route to the receiver's
-    `_FrameTap`, all synchronously. aioice would try each datagram as a STUN message, queue it
-    (an asyncio.Queue), wake the DTLS transport's task and await through three coroutines per
-    packet. STUN, DTLS and RTCP still take aiortc's own path."""
+    tap, all synchronously. aioice would try each datagram as a STUN message, queue it (an
+    asyncio.Queue), wake the DTLS transport's task and await through three coroutines per packet.
+    STUN, DTLS and RTCP still take aiortc's own path.
+
+    With the C module, the socket's callback is a `Demux` ingress: RTP of an (SSRC, payload type)
+    routed to a C Tap never enters Python. The first packet of each takes the Python path below,
+    where aiortc's own router picks the receiver, and adds the route."""
     connection = dtls.transport._connection
     if getattr(connection, _TAKEN_ATTRIBUTE, False):
         return
@@ -487,6 +535,8 @@ def _take_rtp_from_sockets(dtls: RTCDtlsTransport) -> None:
     rtp_router = dtls._rtp_router
     clock = aiortc.clock
     native = native_rtp()
+    demux = native.Demux() if native is not None else None
+    setattr(connection, _DEMUX_ATTRIBUTE, demux)
     srtp: SrtpCalls | None = None  # for the transport's receiving session, once the handshake made it
 
     def take(not_rtp: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]:
@@ -500,7 +550,9 @@ def _take_rtp_from_sockets(dtls: RTCDtlsTransport) -> None:
                 srtp = SrtpCalls(rx)
             abs_send_time_id = extension_ids.abs_send_time
             if native is not None:
-                fields = native.unprotect_rtp(srtp.address, data, -1 if abs_send_time_id is None else abs_send_time_id)
+                abs_id = -1 if abs_send_time_id is None else abs_send_time_id
+                demux.set_srtp(srtp.address, srtp, abs_id)
+                fields = native.unprotect_rtp(srtp.address, data, abs_id)
                 if fields is None:
                     return
                 packet = _ReceivedRtp(*fields)
@@ -510,34 +562,55 @@ def _take_rtp_from_sockets(dtls: RTCDtlsTransport) -> None:
                 except (pylibsrtp.Error, ValueError):
                     return
             receiver = rtp_router.route_rtp(packet)  # type: ignore[arg-type]  # reads ssrc and payload_type
-            tap: _FrameTap | None = getattr(receiver, _TAP_ATTRIBUTE, None)
-            if tap is not None:
+            tap: Any = getattr(receiver, _TAP_ATTRIBUTE, None)
+            if isinstance(tap, _FrameTap):
                 tap.handle(packet, clock.current_ms())
+            elif tap is not None:  # the C Tap: from the next packet on, the ingress routes to it
+                tap.handle(*fields, clock.current_ms())
+                demux.route(packet.ssrc, packet.payload_type, tap)
             elif receiver is not None:  # not ours: aiortc's own handling
                 asyncio.get_running_loop().create_task(
                     receiver._handle_rtp_packet(packet.as_aiortc(), clock.current_ms()))
 
+        if demux is not None:
+            return demux.ingress(datagram_received).datagram_received  # type: ignore[no-any-return]
         return datagram_received
 
     for protocol in connection._protocols:  # aioice's StunProtocol per gathered socket
         protocol.datagram_received = take(protocol.datagram_received)  # type: ignore[method-assign,assignment]
 
 
-def tap_receiver(receiver: RTCRtpReceiver, on_frame: OnFrame) -> None:
-    """From the moment the receiver starts, deliver its encoded frames to `on_frame`; never decode."""
+def tap_receiver(receiver: RTCRtpReceiver, on_frame: OnFrame, producer: Producer | None = None) -> None:
+    """From the moment the receiver starts, deliver its encoded frames to `on_frame`; never decode.
+    With `producer` (the one `on_frame` publishes to) and the C module, frames may also bypass
+    Python altogether while the producer allows it (`sfu.router.fast_path`)."""
     kind: Kind = "video" if receiver.track.kind == "video" else "audio"
     _private(receiver, RTCRtpReceiver, "decoder_queue")  # fail now, not at the first packet
-    original_receive = receiver.receive
+    original_receive, original_stop = receiver.receive, receiver.stop
 
     async def receive(parameters: Any) -> None:
         await original_receive(parameters)
         # aiortc calls receive() once ICE and DTLS are up. No await between starting its decoder
         # thread and ending it: no frame can reach the decoder.
         _private(receiver, RTCRtpReceiver, "decoder_queue").put(None)
-        setattr(receiver, _TAP_ATTRIBUTE, _FrameTap(receiver, kind, on_frame))
+        tap: Any = _native_tap(receiver, kind, on_frame) if native_rtp() is not None \
+            else _FrameTap(receiver, kind, on_frame)
+        setattr(receiver, _TAP_ATTRIBUTE, tap)
         _take_rtp_from_sockets(receiver.transport)
+        if producer is not None and not isinstance(tap, _FrameTap):
+            producer.attach_fast_path(tap)
+
+    async def stop() -> None:
+        tap = getattr(receiver, _TAP_ATTRIBUTE, None)
+        if tap is not None and not isinstance(tap, _FrameTap):
+            tap.route(None)
+            demux = getattr(receiver.transport.transport._connection, _DEMUX_ATTRIBUTE, None)
+            if demux is not None:
+                demux.unroute(tap)
+        await original_stop()
 
     receiver.receive = receive  # type: ignore[method-assign]
+    receiver.stop = stop  # type: ignore[method-assign]
 
 
 async def send_pli(receiver: RTCRtpReceiver) -> None:
@@ -577,6 +650,46 @@ def _native_target(transport: Any, address: Any) -> tuple[int, bytes] | None:
         return None
 
 
+class _NativeCountedSender(RTCRtpSender):
+    """An RTCRtpSender whose RTCP sender-report counters (read by its RTCP task and getStats) are
+    those of the C `Sender` that sends its packets, frames sent past Python included. The setters
+    only serve aiortc's own encode path, which never runs for a forwarding sender."""
+
+    _openvisit_native: Any
+
+    @property
+    def _RTCRtpSender__packet_count(self) -> int:
+        return int(self._openvisit_native.packets_sent)
+
+    @_RTCRtpSender__packet_count.setter
+    def _RTCRtpSender__packet_count(self, value: int) -> None:
+        pass
+
+    @property
+    def _RTCRtpSender__octet_count(self) -> int:
+        return int(self._openvisit_native.octets_sent)
+
+    @_RTCRtpSender__octet_count.setter
+    def _RTCRtpSender__octet_count(self, value: int) -> None:
+        pass
+
+    @property
+    def _RTCRtpSender__rtp_timestamp(self) -> int:
+        return int(self._openvisit_native.last_timestamp)
+
+    @_RTCRtpSender__rtp_timestamp.setter
+    def _RTCRtpSender__rtp_timestamp(self, value: int) -> None:
+        pass
+
+    @property
+    def _RTCRtpSender__ntp_timestamp(self) -> int:
+        return int(self._openvisit_native.last_ntp)
+
+    @_RTCRtpSender__ntp_timestamp.setter
+    def _RTCRtpSender__ntp_timestamp(self, value: int) -> None:
+        pass
+
+
 class DirectRtpSender:
     """Sends a consumer's encoded frames as RTP from the very call that delivered them: packetise
     (VP8 descriptor, or the Opus packet as it is), RTP header with the negotiated extensions
@@ -584,15 +697,19 @@ class DirectRtpSender:
 
     It works beside the RTCRtpSender it was made for: that sender negotiated the codec, SSRC,
     extension ids and keys, keeps sending RTCP sender reports (its counters are kept current
-    here) and hands us NACKs, which are answered from a history of sent packets."""
+    here) and hands us NACKs, which are answered from a history of sent packets.
+
+    With the C module the stream's state and the sending itself live in `output` (a
+    `sfu._rtp_native.Sender`), the object a producer's fast path sends to directly; the Python
+    code below is the reference and the fallback."""
 
     def __init__(self, sender: RTCRtpSender, kind: Kind) -> None:
         for name in ("packet_count", "octet_count", "rtp_timestamp", "ntp_timestamp"):
             _private(sender, RTCRtpSender, name)
         self.sender = sender
         self.kind = kind
-        self.packets_sent = 0
-        self.send_failures = 0  # datagrams the socket refused (buffer full): lost, as on a congested router
+        self._packets_sent = 0
+        self._send_failures = 0  # datagrams the socket refused (buffer full): lost, as on a congested router
         self.retransmissions = 0
         self._payload_type = 0
         self._dtls: RTCDtlsTransport | None = None  # known once aiortc starts the sender (ICE and DTLS up)
@@ -611,6 +728,13 @@ class DirectRtpSender:
         self._history_seq = [-1] * _HISTORY
         # (nominated pair, its socket transport, address, (socket fd, sockaddr) for sfu._rtp_native)
         self._path: tuple[Any, Any, Any, tuple[int, bytes] | None] | None = None
+        native = native_rtp()
+        self.output: Any = None if native is None else native.Sender(
+            kind == "video", self._sequence, self._timestamp_origin, self._picture_id)
+        self._output_path: tuple[Any, Any] | None = None  # (pair, SRTP session) the output was given
+        if self.output is not None:
+            sender.__class__ = _NativeCountedSender
+            sender._openvisit_native = self.output  # type: ignore[attr-defined]
         original_send = sender.send
 
         async def send(parameters: RTCRtpSendParameters) -> None:
@@ -619,6 +743,14 @@ class DirectRtpSender:
 
         sender.send = send  # type: ignore[method-assign]
         sender._retransmit = self.retransmit  # type: ignore[method-assign]
+
+    @property
+    def packets_sent(self) -> int:
+        return int(self.output.packets_sent) if self.output is not None else self._packets_sent
+
+    @property
+    def send_failures(self) -> int:
+        return int(self.output.send_failures) if self.output is not None else self._send_failures
 
     def _configure(self, parameters: RTCRtpSendParameters) -> None:
         ids = {ext.uri: ext.id for ext in parameters.headerExtensions}
@@ -640,6 +772,9 @@ class DirectRtpSender:
         self._payload_type = payload_type
         self._dtls = self.sender.transport  # final: bundling has picked the transport by now
         self._ice_connection = self._dtls.transport._connection
+        if self.output is not None:
+            self.output.configure(payload_type, self.sender._ssrc, self._ext_head, self._ext_tail,
+                                  self._has_abs_send_time)
 
     def _path_now(self) -> tuple[Any, Any, Any, tuple[int, bytes] | None] | None:
         """The DTLS transport, socket, remote address (and its native form) media goes out on, or
@@ -657,18 +792,25 @@ class DirectRtpSender:
             path = self._path = (pair, transport, pair.remote_addr, _native_target(transport, pair.remote_addr))
         return dtls, path[1], path[2], path[3]
 
+    def _srtp_now(self, dtls: RTCDtlsTransport) -> SrtpCalls:
+        srtp = self._srtp
+        if srtp is None or srtp.session is not dtls._tx_srtp:
+            srtp = self._srtp = SrtpCalls(dtls._tx_srtp)
+        return srtp
+
     def send_frame(self, frame: EncodedFrame) -> bool:
         """Send one frame now. False if the connection cannot carry media yet (or any more)."""
         path = self._path_now()
         if path is None:
             return False
         dtls, transport, address, target = path
-        payload_type = self._payload_type
-        srtp = self._srtp
-        if srtp is None or srtp.session is not dtls._tx_srtp:
-            srtp = self._srtp = SrtpCalls(dtls._tx_srtp)
+        srtp = self._srtp_now(dtls)
+        output = self.output
+        if output is not None:
+            return self._send_from_c(output, frame, dtls, srtp, transport, address, target)
         if self._rebase:
             self._continue_timestamps(frame)
+        payload_type = self._payload_type
         timestamp = (self._timestamp_origin + frame.timestamp) & 0xFFFFFFFF
         ntp = aiortc.clock.current_ntp_time()
         if self._has_abs_send_time:
@@ -678,16 +820,7 @@ class DirectRtpSender:
         first_byte = 0x90 if extensions else 0x80
         ssrc = self.sender._ssrc
         sequence = self._sequence
-        if target is not None:  # the same packets, made and sent in C on (socket fd, sockaddr)
-            video = self.kind == "video"
-            sent, octets, sequence, failures = _native_module.send_frame(
-                srtp.address, target[0], target[1], first_byte, payload_type, sequence, timestamp, ssrc, extensions,
-                frame.data, self._picture_id if video else -1, self._history if video else None,
-                self._history_seq if video else None)
-            self.send_failures += failures
-            if video:
-                self._picture_id = (self._picture_id + 1) & 0x7FFF
-        elif self.kind == "audio":  # one packet, marker set (as aiortc does), no retransmission history
+        if self.kind == "audio":  # one packet, marker set (as aiortc does), no retransmission history
             transport.sendto(srtp.protect(_RTP_HEADER.pack(first_byte, payload_type | 0x80, sequence, timestamp,
                                                            ssrc) + extensions + frame.data), address)
             sent, octets, sequence = 1, len(frame.data), (sequence + 1) & 0xFFFF
@@ -708,7 +841,7 @@ class DirectRtpSender:
             sent = last + 1
         self._sequence = sequence
         self._last_timestamp, self._last_frame_at = timestamp, frame.received_at
-        self.packets_sent += sent
+        self._packets_sent += sent
         sender: Any = self.sender  # the counters its RTCP sender reports are made of
         sender._RTCRtpSender__ntp_timestamp = ntp
         sender._RTCRtpSender__rtp_timestamp = timestamp
@@ -716,10 +849,28 @@ class DirectRtpSender:
         sender._RTCRtpSender__octet_count += octets
         return True
 
+    def _send_from_c(self, output: Any, frame: EncodedFrame, dtls: RTCDtlsTransport, srtp: SrtpCalls, transport: Any,
+                     address: Any, target: tuple[int, bytes] | None) -> bool:
+        """The same packets, made (and, on a real socket, sent) by the C Sender; it is told first
+        of a new ICE pair or SRTP session, and then checks them itself when sending past Python."""
+        pair = self._path[0] if self._path is not None else None
+        if self._output_path != (pair, srtp.session):
+            self._output_path = (pair, srtp.session)
+            fd, sockaddr = target if target is not None else (-1, b"")
+            output.set_path(srtp.address, srtp.session, fd, sockaddr, dtls, DtlsState.CONNECTED,
+                            self._ice_connection._nominated, pair)
+        datagrams = output.send(frame.data, frame.timestamp, frame.clock_rate, frame.received_at)
+        if datagrams is not None:  # not a real socket (a test's transport): Python sends them
+            for datagram in datagrams:
+                transport.sendto(datagram, address)
+        return True
+
     def source_changed(self) -> None:
         """Another producer feeds this sender now (a party rejoined): its timestamps start from
         zero, but the stream the receiver sees must go on, as if the party had never left."""
         self._rebase = True
+        if self.output is not None:
+            self.output.source_changed()
 
     def _continue_timestamps(self, frame: EncodedFrame) -> None:
         self._rebase = False
@@ -730,9 +881,12 @@ class DirectRtpSender:
 
     async def retransmit(self, sequence_number: int) -> None:
         """A receiver's NACK: the packet again, as it was sent (same SRTP index, so no re-protect)."""
-        slot = sequence_number % _HISTORY
-        data = self._history[slot]
-        if data is None or self._history_seq[slot] != sequence_number:
+        if self.output is not None:
+            data = self.output.sent_packet(sequence_number)
+        else:
+            slot = sequence_number % _HISTORY
+            data = self._history[slot] if self._history_seq[slot] == sequence_number else None
+        if data is None:
             return
         path = self._path_now()
         if path is not None:
@@ -795,12 +949,14 @@ class ForwardingTrack(MediaStreamTrack):
         self._wire()
 
     def _wire(self) -> None:
-        """The consumer's sink: the direct sender itself, one call per frame, unless someone
-        wants to hear of each frame sent."""
+        """The consumer's sink: the direct sender itself, one call per frame (and its C Sender as
+        the fast path's output), unless someone wants to hear of each frame sent."""
         if self._consumer is not None:
             direct = self._direct
-            self._consumer.sink = direct.send_frame if direct is not None and self._on_frame_sent is None \
-                else self._send
+            if direct is not None and self._on_frame_sent is None:
+                self._consumer.connect(direct.send_frame, direct.output)
+            else:
+                self._consumer.connect(self._send, None)
 
     def _send(self, frame: EncodedFrame) -> bool:
         direct = self._direct

@@ -171,7 +171,7 @@ class Room:
             producer = self.router.add_producer(participant_id, kind, pli)
             producer.send_bitrate_limit = clamp_publisher_remb(receiver, producer.bitrate_limit)
             participant.producers[kind] = producer
-            tap_receiver(receiver, self._gate(producer))
+            tap_receiver(receiver, self._gate(producer), producer)
             other = self.participants.get("resident" if side == "visitor" else "visitor")
             if other is not None:
                 other.outgoing[kind].attach(self.router.consume(producer, f"{other.participant_id}-{kind}", "peer"))
@@ -385,6 +385,8 @@ class Room:
         if self.closed:
             return
         self.closed = True
+        for producer in self.router.producers:  # from now on every frame meets the closed gate
+            producer.reroute()
         self.end_reason = message
         self._update_both_connected_final()
         await self._broadcast({"type": "ended", "reason": reason, "disconnect_reason": disconnect_reason,

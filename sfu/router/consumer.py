@@ -8,6 +8,10 @@ The queue is bounded: a slow consumer loses frames, not memory. For video it the
 the next keyframe (a decoder cannot use deltas after a gap) and asks the producer for one.
 A video consumer whose receiver's link cannot carry the video forwards keyframes only
 (`VideoThinning`), so that receiver keeps its audio.
+
+A consumer whose sink has an `output` (the adapter's sender in C) can be bypassed: while it only
+hands frames to a sink that sends them, its producer's fast path sends them to the output
+directly (`sfu.router.fast_path`), and this consumer counts them without seeing them.
 """
 
 from __future__ import annotations
@@ -44,13 +48,52 @@ class Consumer:
         self._ready = asyncio.Event()
         self._closed = False
         self.waiting_for_keyframe = self.kind == "video"
-        self.frames_delivered = 0
+        self._frames_delivered = 0
         self.frames_dropped = 0
         self.frames_thinned = 0
         self.thinning = VideoThinning() if self.kind == "video" else None
         self.last_frame: EncodedFrame | None = None
         self.downstream_bitrate: int | None = None  # the receiver's REMB estimate, bits per second
-        self.sink: FrameSink | None = None
+        self._sink: FrameSink | None = None
+        self.output: object | None = None  # what the producer's fast path sends to instead of sink
+        self._sink_took_last = False  # the sink sent the last frame it was given (its connection is up)
+        self._bypassed_from: int | None = None  # the fast path's frame count when it began to bypass us
+
+    @property
+    def sink(self) -> FrameSink | None:
+        return self._sink
+
+    @sink.setter
+    def sink(self, sink: FrameSink | None) -> None:
+        self.connect(sink, None)
+
+    def connect(self, sink: FrameSink | None, output: object | None) -> None:
+        """Frames go to `sink`; `output`, if given, is the same destination for the fast path."""
+        self.producer.reroute()
+        self._sink, self.output = sink, output
+        self._sink_took_last = False
+
+    @property
+    def frames_delivered(self) -> int:
+        base = self._bypassed_from
+        fast = self.producer.fast_path
+        return self._frames_delivered + (fast.fast_frames - base if base is not None and fast is not None else 0)
+
+    def can_bypass(self) -> bool:
+        """True if this consumer would only hand the next frame to a sink that can send it."""
+        thinning = self.thinning
+        return self.output is not None and self._sink_took_last and not self._closed \
+            and not self.waiting_for_keyframe and not self._held and (thinning is None or not thinning.active)
+
+    def bypass_started(self, fast_frames: int) -> None:
+        self.bypass_ended()
+        self._bypassed_from = fast_frames
+
+    def bypass_ended(self) -> None:
+        """Keep the frames the fast path sent for us in our own count."""
+        if self._bypassed_from is not None:
+            self._frames_delivered = self.frames_delivered
+            self._bypassed_from = None
 
     @property
     def closed(self) -> bool:
@@ -75,16 +118,19 @@ class Consumer:
                 self.producer.request_keyframe()
                 return
             self.waiting_for_keyframe = False
-        sink = self.sink
+        sink = self._sink
         if sink is not None:
             if self._held:
                 self._push_held(sink, frame)
             elif sink(frame):
-                self.frames_delivered += 1
+                self._frames_delivered += 1
                 self.last_frame = frame
+                self._sink_took_last = True
             elif self.kind == "video" and frame.keyframe:  # not connected yet: hold the picture
+                self._sink_took_last = False
                 self._held.append(frame)
             else:
+                self._sink_took_last = False
                 self.frames_dropped += 1
                 self.waiting_for_keyframe = self.kind == "video"
             return
@@ -109,6 +155,7 @@ class Consumer:
             held.clear()
         held.append(frame)
         if not sink(held[0]):
+            self._sink_took_last = False
             if len(held) > self.max_queue:
                 self.frames_dropped += len(held)
                 held.clear()
@@ -119,9 +166,10 @@ class Consumer:
             frame = held.popleft()
             sink(frame)
             self._count_delivered(frame)
+        self._sink_took_last = True
 
     def _count_delivered(self, frame: EncodedFrame) -> None:
-        self.frames_delivered += 1
+        self._frames_delivered += 1
         self.last_frame = frame
 
     def request_keyframe(self) -> None:
@@ -134,6 +182,8 @@ class Consumer:
         self.downstream_bitrate = bitrate
         if self.thinning is not None:
             self.thinning.on_estimate(time.monotonic(), bitrate, self.producer.incoming_bitrate)
+            if self.thinning.active:
+                self.producer.reroute()  # keyframes only, from now on: decided per frame, here
         self.producer.downstream_changed()
 
     async def next_frame(self) -> EncodedFrame:
@@ -143,11 +193,12 @@ class Consumer:
             self._ready.clear()
             await self._ready.wait()
         frame = self._queue.popleft()
-        self.frames_delivered += 1
+        self._frames_delivered += 1
         self.last_frame = frame
         return frame
 
     def close(self) -> None:
+        self.producer.reroute()
         self._closed = True
         self._ready.set()
         self.producer.remove_consumer(self)

@@ -93,7 +93,7 @@ def _producers_from(sfu_in: RTCPeerConnection, router: Router, *, plis: list[int
         if clamp_remb:
             producer.send_bitrate_limit = clamp_publisher_remb(receiver, producer.bitrate_limit)
         producers[track.kind] = producer
-        tap_receiver(receiver, producer.publish)
+        tap_receiver(receiver, producer.publish, producer)
 
     return producers
 
@@ -157,6 +157,12 @@ async def test_encoded_frames_are_forwarded_byte_for_byte_without_decoding_or_en
     assert set(got_audio) <= set(audio.sent)
     assert producers["video"].frames_published >= len(got_video)
     assert codec_calls == {"decode": 0, "encode": 0}
+    if media_path == "c":  # in steady state the frames went tap -> sender in C, past the interpreter
+        for kind in ("video", "audio"):
+            fast_path = producers[kind].fast_path
+            assert fast_path is not None and fast_path.fast_frames > 20, kind
+            consumer = producers[kind].consumers[0]
+            assert consumer.frames_delivered >= fast_path.fast_frames
     await router.close()
 
 
