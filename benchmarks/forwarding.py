@@ -69,30 +69,49 @@ async def serve(mode: str, pubkey_pem: bytes) -> None:
     def now() -> datetime:
         return datetime.now(UTC)
 
-    latencies: list[float] = []
+    latencies: list[float] = []  # ms, tap -> sent inside the SFU, frames of the measured window
+    native = native_rtp()
     if mode == "ours":
         import sfu.aiortc_adapter as adapter
 
-        original_send = adapter.DirectRtpSender.send_frame
+        if native is None:  # the Python path: time each send here
+            original_send = adapter.DirectRtpSender.send_frame
 
-        def timed_send(self: Any, frame: Any) -> bool:  # measure tap -> sent inside the SFU
-            sent = original_send(self, frame)
-            if sent:
-                latencies.append(time.monotonic() - frame.received_at)
-            return sent
+            def timed_send(self: Any, frame: Any) -> bool:
+                sent = original_send(self, frame)
+                if sent:
+                    latencies.append((time.monotonic() - frame.received_at) * 1000)
+                return sent
 
-        adapter.DirectRtpSender.send_frame = timed_send  # type: ignore[method-assign]
-        app = create_signaling_app(Sfu(InProcessEventSink(), now, warnings=()), verifier, now)
+            adapter.DirectRtpSender.send_frame = timed_send  # type: ignore[method-assign]
+        sfu = Sfu(InProcessEventSink(), now, warnings=())
+        app = create_signaling_app(sfu, verifier, now)
     else:
         app = web.Application()
         app.router.add_get("/v1/signaling", naive_handler(verifier, now))
     runner, port = await start_site(app, "127.0.0.1", 0)
     print(f"READY {port}", flush=True)
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes our stdin
+
+    def frame_counts() -> tuple[int, int]:  # (frames forwarded without entering Python, all frames)
+        producers = [p for room in sfu.rooms.values() for p in room.router.producers]
+        return (sum(p.fast_path.fast_frames for p in producers if p.fast_path is not None),
+                sum(p.frames_published for p in producers))
+
+    counts = (0, 0)
+    while line := await loop.run_in_executor(None, sys.stdin.readline):  # until the parent closes our stdin
+        if line.strip() == "MEASURE":  # the measured window starts: forget the warm-up's frames
+            latencies.clear()
+            if native is not None:
+                native.forwarding_latency(True)
+            counts = frame_counts() if mode == "ours" else counts
+        elif line.strip() == "REPORT" and mode == "ours":
+            fast, every = (now_ - then for now_, then in zip(frame_counts(), counts, strict=True))
+            print(f"FAST {json.dumps({'fast': fast, 'all': every})}", flush=True)
+    if mode == "ours" and native is not None:  # the C Sender times every frame it sends (1 us buckets)
+        latencies = [us / 1000 for us, count in native.forwarding_latency() for _ in range(count)]
     if latencies:
-        ms = [x * 1000 for x in latencies[len(latencies) // 5:]]
-        print(f"LATENCY {json.dumps({'p50': pct(ms, 0.5), 'p99': pct(ms, 0.99)})}", flush=True)
+        print(f"LATENCY {json.dumps({'p50': pct(latencies, 0.5), 'p99': pct(latencies, 0.99)})}", flush=True)
     await runner.cleanup()
 
 
@@ -192,6 +211,7 @@ class Result:
     latency: list[float]
     sfu_latency: dict[str, float] | None
     steal: float  # share of the machine's CPU time the hypervisor gave to someone else
+    fast_share: float | None = None  # frames the SFU forwarded without entering Python (C tap -> C sender)
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -225,11 +245,15 @@ async def run(mode: str, rooms: int, seconds: float, signer: JoinTokenSigner, pe
                                         expires_at=now + timedelta(hours=1))
                 clients.append(await join(session, url, token, vp8, opus))
         await asyncio.sleep(3)  # warm-up: ICE, DTLS, first keyframes
+        proc.stdin.write(b"MEASURE\n")
+        await proc.stdin.drain()
         t0, c0, m0 = time.monotonic(), cpu_seconds(proc.pid), machine_ticks()
         counts0 = [len(c.frames) for c in clients]
         await asyncio.sleep(seconds)
         t1, c1, m1 = time.monotonic(), cpu_seconds(proc.pid), machine_ticks()
         counts1 = [len(c.frames) for c in clients]
+        proc.stdin.write(b"REPORT\n")
+        await proc.stdin.drain()
         latency = []
         for i, client in enumerate(clients):
             peer = clients[i ^ 1]  # the other party in the same room
@@ -246,19 +270,26 @@ async def run(mode: str, rooms: int, seconds: float, signer: JoinTokenSigner, pe
     out = (await proc.stdout.read()).decode()
     await asyncio.wait_for(proc.wait(), 30)
     sfu_latency = None
+    fast_share = None
     for line in out.splitlines():
         if line.startswith("LATENCY "):
             sfu_latency = json.loads(line.split(" ", 1)[1])
+        elif line.startswith("FAST "):
+            counts = json.loads(line.split(" ", 1)[1])
+            fast_share = counts["fast"] / max(1, counts["all"])
     expected = FPS * (t1 - t0) * len(clients)
     delivered = sum(b - a for a, b in zip(counts0, counts1, strict=True)) / expected
     first = [(c.first_frame_at - c.joined_at) * 1000 for c in clients if c.first_frame_at is not None]
     steal = (m1[1] - m0[1]) / max(1, m1[0] - m0[0])
-    return Result(mode, rooms, (c1 - c0) / (t1 - t0) / rooms, delivered, first, latency, sfu_latency, steal)
+    return Result(mode, rooms, (c1 - c0) / (t1 - t0) / rooms, delivered, first, latency, sfu_latency, steal,
+                  fast_share)
 
 
 def show(r: Result) -> None:
     inner = (f"  SFU-internal p50 {r.sfu_latency['p50']:.2f} ms p99 {r.sfu_latency['p99']:.2f} ms"
              if r.sfu_latency else "")
+    if r.fast_share is not None:
+        inner += f"  past Python {100 * r.fast_share:.1f}%"
     e2e = (f"client->client p50 {pct(r.latency, 0.5):5.1f} ms p99 {pct(r.latency, 0.99):5.1f} ms" if r.latency
            else "client->client n/a (re-encoded frames cannot be matched)")
     print(f"{r.mode:<6} rooms {r.rooms:>3}  CPU/room {r.cores_per_room:.4f} cores  "

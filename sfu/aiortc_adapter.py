@@ -482,15 +482,16 @@ def _native_tap(receiver: RTCRtpReceiver, kind: Kind, on_frame: OnFrame) -> Any:
     table = []
     for payload_type, codec in codecs.items():
         apt = codec.parameters.get("apt")
-        table.append((payload_type, codec.clockRate, is_rtx(codec), apt if isinstance(apt, int) and apt in codecs else -1,
-                      codec.mimeType.lower() == "video/vp8"))
+        apt = apt if isinstance(apt, int) and apt in codecs else -1
+        table.append((payload_type, codec.clockRate, is_rtx(codec), apt, codec.mimeType.lower() == "video/vp8"))
+    spawn = loop.create_task  # RTCP goes out through aiortc's coroutines
 
     def on_nack(ssrc: int) -> None:
         assert nacks is not None
-        loop.create_task(receiver._send_rtcp_nack(ssrc, sorted(nacks.missing)))
+        spawn(receiver._send_rtcp_nack(ssrc, sorted(nacks.missing)))
 
     def on_pli(ssrc: int) -> None:
-        loop.create_task(receiver._send_rtcp_pli(ssrc))
+        spawn(receiver._send_rtcp_pli(ssrc))
 
     def on_ssrc(ssrc: int) -> None:  # getSynchronizationSources()
         active_ssrc[ssrc] = aiortc.clock.current_datetime()
@@ -535,7 +536,7 @@ def _take_rtp_from_sockets(dtls: RTCDtlsTransport) -> None:
     rtp_router = dtls._rtp_router
     clock = aiortc.clock
     native = native_rtp()
-    demux = native.Demux() if native is not None else None
+    demux: Any = native.Demux() if native is not None else None
     setattr(connection, _DEMUX_ATTRIBUTE, demux)
     srtp: SrtpCalls | None = None  # for the transport's receiving session, once the handshake made it
 
@@ -573,7 +574,7 @@ def _take_rtp_from_sockets(dtls: RTCDtlsTransport) -> None:
                     receiver._handle_rtp_packet(packet.as_aiortc(), clock.current_ms()))
 
         if demux is not None:
-            return demux.ingress(datagram_received).datagram_received  # type: ignore[no-any-return]
+            return demux.ingress(datagram_received).datagram_received
         return datagram_received
 
     for protocol in connection._protocols:  # aioice's StunProtocol per gathered socket
