@@ -214,98 +214,6 @@ static int build_packet(uint8_t *buffer, int first_byte, int payload_type, int m
     return (int)(p - buffer);
 }
 
-/* send_frame(context, fd, sockaddr, first_byte, payload_type, sequence_number, timestamp, ssrc,
- *            extensions, frame, picture_id, history, history_sequences)
- *   -> (packets, payload_octets, next_sequence_number, send_failures)
- * picture_id < 0: an audio frame, one packet, marker set. Otherwise a VP8 frame in RFC 7741
- * packets (4-byte descriptor with a 15-bit picture id, S on the first, marker on the last), each
- * protected packet kept in the history lists (ring indexed by sequence number) for NACKs.
- * A datagram the socket refuses (full buffer) is counted, not retried: UDP, like a router. */
-static PyObject *send_frame(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 13) {
-        PyErr_SetString(PyExc_TypeError, "send_frame takes 13 arguments");
-        return NULL;
-    }
-    uintptr_t context = (uintptr_t)PyLong_AsUnsignedLongLong(args[0]);
-    int fd = (int)PyLong_AsLong(args[1]);
-    int first_byte = (int)PyLong_AsLong(args[3]);
-    int payload_type = (int)PyLong_AsLong(args[4]);
-    long sequence = PyLong_AsLong(args[5]);
-    uint32_t timestamp = (uint32_t)PyLong_AsUnsignedLong(args[6]);
-    uint32_t ssrc = (uint32_t)PyLong_AsUnsignedLong(args[7]);
-    long picture_id = PyLong_AsLong(args[10]);
-    if (PyErr_Occurred())
-        return NULL;
-    PyObject *address = args[2], *extensions = args[8], *frame = args[9];
-    PyObject *history = args[11], *history_sequences = args[12];
-    if (!PyBytes_Check(address) || !PyBytes_Check(extensions) || !PyBytes_Check(frame)) {
-        PyErr_SetString(PyExc_TypeError, "sockaddr, extensions and frame must be bytes");
-        return NULL;
-    }
-    Py_ssize_t slots = 0;
-    if (history != Py_None) {
-        if (!PyList_Check(history) || !PyList_Check(history_sequences) ||
-            PyList_GET_SIZE(history) != PyList_GET_SIZE(history_sequences) || PyList_GET_SIZE(history) == 0) {
-            PyErr_SetString(PyExc_TypeError, "history lists must be lists of one size");
-            return NULL;
-        }
-        slots = PyList_GET_SIZE(history);
-    }
-    if (srtp_protect_fn == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "set_srtp() was not called");
-        return NULL;
-    }
-    const uint8_t *frame_data = (const uint8_t *)PyBytes_AS_STRING(frame);
-    Py_ssize_t frame_size = PyBytes_GET_SIZE(frame);
-    Py_ssize_t ext_size = PyBytes_GET_SIZE(extensions);
-    int video = picture_id >= 0;
-    Py_ssize_t chunk = video ? VP8_PAYLOAD_MAX : frame_size;
-    Py_ssize_t packets = video ? (frame_size + VP8_PAYLOAD_MAX - 1) / VP8_PAYLOAD_MAX : 1;
-    if (packets == 0)
-        packets = 1; /* an empty VP8 frame still makes one packet: the descriptor alone */
-    if (12 + ext_size + (video ? 4 : 0) + (chunk > 0 ? chunk : 0) > BUFFER_SIZE - SRTP_MAX_TRAILER) {
-        PyErr_SetString(PyExc_ValueError, "packet is too long");
-        return NULL;
-    }
-    const struct sockaddr *sa = (const struct sockaddr *)PyBytes_AS_STRING(address);
-    socklen_t sa_size = (socklen_t)PyBytes_GET_SIZE(address);
-
-    uint8_t buffer[BUFFER_SIZE];
-    long octets = 0, failures = 0;
-    for (Py_ssize_t index = 0; index < packets; index++) {
-        Py_ssize_t offset = index * chunk;
-        Py_ssize_t size = frame_size - offset < chunk ? frame_size - offset : chunk;
-        if (size < 0)
-            size = 0;
-        int length = build_packet(buffer, first_byte, payload_type, index == packets - 1, sequence, timestamp, ssrc,
-                                  (const uint8_t *)PyBytes_AS_STRING(extensions), ext_size,
-                                  picture_id, index == 0, frame_data + offset, size);
-        octets += (long)size + (video ? 4 : 0);
-        int status = srtp_protect_fn((void *)context, buffer, &length);
-        if (status != 0) {
-            PyErr_Format(PyExc_RuntimeError, "libsrtp protect failed (error %d)", status);
-            return NULL;
-        }
-        if (sendto(fd, buffer, (size_t)length, 0, sa, sa_size) < 0)
-            failures += 1;
-        if (slots) {
-            PyObject *packet = PyBytes_FromStringAndSize((const char *)buffer, length);
-            PyObject *number = PyLong_FromLong(sequence);
-            if (packet == NULL || number == NULL) {
-                Py_XDECREF(packet);
-                Py_XDECREF(number);
-                return NULL;
-            }
-            Py_ssize_t slot = sequence % slots;
-            PyList_SetItem(history, slot, packet); /* steals the references */
-            PyList_SetItem(history_sequences, slot, number);
-        }
-        sequence = (sequence + 1) & 0xFFFF;
-    }
-    return Py_BuildValue("(nlll)", packets, octets, sequence, failures);
-}
-
-
 /* ------------------------------------------------------------------------------------------
  * FrameAssembler: sfu/frame_assembler.py in C, the same API and the same results (the Python
  * class is the reference; tests/sfu/test_frame_assembler.py runs against both, plus a
@@ -1951,8 +1859,6 @@ static PyMethodDef methods[] = {
     {"unprotect_rtp", (PyCFunction)(void (*)(void))unprotect_rtp, METH_FASTCALL,
      "Decrypt and parse one SRTP packet; None if refused or malformed."},
     {"sockaddr", make_sockaddr, METH_VARARGS, "The sockaddr bytes for an IP literal and port."},
-    {"send_frame", (PyCFunction)(void (*)(void))send_frame, METH_FASTCALL,
-     "Packetise, protect and send one frame."},
     {"forwarding_latency", forwarding_latency, METH_VARARGS,
      "forwarding_latency(reset=False) -> [(microseconds, frames)]: frame complete to sent, every frame sent."},
     {NULL, NULL, 0, NULL},
