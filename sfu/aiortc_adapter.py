@@ -468,14 +468,13 @@ def speed_up_estimator(estimator: RemoteBitrateEstimator) -> None:
 
 
 def _native_tap(receiver: RTCRtpReceiver, kind: Kind, on_frame: OnFrame) -> Any:
-    """`_FrameTap` in C (`sfu._rtp_native.Tap`): the same duties, with Python called back only for
-    what needs it (each complete frame unless routed past Python, a NACK or PLI to send, the REMB
-    estimator's per-frame sample, an SSRC seen again after a second)."""
+    """`_FrameTap` in C (`sfu._rtp_native.Tap`): the same duties, aiortc's REMB estimator included
+    (`sfu._rtp_native.BitrateEstimator`), with Python called back only for what needs it (each
+    complete frame unless routed past Python, a NACK, PLI or REMB to send, an SSRC seen again
+    after a second)."""
     native = native_rtp()
     loop = asyncio.get_running_loop()
-    estimator = _private(receiver, RTCRtpReceiver, "remote_bitrate_estimator")
-    if estimator is not None:
-        speed_up_estimator(estimator)
+    has_estimator = _private(receiver, RTCRtpReceiver, "remote_bitrate_estimator") is not None
     active_ssrc: dict[int, Any] = _private(receiver, RTCRtpReceiver, "active_ssrc")
     codecs: dict[int, Any] = _private(receiver, RTCRtpReceiver, "codecs")
     nacks = native.NackGenerator() if _private(receiver, RTCRtpReceiver, "nack_generator") is not None else None
@@ -496,14 +495,12 @@ def _native_tap(receiver: RTCRtpReceiver, kind: Kind, on_frame: OnFrame) -> Any:
     def on_ssrc(ssrc: int) -> None:  # getSynchronizationSources()
         active_ssrc[ssrc] = aiortc.clock.current_datetime()
 
-    def feed(send_time: int, arrival_ms: int, size: int, ssrc: int) -> None:
-        remb = estimator.add(abs_send_time=send_time, arrival_time_ms=arrival_ms, payload_size=size, ssrc=ssrc)
-        if remb is not None:
-            _send_remb(receiver, loop, *remb)
+    def on_remb(bitrate: int, ssrcs: list[int]) -> None:
+        _send_remb(receiver, loop, bitrate, ssrcs)
 
     return native.Tap(kind == "video", receiver, _private(receiver, RTCRtpReceiver, "remote_streams"),
                       _private(receiver, RTCRtpReceiver, "rtx_ssrc"), nacks, table, EncodedFrame, kind, on_frame,
-                      on_nack, on_pli, on_ssrc, feed if estimator is not None else None)
+                      on_nack, on_pli, on_ssrc, native.BitrateEstimator() if has_estimator else None, on_remb)
 
 
 def _send_remb(receiver: RTCRtpReceiver, loop: asyncio.AbstractEventLoop, bitrate: int, ssrcs: list[int]) -> None:

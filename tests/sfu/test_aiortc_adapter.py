@@ -22,6 +22,7 @@ from loadtests.synthetic_media import ReplayTrack, encode_opus, encode_vp8
 from sfu.aiortc_adapter import (
     ForwardingTrack,
     forward_through,
+    native_rtp,
     restrict_host_candidates,
     rtc_configuration,
     send_pli,
@@ -459,3 +460,20 @@ def test_the_sped_up_remb_estimator_gives_every_estimate_the_stock_one_gives() -
         assert len(estimates) > 100 and len({bitrate for bitrate, _ in estimates}) > 50  # it really estimated
         assert got == expected
         assert got_late == expected
+
+
+def test_the_c_remb_estimator_gives_every_estimate_the_stock_one_gives() -> None:
+    """sfu._rtp_native.BitrateEstimator (what the C Tap feeds) against aiortc's own, with two
+    SSRCs: the same REMBs (bitrate and SSRC list) after every sample."""
+    native = native_rtp()
+    if native is None:
+        pytest.skip("sfu._rtp_native is not built")  # test_rtp_native fails for it under CI
+    for seed in (1, 2, 3, 4):
+        stock, ours = RemoteBitrateEstimator(), native.BitrateEstimator()
+        expected, got = [], []
+        for index, (arrival, send_time, size) in enumerate(_estimator_samples(4000, seed)):
+            ssrc = 7 if index % 7 else 0xFFFFFFF0
+            expected.append(stock.add(arrival_time_ms=arrival, abs_send_time=send_time, payload_size=size, ssrc=ssrc))
+            got.append(ours.add(arrival_time_ms=arrival, abs_send_time=send_time, payload_size=size, ssrc=ssrc))
+        assert len([e for e in expected if e is not None]) > 100
+        assert got == expected
