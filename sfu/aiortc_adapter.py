@@ -32,13 +32,15 @@ Sending (`forward_through(sender, track)`):
 - `clamp_publisher_remb`: a subscriber's REMB (its link's estimate) is relayed to the publisher,
   capping the REMB the receiver sends, so the publisher's encoder adapts to the slowest receiver.
 
-In C (`sfu/_rtp_native.c`, loaded by `native_rtp()`): the byte work of both ends, SRTP decrypt +
-RTP parse of a received packet and packetise + SRTP + sendto of a frame, through the libsrtp that
-pylibsrtp loaded, the video `FrameAssembler` (VP8 descriptor stripped on the way in), and twins
-of aiortc's `StreamStatistics` (read by its receiver reports) and `NackGenerator`. `parse_rtp`,
-`vp8_payloads`, `SrtpCalls`, `sfu.frame_assembler` and aiortc's own classes do the same in Python:
-the reference the C is tested against (tests/sfu/test_rtp_native.py, test_frame_assembler.py) and
-the fallback if it was not built.
+In C (`sfu/_rtp_native.c`, loaded by `native_rtp()`) the whole steady-state path: the socket's
+callback is a `Demux` ingress that routes (SSRC, payload type) to a C `Tap` (`_FrameTap`'s duties,
+aiortc's REMB estimator included), which sends each complete frame straight to the consumers' C
+`Sender`s (`DirectRtpSender.output`) while the producer allows it (`sfu.router.fast_path`), and
+otherwise hands it to Python as an `EncodedFrame`. Python adds the routes after aiortc's router
+picked the receiver, and is called back for NACKs, PLIs, REMBs and SSRC notes. `_FrameTap`,
+`parse_rtp`, `vp8_payloads`, `SrtpCalls`, `sfu.frame_assembler` and aiortc's own classes do the
+same in Python: the reference the C is tested against (tests/sfu/test_native_tap.py,
+test_rtp_native.py, test_frame_assembler.py) and the fallback if it was not built.
 
 The process:
 - `install_fast_clock`: aiortc reads the wall clock through `datetime` objects for every packet
