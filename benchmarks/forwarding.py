@@ -93,20 +93,21 @@ async def serve(mode: str, pubkey_pem: bytes) -> None:
     print(f"READY {port}", flush=True)
     loop = asyncio.get_running_loop()
 
-    def frame_counts() -> tuple[int, int]:  # (frames forwarded without entering Python, all frames)
-        producers = [p for room in sfu.rooms.values() for p in room.router.producers]
-        return (sum(p.fast_path.fast_frames for p in producers if p.fast_path is not None),
-                sum(p.frames_published for p in producers))
+    def frame_counts() -> dict[str, tuple[int, int]]:  # producer: (frames sent without entering Python, all)
+        return {p.id: (p.fast_path.fast_frames if p.fast_path is not None else 0, p.frames_published)
+                for room in sfu.rooms.values() for p in room.router.producers}
 
-    counts = (0, 0)
+    counts: dict[str, tuple[int, int]] = {}
     while line := await loop.run_in_executor(None, sys.stdin.readline):  # until the parent closes our stdin
         if line.strip() == "MEASURE":  # the measured window starts: forget the warm-up's frames
             latencies.clear()
             if native is not None:
                 native.forwarding_latency(True)
             counts = frame_counts() if mode == "ours" else counts
-        elif line.strip() == "REPORT" and mode == "ours":
-            fast, every = (now_ - then for now_, then in zip(frame_counts(), counts, strict=True))
+        elif line.strip() == "REPORT" and mode == "ours":  # over the producers there at both ends
+            later = frame_counts()
+            both = [(later[p], counts[p]) for p in later.keys() & counts.keys()]
+            fast, every = sum(a[0] - b[0] for a, b in both), sum(a[1] - b[1] for a, b in both)
             print(f"FAST {json.dumps({'fast': fast, 'all': every})}", flush=True)
     if mode == "ours" and native is not None:  # the C Sender times every frame it sends (1 us buckets)
         latencies = [us / 1000 for us, count in native.forwarding_latency() for _ in range(count)]
