@@ -83,7 +83,7 @@ async def main(frames: int, rounds: int) -> None:
             await send_pli(receiver)
 
         producers[track.kind] = router.add_producer("visitor", track.kind, pli)
-        tap_receiver(receiver, producers[track.kind].publish)
+        tap_receiver(receiver, producers[track.kind].publish, producers[track.kind])  # as the SFU does
 
     await _negotiate(publisher, sfu_in)
     directs: dict[str, DirectRtpSender] = {}
@@ -112,13 +112,16 @@ async def main(frames: int, rounds: int) -> None:
     publisher_socket.transport = into_sfu
     pub_video, pub_audio = publishers["video"]._direct, publishers["audio"]._direct
     for direct in (pub_video, pub_audio):
-        direct._path = None  # the cached socket
+        direct._path = direct._output_path = None  # the cached socket (and the C Sender's)
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.0.1", 0))
     sfu_pair = _nominated(sfu_out)
     for direct in directs.values():
         direct._path = (sfu_pair, sfu_pair.protocol.transport, sink.getsockname(),
                         _native_target(sfu_pair.protocol.transport, sink.getsockname()))
+        direct._output_path = None
+    for producer in producers.values():
+        producer.reroute()  # the next frame goes through Python, which gives the C Senders the sink
     native = "C (sfu._rtp_native)" if directs["video"]._path[3] is not None else "Python (sfu._rtp_native not built)"
 
     def frames_to_send(n: int) -> list[tuple[Any, EncodedFrame]]:
@@ -132,6 +135,19 @@ async def main(frames: int, rounds: int) -> None:
                 out_frames.append((pub_audio, EncodedFrame("audio", a, 100_000 + (i * 5 // 3 + k) * 960,
                                                            AUDIO_CLOCK, True, 0.0)))
         return out_frames
+
+    def sequence_of(direct: DirectRtpSender) -> int:
+        return int(direct.output.sequence) if direct.output is not None else direct._sequence
+
+    def set_stream(direct: DirectRtpSender, sequence: int | None, ssrc: int) -> None:
+        direct.sender._ssrc = ssrc
+        if sequence is not None:
+            direct._sequence = sequence
+        if direct.output is not None:  # the C Sender keeps its own copy
+            direct.output.configure(direct._payload_type, ssrc, direct._ext_head, direct._ext_tail,
+                                    direct._has_abs_send_time)
+            if sequence is not None:
+                direct.output.sequence = sequence
 
     def run(into: Any, shift: int) -> float:
         into_sfu.protocol = into
@@ -150,12 +166,12 @@ async def main(frames: int, rounds: int) -> None:
     for round_ in range(rounds):
         # The null round sends on other SSRCs (SRTP refuses to protect a sequence number twice),
         # and the real streams carry on where they were: the SFU sees no gap.
-        saved = [(d, d._sequence, d.sender._ssrc) for d in (pub_video, pub_audio)]
+        saved = [(d, sequence_of(d), d.sender._ssrc) for d in (pub_video, pub_audio)]
         for d, _seq, ssrc in saved:
-            d.sender._ssrc = ssrc ^ (0x10000 << round_)
+            set_stream(d, None, ssrc ^ (0x10000 << round_))
         publisher_cost = run(null, 2 * round_ * frames)
         for d, seq, ssrc in saved:
-            d._sequence, d.sender._ssrc = seq, ssrc
+            set_stream(d, seq, ssrc)
         into_sfu.packets = 0
         sent_before = sum(d.packets_sent for d in directs.values())
         costs.append(run(sfu_socket, (2 * round_ + 1) * frames) - publisher_cost)

@@ -1605,12 +1605,26 @@ static PyMemberDef sender_members[] = {
     {"octets_sent", T_LONGLONG, offsetof(Sender, octets_sent), READONLY, "payload octets (RTCP sender reports)"},
     {"send_failures", T_LONGLONG, offsetof(Sender, send_failures), READONLY, "datagrams the socket refused"},
     {"frames_sent", T_LONGLONG, offsetof(Sender, frames_sent), READONLY, NULL},
-    {"sequence", T_LONG, offsetof(Sender, sequence), READONLY, "the next sequence number"},
     {"picture_id", T_LONG, offsetof(Sender, picture_id), READONLY, "the next VP8 picture id"},
     {NULL, 0, 0, 0, NULL},
 };
 
+static PyObject *sender_get_sequence(Sender *self, void *c) { return PyLong_FromLong(self->sequence); }
+
+static int sender_set_sequence(Sender *self, PyObject *value, void *c) {
+    long sequence = value == NULL ? -1 : PyLong_AsLong(value);
+    if (sequence < 0 || sequence > 0xFFFF) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "sequence must be 0..65535");
+        return -1;
+    }
+    self->sequence = sequence;
+    return 0;
+}
+
 static PyGetSetDef sender_getset[] = {
+    {"sequence", (getter)sender_get_sequence, (setter)sender_set_sequence,
+     "the next sequence number (settable, as DirectRtpSender's)", NULL},
     {"last_timestamp", (getter)sender_get_last_timestamp, NULL, "RTP timestamp of the last frame sent", NULL},
     {"last_ntp", (getter)sender_get_last_ntp, NULL, "NTP time the last frame was sent", NULL},
     {NULL, NULL, NULL, NULL, NULL},
