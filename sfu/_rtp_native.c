@@ -1467,7 +1467,24 @@ static int sender_init(Sender *self, PyObject *args, PyObject *kwargs) {
     return 0;
 }
 
+/* The path refers to aiortc's objects, which refer back to us (RTCRtpSender._openvisit_native):
+ * the collector must see those references to free a closed connection. */
+static int sender_traverse(Sender *self, visitproc visit, void *arg) {
+    Py_VISIT(self->session);
+    Py_VISIT(self->dtls);
+    Py_VISIT(self->connected);
+    Py_VISIT(self->nominated);
+    Py_VISIT(self->pair);
+    return 0;
+}
+
+static int sender_clear(Sender *self) {
+    sender_clear_path(self);
+    return 0;
+}
+
 static void sender_dealloc(Sender *self) {
+    PyObject_GC_UnTrack(self);
     sender_clear_path(self);
     for (int i = 0; i < HISTORY; i++)
         Py_CLEAR(self->history[i]);
@@ -1634,7 +1651,9 @@ static PyTypeObject SenderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "sfu._rtp_native.Sender",
     .tp_basicsize = sizeof(Sender),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)sender_traverse,
+    .tp_clear = (inquiry)sender_clear,
     .tp_doc = "DirectRtpSender's packetise + SRTP + sendto, with its stream state and history, in C",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)sender_init,

@@ -477,3 +477,34 @@ def test_the_c_remb_estimator_gives_every_estimate_the_stock_one_gives() -> None
             got.append(ours.add(arrival_time_ms=arrival, abs_send_time=send_time, payload_size=size, ssrc=ssrc))
         assert len([e for e in expected if e is not None]) > 100
         assert got == expected
+
+
+async def test_a_closed_forwarding_connection_is_freed(media_path: str, loopback_only: None) -> None:
+    """The C Sender refers to aiortc's transport objects, which refer back to it: the collector
+    must be able to follow those references, or every visit would leak its connections."""
+    import gc
+    import weakref
+
+    publisher, sfu_in, sfu_out, subscriber = (RTCPeerConnection(rtc_configuration()) for _ in range(4))
+    publisher.addTrack(ReplayTrack("video", VP8))
+    router = Router("visit-freed", privileged=False)
+    producers = _producers_from(sfu_in, router)
+    await _negotiate(publisher, sfu_in)
+    track = ForwardingTrack("video")
+    consumer = router.consume(producers["video"], "resident-video", "peer")
+    track.attach(consumer)
+    forward_through(sfu_out.addTrack(track), track)
+    await _negotiate(sfu_out, subscriber)
+    for _ in range(50):
+        if consumer.frames_delivered > 5:
+            break
+        await asyncio.sleep(0.1)
+    assert consumer.frames_delivered > 5
+    freed = weakref.ref(sfu_out)
+    await router.close()
+    for pc in (publisher, sfu_in, sfu_out, subscriber):
+        await pc.close()
+    del track, consumer, producers, publisher, sfu_in, sfu_out, subscriber
+    await asyncio.sleep(0.2)
+    gc.collect()
+    assert freed() is None
