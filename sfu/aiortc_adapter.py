@@ -650,44 +650,21 @@ def _native_target(transport: Any, address: Any) -> tuple[int, bytes] | None:
         return None
 
 
+def _counted_by_native(attribute: str) -> Any:
+    """One of the counters aiortc's sender keeps for its RTCP sender reports, read from the C
+    Sender instead. Its setter only serves aiortc's own encode path, which never runs here."""
+    return property(lambda self: int(getattr(self._openvisit_native, attribute)), lambda self, value: None)
+
+
 class _NativeCountedSender(RTCRtpSender):
     """An RTCRtpSender whose RTCP sender-report counters (read by its RTCP task and getStats) are
-    those of the C `Sender` that sends its packets, frames sent past Python included. The setters
-    only serve aiortc's own encode path, which never runs for a forwarding sender."""
+    those of the C `Sender` that sends its packets, frames sent past Python included."""
 
     _openvisit_native: Any
-
-    @property
-    def _RTCRtpSender__packet_count(self) -> int:
-        return int(self._openvisit_native.packets_sent)
-
-    @_RTCRtpSender__packet_count.setter
-    def _RTCRtpSender__packet_count(self, value: int) -> None:
-        pass
-
-    @property
-    def _RTCRtpSender__octet_count(self) -> int:
-        return int(self._openvisit_native.octets_sent)
-
-    @_RTCRtpSender__octet_count.setter
-    def _RTCRtpSender__octet_count(self, value: int) -> None:
-        pass
-
-    @property
-    def _RTCRtpSender__rtp_timestamp(self) -> int:
-        return int(self._openvisit_native.last_timestamp)
-
-    @_RTCRtpSender__rtp_timestamp.setter
-    def _RTCRtpSender__rtp_timestamp(self, value: int) -> None:
-        pass
-
-    @property
-    def _RTCRtpSender__ntp_timestamp(self) -> int:
-        return int(self._openvisit_native.last_ntp)
-
-    @_RTCRtpSender__ntp_timestamp.setter
-    def _RTCRtpSender__ntp_timestamp(self, value: int) -> None:
-        pass
+    _RTCRtpSender__packet_count = _counted_by_native("packets_sent")
+    _RTCRtpSender__octet_count = _counted_by_native("octets_sent")
+    _RTCRtpSender__rtp_timestamp = _counted_by_native("last_timestamp")
+    _RTCRtpSender__ntp_timestamp = _counted_by_native("last_ntp")
 
 
 class DirectRtpSender:

@@ -11,7 +11,6 @@ import random
 import socket
 import struct
 import types
-from collections.abc import Iterator
 from typing import Any
 
 import pylibsrtp
@@ -21,7 +20,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import NackGenerator
 
 import sfu.aiortc_adapter as adapter
-from sfu.aiortc_adapter import SrtpCalls, _FrameTap, _native_tap, native_rtp, parse_rtp, vp8_payloads
+from sfu.aiortc_adapter import SrtpCalls, _FrameTap, _native_tap, parse_rtp, vp8_payloads
 from sfu.router.frames import EncodedFrame
 
 VP8, RTX, OPUS = 96, 97, 111
@@ -30,14 +29,6 @@ KEY = os.urandom(28)
 PROFILE = pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM
 
 
-@pytest.fixture
-def native() -> Any:
-    module = native_rtp()
-    if module is None and os.environ.get("CI") == "true":
-        pytest.fail("sfu._rtp_native is not built (pip install -e . builds it)")
-    if module is None:
-        pytest.skip("sfu._rtp_native is not built")
-    return module
 
 
 class FakeReceiver:
@@ -178,15 +169,6 @@ async def test_the_c_tap_does_what_the_python_tap_does(native: Any, kind: str, s
 # ---------------------------------------------------------------- the route past Python
 
 
-@pytest.fixture
-def udp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    receiver.bind(("127.0.0.1", 0))
-    receiver.settimeout(2)
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    yield sender, receiver
-    sender.close()
-    receiver.close()
 
 
 def _srtp(direction: int) -> SrtpCalls:

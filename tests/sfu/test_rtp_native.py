@@ -8,13 +8,12 @@ import random
 import socket
 import struct
 import types
-from collections.abc import Iterator
 from typing import Any
 
 import pylibsrtp
 import pytest
 
-from sfu.aiortc_adapter import SrtpCalls, _ReceivedRtp, native_rtp, parse_rtp, vp8_payloads
+from sfu.aiortc_adapter import SrtpCalls, _ReceivedRtp, parse_rtp, vp8_payloads
 
 KEY = os.urandom(28)
 PROFILE = pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM
@@ -32,25 +31,8 @@ def _inbound() -> SrtpCalls:
     return _session(pylibsrtp.Policy.SSRC_ANY_INBOUND)
 
 
-@pytest.fixture
-def native() -> object:
-    module = native_rtp()
-    if module is None and os.environ.get("CI") == "true":
-        pytest.fail("sfu._rtp_native is not built (pip install -e . builds it)")
-    if module is None:
-        pytest.skip("sfu._rtp_native is not built")
-    return module
 
 
-@pytest.fixture
-def udp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    receiver.bind(("127.0.0.1", 0))
-    receiver.settimeout(2)
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    yield sender, receiver
-    sender.close()
-    receiver.close()
 
 
 def _fields(packet: _ReceivedRtp) -> tuple[object, ...]:
