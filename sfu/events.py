@@ -19,7 +19,8 @@ import aiohttp
 
 log = logging.getLogger(__name__)
 EventKind = Literal["participant_joined", "participant_left", "started", "ended",
-                    "monitor_joined", "monitor_left", "privilege_refused", "join_refused", "recording_closed"]
+                    "monitor_joined", "monitor_left", "privilege_refused", "join_refused", "recording_closed",
+                    "recording_failed"]
 
 
 @dataclass(frozen=True)
@@ -34,12 +35,21 @@ class VisitEvent:
     detail: str | None = None
     actor: str | None = None  # the officer of a monitor event; what was refused on a privileged visit
     manifest: dict[str, Any] | None = None  # recording_closed: the recorder's (unsigned) manifest
+    session_id: str | None = None  # the room (one per visit per node boot) that saw it
+    node_id: str | None = None  # the media node that reported it (set by the node)
     event_id: str = field(default_factory=lambda: f"sfu-{uuid.uuid4().hex}")
 
     def to_json(self) -> dict[str, Any]:
         body = {k: v for k, v in asdict(self).items() if v is not None}
         body["occurred_at"] = self.occurred_at.isoformat()
         return body
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> VisitEvent:
+        """The inverse of `to_json` (an outbox stores events as JSON)."""
+        fields = dict(body)
+        fields["occurred_at"] = datetime.fromisoformat(fields["occurred_at"])
+        return cls(**fields)
 
 
 class VisitEventSink(Protocol):

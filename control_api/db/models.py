@@ -259,8 +259,37 @@ class Visit(Base):
     media_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     connected_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # S5/S6: when the control plane learned that the media session was lost (a node died or went
+    # silent); the visit stays joinable until its end and is `failed` if it never resumes.
+    interrupted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MediaNode(Base):
+    """A media node's lease, renewed by its heartbeat; `id` is per process start (a restart is a new node)."""
+
+    __tablename__ = "media_nodes"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lost_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class MediaSession(Base):
+    """One room of a visit on one media node: its connected time (both present, media flowing),
+    kept current by heartbeats so that a crash loses at most one heartbeat of it (S6, M8)."""
+
+    __tablename__ = "media_sessions"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    visit_id: Mapped[str] = _fk("visits.id")
+    node_id: Mapped[str] = mapped_column(String(100), index=True)
+    state: Mapped[str] = mapped_column(String(16))  # live | ended | lost
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    connected_seconds: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class VisitEvent(Base):

@@ -136,7 +136,7 @@ class MediaEvent(Strict):
     event_id: EventId = Field(description="unique per event; a repeated id is acknowledged and ignored")
     visit_id: Id
     kind: Literal["participant_joined", "participant_left", "started", "ended", "monitor_joined", "monitor_left",
-                  "privilege_refused", "join_refused", "recording_closed"]
+                  "privilege_refused", "join_refused", "recording_closed", "recording_failed"]
     participant: Literal["visitor", "resident"] | None = None
     actor: Annotated[str, StringConstraints(min_length=1, max_length=120)] | None = Field(
         default=None, description="monitor events: the officer; privilege_refused: who was refused")
@@ -147,6 +147,8 @@ class MediaEvent(Strict):
     disconnect_reason: Literal["conduct", "facility", "technical"] | None = Field(default=None, description="S4")
     connected_seconds: int | None = Field(default=None, ge=0, le=24 * 3600, description="for ended")
     detail: Annotated[str, StringConstraints(max_length=500)] | None = None
+    session_id: EventId | None = Field(default=None, description="the room session on the node that saw it")
+    node_id: EventId | None = Field(default=None, description="the media node that reported it")
 
     @model_validator(mode="after")
     def _shape(self) -> MediaEvent:

@@ -27,7 +27,7 @@ from control_api.services import audit, billing
 from control_api.services.sweeps import sweep
 
 EventKind = Literal["participant_joined", "participant_left", "started", "ended", "monitor_joined", "monitor_left",
-                    "privilege_refused", "join_refused", "recording_closed"]
+                    "privilege_refused", "join_refused", "recording_closed", "recording_failed"]
 AUDITED = {"monitor_joined": "monitor.join", "monitor_left": "monitor.leave",
            "privilege_refused": "privilege.refused", "join_refused": "media.join_refused"}
 
