@@ -24,12 +24,14 @@ from control_api.metrics import METRICS, ApiMetrics
 from control_api.payments.gateway import PaymentGateway
 from control_api.payments.test_gateway import TestPaymentGateway
 from control_api.problems import problem_middleware
+from control_api.services.media_sessions import LeaseWatcher
 from openvisit.clock import Clock
 from openvisit.keys import load_or_create_secret, load_or_create_signing_key
 from openvisit.settings import Settings
 
 log = logging.getLogger(__name__)
 ROUTES = web.AppKey("openvisit_routes", ApiRoutes)
+SHUTDOWN_TIMEOUT = 2.0
 
 
 def build_routes() -> ApiRoutes:
@@ -84,9 +86,13 @@ def create_app(settings: Settings, *, gateway: PaymentGateway | None = None,
         )
         app[CONTEXT] = ctx
         sweeper = asyncio.create_task(_sweep_forever(ctx)) if run_sweeper else None
+        ctx.media_leases = LeaseWatcher(ctx, lease=settings.media_lease_seconds,
+                                        interval=min(1.0, settings.media_heartbeat_seconds))
+        await ctx.media_leases.start()
         try:
             yield
         finally:
+            await ctx.media_leases.stop()
             if sweeper is not None:
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -109,7 +115,9 @@ def create_app(settings: Settings, *, gateway: PaymentGateway | None = None,
 
 async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Run `app` on host:port (port 0 picks a free one); returns the runner and the bound port."""
-    runner = web.AppRunner(app, access_log=logging.getLogger("openvisit.access"))
+    # shutdown_timeout: live visits are ended (and their sockets closed) in on_shutdown; what
+    # is still open after this is cut, so SIGTERM finishes within seconds.
+    runner = web.AppRunner(app, access_log=logging.getLogger("openvisit.access"), shutdown_timeout=SHUTDOWN_TIMEOUT)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from control_api.auth import AccessTokens
     from control_api.join_tokens import JoinTokenSigner
     from control_api.payments.gateway import PaymentGateway
+    from control_api.services.media_sessions import LeaseWatcher
 
 
 @dataclass
@@ -40,6 +41,7 @@ class AppContext:
     media_secret: str
     extra_engines: list[AsyncEngine] = field(default_factory=list)
     media: MediaControl | None = None  # the SFU's command seam, when a media plane is attached
+    media_leases: LeaseWatcher | None = None  # notices media nodes that stopped heartbeating (S5, S6)
 
 
 CONTEXT = web.AppKey("openvisit_context", AppContext)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from control_api.metrics import METRICS
 from openvisit.join_tokens import JoinTokenVerifier
 from sfu.aiortc_adapter import restrict_host_candidates, restrict_udp_ports
 from sfu.events import VisitEvent
+from sfu.heartbeat import Heartbeat, Transport
 from sfu.metrics import EventLoopLag, SfuCollector
 from sfu.recording.storage import LocalFolderStorage
 from sfu.service import Sfu
@@ -48,7 +50,27 @@ class ControlPlaneEventSink:
             data: dict[str, object] = {k: body[k] for k in fields if k in body}
             await record_event(session, ctx, visit=visit, event_id=event.event_id, kind=event.kind,
                                participant=event.participant, occurred_at=event.occurred_at, data=data,
-                               now=ctx.clock.now())
+                               now=ctx.clock.now(), session_id=event.session_id, node_id=event.node_id)
+
+
+def in_process_heartbeat(app: web.Application) -> Transport:
+    """The embedded media plane's heartbeat: the same lease and session bookkeeping as
+    `/v1/internal/media-heartbeat`, by a direct call."""
+    from control_api.services import media_sessions
+
+    async def send(payload: dict[str, Any]) -> dict[str, Any]:
+        ctx: AppContext = app[CONTEXT]
+        reports = [media_sessions.SessionReport(s["session_id"], s["visit_id"], int(s["connected_seconds"]))
+                   for s in payload["sessions"]]
+        async with ctx.sessions() as session, session.begin():
+            await media_sessions.record_heartbeat(session, node_id=payload["node_id"],
+                                                  started_at=datetime.fromisoformat(payload["started_at"]),
+                                                  sessions=reports, now=ctx.clock.now())
+        if ctx.media_leases is not None:
+            ctx.media_leases.heard(payload["node_id"])
+        return media_sessions.heartbeat_answer(ctx)
+
+    return send
 
 
 def install_embedded_media(app: web.Application) -> None:
@@ -68,9 +90,12 @@ def install_embedded_media(app: web.Application) -> None:
         sfu = Sfu(ControlPlaneEventSink(app), now,
                   ice_servers=[s.model_dump(exclude_none=True) for s in ctx.settings.ice_servers],
                   media_timeout=ctx.settings.media_timeout_seconds,
-                  recordings=LocalFolderStorage(ctx.settings.recordings_dir))
+                  recordings=LocalFolderStorage(ctx.settings.recordings_dir),
+                  stall_seconds=ctx.settings.media_stall_seconds)
         app[SFU] = sfu
         ctx.media = sfu
+        heartbeat = Heartbeat(sfu, in_process_heartbeat(app), interval=ctx.settings.media_heartbeat_seconds)
+        heartbeat.start()
         lag = EventLoopLag()
         lag.start()
         collector = SfuCollector(sfu, lag)
@@ -78,9 +103,17 @@ def install_embedded_media(app: web.Application) -> None:
         yield
         app[METRICS].registry.unregister(collector)
         await lag.stop()
+        await heartbeat.stop()
         await sfu.close()
         for step in undo:
             step()
 
+    async def end_live_visits(app: web.Application) -> None:
+        """On shutdown, before the server waits for open requests: end every live visit (`failed`,
+        credited, M6), telling the parties why and closing their sockets, so SIGTERM is quick."""
+        if SFU in app:
+            await app[SFU].close()
+
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(end_live_visits)
     app.router.add_get("/v1/signaling", signaling_handler(lambda: app[SFU], verifier, now))

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
         description="UDP port range the SFU binds its ICE sockets in, e.g. 40000-40999 (ephemeral if unset)")
     media_timeout_seconds: float = Field(
         default=30.0, gt=0, description="both parties connected after the start, no media this long: the visit failed")
+    media_stall_seconds: float = Field(
+        default=4.0, gt=0, le=60, description="a party whose media stops this long is dropped and may rejoin (S5)")
+    media_heartbeat_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="how often a media node renews its lease and reports its sessions")
+    media_lease_seconds: float = Field(
+        default=6.0, gt=0, le=300,
+        description="a media node silent this long is gone: its visits are interrupted (rejoinable, S5)")
 
     access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
     join_token_seconds: int = Field(default=120, ge=10, le=3600)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -17,8 +18,9 @@ from openvisit.join_tokens import JoinTokenVerifier
 from openvisit.keys import load_public_key
 from sfu.aiortc_adapter import restrict_host_candidates, restrict_udp_ports
 from sfu.events import ControlApiEventSink, VisitEventSink
+from sfu.heartbeat import FollowingClock, Heartbeat, Transport, http_transport
 from sfu.recording.storage import RecordingStorage
-from sfu.room import DEFAULT_MEDIA_TIMEOUT
+from sfu.room import DEFAULT_MEDIA_TIMEOUT, DEFAULT_STALL_SECONDS
 from sfu.service import Sfu
 from signaling.server import create_signaling_app
 
@@ -39,21 +41,38 @@ def create_media_node_app(verifier: JoinTokenVerifier, sink: VisitEventSink, *,
                           now: Callable[[], datetime] = real_now, ice_servers: list[dict[str, object]] | None = None,
                           addresses: list[str] | None = None, udp_ports: tuple[int, int] | None = None,
                           media_timeout: float = DEFAULT_MEDIA_TIMEOUT,
-                          recordings: RecordingStorage | None = None) -> tuple[web.Application, Sfu]:
+                          recordings: RecordingStorage | None = None, stall_seconds: float = DEFAULT_STALL_SECONDS,
+                          heartbeat: Transport | None = None, heartbeat_seconds: float = 2.0,
+                          clock: FollowingClock | None = None) -> tuple[web.Application, Sfu]:
+    """The node's app. With a heartbeat transport it renews its lease at the control plane (S5, S6)
+    and, given a `FollowingClock` (whose `now` it then uses), follows the control plane's test clock."""
     if addresses:
         restrict_host_candidates(addresses)
     if udp_ports:
         restrict_udp_ports(*udp_ports)
-    sfu = Sfu(sink, now, ice_servers=ice_servers or [], media_timeout=media_timeout, recordings=recordings)
+    if clock is not None:
+        now = clock.now
+    sfu = Sfu(sink, now, ice_servers=ice_servers or [], media_timeout=media_timeout, recordings=recordings,
+              stall_seconds=stall_seconds)
     app = create_signaling_app(sfu, verifier, now)
+    beats = Heartbeat(sfu, heartbeat, interval=heartbeat_seconds, clock=clock) if heartbeat is not None else None
+
+    async def startup(_app: web.Application) -> None:
+        if beats is not None:
+            await beats.beat()  # learn the clock before the first room opens
+            beats.start()
 
     async def shutdown(_app: web.Application) -> None:
+        if beats is not None:
+            await beats.stop()
         await sfu.close()
 
+    app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)
     return app, sfu
 
 
-async def media_node_from_control(control_url: str, media_secret: str, **kwargs: object) -> tuple[web.Application, Sfu]:
+async def media_node_from_control(control_url: str, media_secret: str, **kwargs: Any) -> tuple[web.Application, Sfu]:
     verifier = await fetch_verifier(control_url)
-    return create_media_node_app(verifier, ControlApiEventSink(control_url, media_secret), **kwargs)  # type: ignore[arg-type]
+    return create_media_node_app(verifier, ControlApiEventSink(control_url, media_secret),
+                                 heartbeat=http_transport(control_url, media_secret), clock=FollowingClock(), **kwargs)

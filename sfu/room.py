@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from aiortc import RTCIceCandidate, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
@@ -37,10 +38,13 @@ from sfu.router.frames import Kind
 
 log = logging.getLogger(__name__)
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Hangup = Callable[[], None]  # closes a client's signaling socket (without waiting for it)
 Side = Literal["visitor", "resident"]
 DisconnectReason = Literal["conduct", "facility", "technical"]
 DEFAULT_WARNINGS = (120, 30)  # rule S3: seconds before the end
 DEFAULT_MEDIA_TIMEOUT = 30.0  # both connected after the start, and no frame forwarded for this long: failed
+DEFAULT_STALL_SECONDS = 4.0  # a participant whose media stops this long is dropped (a frozen client, S5)
+FLOWING_WINDOW = 1.0  # a party counts as connected while its media arrived within this (Opus: every 20 ms)
 
 
 def side_of(role: str) -> Side:
@@ -74,6 +78,13 @@ class Participant:
     producers: dict[Kind, Producer] = field(default_factory=dict)
     connected_since: float | None = None
     dropped: bool = False
+    hangup: Hangup | None = None
+    last_media: float | None = None  # loop time its media was last seen arriving (lobby included)
+    frames_seen: int = 0  # frames its producers published, at the last look
+
+    def frames_published(self) -> int:
+        """Frames this party's producers published (those sent past Python included)."""
+        return sum(p.frames_published for p in self.producers.values())
 
 
 class RoomClosedError(Exception):
@@ -97,8 +108,14 @@ class Room:
                  ice_servers: Sequence[dict[str, Any]] = (), warnings: Sequence[int] = DEFAULT_WARNINGS,
                  media_timeout: float = DEFAULT_MEDIA_TIMEOUT, recordings: RecordingStorage | None = None,
                  on_closed: Callable[[Room], None] | None = None,
-                 on_first_frame: Callable[[float], None] | None = None) -> None:
+                 on_first_frame: Callable[[float], None] | None = None, session_id: str | None = None,
+                 node_id: str | None = None, stall_seconds: float = DEFAULT_STALL_SECONDS) -> None:
         self.visit_id = visit_id
+        # One room is one media session of the visit: its events and heartbeats name it, so the
+        # control plane adds up connected time across a node's crash and the rejoin elsewhere (S5).
+        self.session_id = session_id or f"room-{uuid.uuid4().hex}"
+        self.node_id = node_id
+        self.stall_seconds = stall_seconds
         self.starts_at = starts_at
         self.ends_at = ends_at
         self.router = Router(visit_id, privileged=privileged, on_refusal=self._refused)
@@ -118,7 +135,8 @@ class Room:
         self._on_first_frame = on_first_frame
         self.totals = RoomTotals()  # counts of producers already removed (live ones count themselves)
         self._loop = asyncio.get_running_loop()
-        self._connected_seconds = 0.0
+        self._connected_seconds = 0.0  # both present with media flowing, inside the visit (S1, S6, M8)
+        self._last_tick: float | None = None
         self._both_since: float | None = None
         self._both_ever = False  # both parties were connected at the same time at some point
         self.media_flowed = False  # a frame reached the other party
@@ -128,9 +146,11 @@ class Room:
 
     # ---------------------------------------------------------------- joining (S1, S5)
 
-    async def join(self, participant_id: str, role: str, offer_sdp: str, send: Send) -> str:
+    async def join(self, participant_id: str, role: str, offer_sdp: str, send: Send,
+                   hangup: Hangup | None = None) -> str:
         """Accept a participant's offer and return the answer. A second join of the same side
-        replaces the first connection: a dropped participant rejoins; the visit does not restart."""
+        replaces the first connection: a dropped participant rejoins; the visit does not restart.
+        `hangup` closes the participant's signaling socket once the room is done with it."""
         if self.closed:
             raise RoomClosedError(self.end_reason or "the visit has ended")
         side = side_of(role)
@@ -148,7 +168,7 @@ class Room:
             transceiver.setCodecPreferences(codecs)
             forward_through(transceiver.sender, track)
             outgoing[kind] = track
-        participant = Participant(participant_id, side, send, pc, outgoing)
+        participant = Participant(participant_id, side, send, pc, outgoing, hangup=hangup)
         offered_at = self._loop.time()
         video_track = outgoing["video"]
 
@@ -171,7 +191,7 @@ class Room:
             producer = self.router.add_producer(participant_id, kind, pli)
             producer.send_bitrate_limit = clamp_publisher_remb(receiver, producer.bitrate_limit)
             participant.producers[kind] = producer
-            tap_receiver(receiver, self._gate(producer), producer)
+            tap_receiver(receiver, self._gate(producer, participant), producer)
             other = self.participants.get("resident" if side == "visitor" else "visitor")
             if other is not None:
                 other.outgoing[kind].attach(self.router.consume(producer, f"{other.participant_id}-{kind}", "peer"))
@@ -198,7 +218,7 @@ class Room:
             for kind, producer in other.producers.items():
                 outgoing[kind].attach(self.router.consume(producer, f"{participant_id}-{kind}", "peer"))
         await pc.setLocalDescription(await pc.createAnswer())
-        await self.events.report(VisitEvent(self.visit_id, "participant_joined", self.now(), participant=side))
+        await self.events.report(self._event("participant_joined", participant=side))
         await self._broadcast({"type": "participant_joined", "side": side}, exclude=side)
         remaining = (self.ends_at - self.now()).total_seconds()
         for threshold in self.warnings:
@@ -207,19 +227,25 @@ class Room:
                 break
         return pc.localDescription.sdp
 
-    def _gate(self, producer: Producer) -> Callable[[EncodedFrame], None]:
+    def _event(self, kind: Any, **fields: Any) -> VisitEvent:
+        """An event of this room's session (at the room's clock unless `occurred_at` is given)."""
+        at = fields.pop("occurred_at", None) or self.now()
+        return VisitEvent(self.visit_id, kind, at, session_id=self.session_id, node_id=self.node_id, **fields)
+
+    def _gate(self, producer: Producer, participant: Participant) -> Callable[[EncodedFrame], None]:
         """S1: participants may wait in the lobby, but media flows only from the start."""
         def on_frame(frame: EncodedFrame) -> None:
             if self.closed:
                 return
             if not self._media_open:  # read the clock only until the start: it never moves back
+                participant.last_media = self._loop.time()  # lobby frames (from the start: counters)
                 if self.now() < self.starts_at:
                     return
                 self._media_open = True
                 self._start_recording()
             if not self.started and len(self.participants) == 2:
                 self.started = True
-                self._loop.create_task(self.events.report(VisitEvent(self.visit_id, "started", self.now())))
+                self._loop.create_task(self.events.report(self._event("started")))
             producer.publish(frame)
 
         return on_frame
@@ -238,12 +264,13 @@ class Room:
             log.exception("recording %s could not start", self.visit_id)
 
     def _update_both_connected(self) -> None:
+        """Both parties' connections are up (ICE + DTLS): what the media-failure check (M6) watches.
+        Connected time for the outcome and money is counted from media flowing (`_watch_media`)."""
         both = len(self.participants) == 2 and all(p.connected_since is not None for p in self.participants.values())
         if both and self._both_since is None:
             self._both_since = self._loop.time()
             self._both_ever = True
         elif not both and self._both_since is not None:
-            self._connected_seconds += self._loop.time() - self._both_since
             self._both_since = None
 
     async def add_candidate(self, side: Side, candidate: str, sdp_mid: str | None,
@@ -276,7 +303,7 @@ class Room:
                 await self.remove_monitor(monitor_id)
 
         answer = await session.answer(offer_sdp)
-        await self.events.report(VisitEvent(self.visit_id, "monitor_joined", self.now(), actor=monitor_id))
+        await self.events.report(self._event("monitor_joined", actor=monitor_id))
         return answer
 
     async def add_monitor_candidate(self, monitor_id: str, candidate: str, sdp_mid: str | None,
@@ -289,19 +316,19 @@ class Room:
         session = self.monitors.pop(monitor_id, None)
         if session is not None:
             await session.close()
-            await self.events.report(VisitEvent(self.visit_id, "monitor_left", self.now(), actor=monitor_id))
+            await self.events.report(self._event("monitor_left", actor=monitor_id))
 
     def _refused(self, consumer_id: str, role: str) -> None:
         """P1: every refused recorder or monitor is reported (the control plane audits it)."""
-        self._loop.create_task(self.events.report(VisitEvent(
-            self.visit_id, "privilege_refused", self.now(), actor=consumer_id, detail=role)))
+        self._loop.create_task(self.events.report(self._event("privilege_refused", actor=consumer_id, detail=role)))
 
     async def leave(self, side: Side) -> None:
         participant = self.participants.get(side)
         if participant is not None:
             await self._drop(participant, report=True)
 
-    async def _drop(self, participant: Participant, *, report: bool) -> None:
+    async def _drop(self, participant: Participant, *, report: bool, detail: str | None = None,
+                    at: datetime | None = None) -> None:
         if participant.dropped:
             return
         participant.dropped = True
@@ -320,9 +347,10 @@ class Room:
             track.stop()
         await participant.pc.close()
         if report and not self.closed:
-            await self.events.report(VisitEvent(self.visit_id, "participant_left", self.now(),
-                                                participant=participant.side))
-            await self._broadcast({"type": "participant_left", "side": participant.side})
+            await self.events.report(self._event("participant_left", participant=participant.side, detail=detail,
+                                                 occurred_at=at))
+            await self._broadcast({"type": "participant_left", "side": participant.side,
+                                   **({"reason": detail} if detail else {})})
 
     # ---------------------------------------------------------------- ending (S2, S3, S4)
 
@@ -335,6 +363,7 @@ class Room:
             remaining = (self.ends_at - self.now()).total_seconds()
             if remaining <= 0:
                 break
+            await self._watch_media()
             if self._media_never_flowed():
                 await self.end("failed", message="no media could flow between the parties; the visit will be credited")
                 return
@@ -348,6 +377,44 @@ class Room:
             await self.end("failed", message="no media could flow between the parties; the visit will be credited")
         else:
             await self.end("completed", message="the visit reached its scheduled end")
+
+    async def _watch_media(self) -> None:
+        """Every tick: whose media is arriving (C fast-path frames included, through the producers'
+        counters); add the tick to the connected time when both parties' media flows inside the
+        visit (S6, M8: frozen or silent time is not connected time); drop a party whose media
+        stopped for `stall_seconds` (a frozen or vanished client whose socket is still open), so
+        the other side is told and the party can rejoin (S5)."""
+        t = self._loop.time()
+        for participant in self.participants.values():
+            frames = participant.frames_published()
+            if frames != participant.frames_seen:
+                participant.frames_seen = frames
+                participant.last_media = t
+        last, self._last_tick = self._last_tick, t
+        flowing = [p for p in self.participants.values()
+                   if p.last_media is not None and t - p.last_media <= FLOWING_WINDOW]
+        if last is not None and len(flowing) == 2 and self._media_open:
+            self._connected_seconds += min(t - last, 1.0)
+        for participant in list(self.participants.values()):
+            if participant.last_media is not None and t - participant.last_media >= self.stall_seconds:
+                await self._stalled(participant, t - participant.last_media)
+
+    async def _stalled(self, participant: Participant, silent_for: float) -> None:
+        log.warning("visit %s: %s's media stopped %.1f s ago; dropping the connection", self.visit_id,
+                    participant.side, silent_for)
+        with contextlib.suppress(Exception):
+            await participant.send({"type": "error", "code": "media-stopped",
+                                    "message": "no audio or video arrived from you for a few seconds; "
+                                               "rejoin to continue (rule S5)"})
+        await self._drop(participant, report=True, detail="media stopped",
+                         at=self.now() - timedelta(seconds=silent_for))
+        if participant.hangup is not None:
+            participant.hangup()
+
+    @property
+    def connected_seconds(self) -> int:
+        """Both parties present with media flowing, inside the visit, so far (heartbeats carry it)."""
+        return int(self._connected_seconds)
 
     def packets_retransmitted(self) -> int:
         """RTP packets sent again to the participants on their NACKs (left and present)."""
@@ -382,17 +449,22 @@ class Room:
 
     async def end(self, reason: Literal["completed", "disconnected", "failed"], *,
                   disconnect_reason: DisconnectReason | None = None, message: str) -> None:
+        """End the session: tell everyone why, close their connections and signaling sockets,
+        report `ended` with the connected seconds, then close the recording."""
         if self.closed:
             return
+        await self._watch_media()  # count connected time up to this moment
         self.closed = True
         for producer in self.router.producers:  # from now on every frame meets the closed gate
             producer.reroute()
         self.end_reason = message
-        self._update_both_connected_final()
+        self._both_since = None
         await self._broadcast({"type": "ended", "reason": reason, "disconnect_reason": disconnect_reason,
                                "message": message})
         for participant in list(self.participants.values()):
             await self._drop(participant, report=False)
+            if participant.hangup is not None:
+                participant.hangup()
         for monitor_id, monitor in list(self.monitors.items()):
             with contextlib.suppress(Exception):
                 await monitor.send({"type": "ended", "reason": reason, "disconnect_reason": disconnect_reason,
@@ -401,24 +473,17 @@ class Room:
         await self.router.close()
         if asyncio.current_task() is not self._timer:
             self._timer.cancel()
-        await self.events.report(VisitEvent(self.visit_id, "ended", self.now(), reason=reason,
-                                            disconnect_reason=disconnect_reason,
-                                            connected_seconds=int(self._connected_seconds), detail=message))
+        await self.events.report(self._event("ended", reason=reason, disconnect_reason=disconnect_reason,
+                                             connected_seconds=int(self._connected_seconds), detail=message))
         if self.recorder is not None:
             try:
                 manifest = await self.recorder.close()
             except Exception:  # the visit is over either way; the files stay for an operator to inspect
                 log.exception("closing the recording of %s failed", self.visit_id)
             else:
-                await self.events.report(VisitEvent(self.visit_id, "recording_closed", self.now(),
-                                                    manifest=manifest))
+                await self.events.report(self._event("recording_closed", manifest=manifest))
         if self._on_closed is not None:
             self._on_closed(self)
-
-    def _update_both_connected_final(self) -> None:
-        if self._both_since is not None:
-            self._connected_seconds += self._loop.time() - self._both_since
-            self._both_since = None
 
     async def _broadcast(self, message: dict[str, Any], exclude: Side | None = None) -> None:
         for side, participant in list(self.participants.items()):

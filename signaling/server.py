@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 JOIN_TIMEOUT = 10.0
 MAX_MESSAGE = 256 * 1024
 MAX_EARLY_CANDIDATES = 64
+CLOSE_TIMEOUT = 2.0
 
 
 def create_signaling_app(sfu: Sfu, verifier: JoinTokenVerifier, now: Callable[[], datetime]) -> web.Application:
@@ -39,14 +40,26 @@ def signaling_handler(get_sfu: Callable[[], Sfu], get_verifier: Callable[[], Joi
 
     async def signaling(request: web.Request) -> web.WebSocketResponse:
         sfu, verifier = get_sfu(), get_verifier()
-        ws = web.WebSocketResponse(heartbeat=15, max_msg_size=MAX_MESSAGE)
+        # timeout: how long a close waits for the client's answer (a frozen client must not hold
+        # a shutdown); heartbeat: pings notice a vanished client's socket.
+        ws = web.WebSocketResponse(heartbeat=15, max_msg_size=MAX_MESSAGE, timeout=CLOSE_TIMEOUT)
         await ws.prepare(request)
         lock = asyncio.Lock()
+        closing: set[asyncio.Task[Any]] = set()
+
+        def hangup() -> None:
+            """Close this socket without waiting (the room is done with this client)."""
+            if not ws.closed:
+                task = asyncio.get_running_loop().create_task(ws.close())
+                closing.add(task)
+                task.add_done_callback(closing.discard)
 
         async def send(message: dict[str, Any]) -> None:
             async with lock:
                 if not ws.closed:
                     await ws.send_json(message)
+            if message.get("type") == "ended":  # nothing follows `ended`: close (docs/signaling.md)
+                hangup()
 
         async def fail(code: str, message: str) -> web.WebSocketResponse:
             await send({"type": "error", "code": code, "message": message})
@@ -92,7 +105,8 @@ def signaling_handler(get_sfu: Callable[[], Sfu], get_verifier: Callable[[], Joi
                     continue
                 if msg.get("type") == "offer" and isinstance(msg.get("sdp"), str):
                     try:
-                        answer = await room.join(claims.participant_id, claims.participant_role, msg["sdp"], send)
+                        answer = await room.join(claims.participant_id, claims.participant_role, msg["sdp"], send,
+                                                 hangup=hangup)
                     except RoomClosedError as exc:
                         return await fail("visit-ended", str(exc))
                     except Exception as exc:  # a malformed SDP must not take the server down

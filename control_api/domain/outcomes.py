@@ -11,6 +11,10 @@
 - Media that flowed (a `started` report, or connected seconds in the end report) proves both
   sides were there, even if a join report was lost or arrives after the end (reports are
   retried independently, so their order is not guaranteed).
+- Interrupted by our side (a media session lost: its node died or went silent) and never
+  resumed (no later session in which both parties' media flowed again): `failed`, credited
+  automatically (M6), whatever a later lone party's session reported, unless the visitor never
+  came at all. An officer's disconnect stands as reported.
 """
 
 from __future__ import annotations
@@ -45,11 +49,13 @@ def no_show(attendance: Attendance) -> FinalStatus:
 Reported = Literal["completed", "disconnected", "failed"]
 
 
-def final_status(attendance: Attendance, reported: Reported | None) -> FinalStatus:
-    if reported == "failed":
-        return "failed"
+def final_status(attendance: Attendance, reported: Reported | None, *, interrupted: bool = False) -> FinalStatus:
     if reported == "disconnected":
         return "disconnected"
+    if interrupted:
+        return "failed" if attendance.visitor_joined or attendance.media_flowed else "no_show_visitor"
+    if reported == "failed":
+        return "failed"
     if attendance.both:
         return "completed"
     return no_show(attendance)
@@ -60,6 +66,22 @@ def credit_rule_for(status: FinalStatus, disconnect_reason: str | None) -> str |
     disconnects, nor for the visitor's own network; a `technical` disconnect by an officer is a
     facility-side problem the visitor can raise through a credit request (M6), not automatic."""
     return "M6" if status == "failed" else None
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """One media session (a room on one node start) as the outcome rules see it."""
+
+    started_at: datetime
+    lost: bool  # its node died or went silent before it ended
+    connected_seconds: int  # both parties present with media flowing
+
+
+def interrupted_without_resuming(sessions: Iterable[SessionView]) -> bool:
+    """S5/S6: some session was lost, and no session after it had both parties' media flowing."""
+    ordered = sorted(sessions, key=lambda s: s.started_at)
+    return any(s.lost and not any(later.connected_seconds > 0 for later in ordered[i + 1:])
+               for i, s in enumerate(ordered))
 
 
 @dataclass(frozen=True)

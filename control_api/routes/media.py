@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -13,6 +14,7 @@ from control_api.auth import Role
 from control_api.db.models import Visit
 from control_api.problems import conflict, forbidden, not_found
 from control_api.routes.common import Id, Strict
+from control_api.services import media_sessions
 from control_api.services.visit_outcomes import record_event
 from openvisit.keys import public_pem
 
@@ -189,5 +191,51 @@ async def media_event(req: ApiRequest[MediaEvent, Any]) -> MediaEventAck:
             "detail": b.detail, "actor": b.actor, "manifest": b.manifest}
     fresh = await record_event(req.session, req.ctx, visit=visit, event_id=b.event_id, kind=b.kind,
                                participant=b.participant, occurred_at=b.occurred_at,
-                               data={k: v for k, v in data.items() if v is not None}, now=req.now)
+                               data={k: v for k, v in data.items() if v is not None}, now=req.now,
+                               session_id=b.session_id, node_id=b.node_id)
     return MediaEventAck(accepted=True, duplicate=not fresh, visit_status=visit.status)
+
+
+class SessionIn(Strict):
+    session_id: EventId
+    visit_id: Id
+    connected_seconds: int = Field(ge=0, le=24 * 3600, description="both present with media flowing, so far")
+    participants: list[Literal["visitor", "resident"]] = Field(default_factory=list, max_length=2)
+
+
+class HeartbeatIn(Strict):
+    node_id: EventId = Field(description="the node's id for this process start")
+    started_at: AwareDatetime
+    sessions: list[SessionIn] = Field(default_factory=list, max_length=10000)
+
+
+class HeartbeatOut(BaseModel):
+    now: datetime = Field(description="the control plane's clock (nodes follow it when it is movable)")
+    clock_movable: bool
+    lease_seconds: float
+    interval_seconds: float
+
+
+@routes.post("/v1/internal/media-heartbeat", summary="Renew a media node's lease and report its rooms",
+             roles={Role.MEDIA}, tags=TAGS, body=HeartbeatIn, response=HeartbeatOut,
+             description="For media nodes only (media secret). Sent every `media_heartbeat_seconds`; a node "
+                         "silent for `media_lease_seconds` is taken for gone and its live visits are interrupted: "
+                         "joinable until their end (S5), `failed` and credited if they never resume (S6, M6). "
+                         "Each session's connected seconds (both parties' media flowing) is kept, so a crash "
+                         "loses at most one interval of it (M8).")
+async def media_heartbeat(req: ApiRequest[HeartbeatIn, Any]) -> HeartbeatOut:
+    b = req.body
+    await media_sessions.record_heartbeat(
+        req.session, node_id=b.node_id, started_at=b.started_at, now=req.now,
+        sessions=[media_sessions.SessionReport(s.session_id, s.visit_id, s.connected_seconds) for s in b.sessions])
+    if req.ctx.media_leases is not None:
+        leases = req.ctx.media_leases
+        req.after_commit.append(_heard(leases, b.node_id))
+    return HeartbeatOut(**media_sessions.heartbeat_answer(req.ctx))
+
+
+def _heard(leases: media_sessions.LeaseWatcher, node_id: str) -> Callable[[], Awaitable[None]]:
+    async def note() -> None:
+        leases.heard(node_id)
+
+    return note

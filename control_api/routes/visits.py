@@ -153,6 +153,9 @@ class VisitOut(BaseModel):
     ended_reason: str | None
     resident_checked_in_at: datetime | None
     connected_seconds: int | None
+    interrupted_at: datetime | None = Field(
+        default=None, description="when the media connection was lost on our side (S5: joinable until the end; "
+                                  "failed and credited if it does not resume, S6/M6)")
     created_at: datetime
 
     @classmethod
@@ -168,7 +171,7 @@ class VisitOut(BaseModel):
                    cancelled_by=v.cancelled_by, cancel_reason=v.cancel_reason, review_reason=v.review_reason,
                    disconnect_reason=v.disconnect_reason, ended_reason=v.ended_reason,
                    resident_checked_in_at=v.resident_checked_in_at, connected_seconds=v.connected_seconds,
-                   created_at=v.created_at)
+                   interrupted_at=v.interrupted_at, created_at=v.created_at)
 
 
 # ------------------------------------------------------------------ who may see what

@@ -23,7 +23,7 @@ from control_api.domain.outcomes import (
     credit_rule_for,
     final_status,
 )
-from control_api.services import audit, billing
+from control_api.services import audit, billing, media_sessions
 from control_api.services.sweeps import sweep
 
 EventKind = Literal["participant_joined", "participant_left", "started", "ended", "monitor_joined", "monitor_left",
@@ -35,11 +35,15 @@ AUDITED = {"monitor_joined": "monitor.join", "monitor_left": "monitor.leave",
 # The sweep waits this long past the end before deciding without that report, so the media
 # plane's own measure of connected time wins whenever it arrives.
 END_REPORT_GRACE = timedelta(seconds=60)
+# A node that still holds a visit reports its end itself (its outbox keeps the report until the
+# control plane takes it); the sweep waits for it, but not forever.
+LIVE_NODE_PATIENCE = timedelta(minutes=10)
+SESSION_KINDS = frozenset({"participant_joined", "participant_left", "started", "ended"})
 
 
 async def record_event(session: AsyncSession, app: AppContext, *, visit: Visit, event_id: str, kind: EventKind,
                        participant: str | None, occurred_at: datetime, data: dict[str, Any],
-                       now: datetime) -> bool:
+                       now: datetime, session_id: str | None = None, node_id: str | None = None) -> bool:
     """Store one report and apply it. Returns False when this event id was seen before (no-op).
 
     The caller holds the visit row locked (SELECT ... FOR UPDATE). Reports about a visit that is
@@ -68,6 +72,11 @@ async def record_event(session: AsyncSession, app: AppContext, *, visit: Visit, 
         return True
     if visit.status not in LIVE:
         return True
+    if session_id is not None and kind in SESSION_KINDS:
+        seconds = data.get("connected_seconds")
+        await media_sessions.note_session_event(session, visit=visit, session_id=session_id, node_id=node_id,
+                                                kind=kind, connected_seconds=None if seconds is None else int(seconds),
+                                                now=now)
     if kind == "participant_joined":
         if participant == "visitor" and visit.visitor_joined_at is None:
             visit.visitor_joined_at = occurred_at
@@ -91,8 +100,6 @@ async def connected_seconds_from_events(session: AsyncSession, visit: Visit) -> 
     rows = (await session.execute(select(VisitEvent.occurred_at, VisitEvent.kind, VisitEvent.participant).where(
         VisitEvent.visit_id == visit.id, VisitEvent.kind.in_(("participant_joined", "participant_left")))
         .order_by(VisitEvent.occurred_at, VisitEvent.received_at))).all()
-    if not rows and visit.media_started_at is not None:  # join reports lost, but media flowed until the end
-        return max(0, int((visit.ends_at - max(visit.media_started_at, visit.starts_at)).total_seconds()))
     return both_present_seconds([Presence(at, kind, who or "") for at, kind, who in rows],
                                 visit.starts_at, visit.ends_at)
 
@@ -102,14 +109,21 @@ async def finish(session: AsyncSession, app: AppContext, visit: Visit, *,
                  connected_seconds: int | None, ended_at: datetime, detail: str | None, now: datetime) -> None:
     """Decide the final status (S6) and settle the money: M6 credit for a failure, otherwise
     per-minute settlement (M8) for per-minute facilities. Conduct and facility disconnects get
-    no credit (M4). `connected_seconds=None` means: work it out from the join/leave reports."""
-    if connected_seconds is None:
+    no credit (M4). Connected time is the sum over the visit's media sessions (each kept current
+    by heartbeats, so a crashed node's share survives it); without sessions, the reported
+    `connected_seconds`, or (None) what the join/leave reports show."""
+    inputs = await media_sessions.outcome_inputs(session, visit)
+    if inputs.connected_seconds is not None:
+        connected_seconds = inputs.connected_seconds
+    elif connected_seconds is None:
         connected_seconds = await connected_seconds_from_events(session, visit)
     connected = max(0, min(connected_seconds, visit.length_minutes * 60))
     attendance = Attendance(visitor_joined=visit.visitor_joined_at is not None,
                             resident_joined=visit.resident_joined_at is not None,
                             media_flowed=visit.media_started_at is not None or connected > 0)
-    status = final_status(attendance, reported)
+    status = final_status(attendance, reported, interrupted=inputs.interrupted)
+    if inputs.interrupted and status == "failed" and reported != "failed":
+        detail = "the media connection was lost on our side and the visit did not resume"
     visit.status = status
     visit.ended_at = ended_at
     visit.connected_seconds = connected
@@ -135,7 +149,12 @@ async def close_finished_visits(session: AsyncSession, now: datetime, ctx: AppCo
     visits = (await session.scalars(select(Visit).where(
         Visit.status.in_(tuple(LIVE)), Visit.ends_at <= now - END_REPORT_GRACE)
         .order_by(Visit.ends_at, Visit.id).with_for_update())).all()
+    closed = 0
     for visit in visits:
+        if visit.ends_at > now - END_REPORT_GRACE - LIVE_NODE_PATIENCE and \
+                await media_sessions.has_live_session_on_live_node(session, visit.id, ctx.media_leases):
+            continue  # its node is alive and will report the end (S6: its measure wins)
         await finish(session, ctx, visit, reported=None, disconnect_reason=None, connected_seconds=None,
                      ended_at=visit.ends_at, detail=None, now=now)
-    return len(visits)
+        closed += 1
+    return closed
