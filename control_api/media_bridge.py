@@ -94,6 +94,8 @@ def install_embedded_media(app: web.Application) -> None:
                   stall_seconds=ctx.settings.media_stall_seconds)
         app[SFU] = sfu
         ctx.media = sfu
+        if ctx.media_leases is not None:
+            ctx.media_leases.local(sfu.node_id)
         heartbeat = Heartbeat(sfu, in_process_heartbeat(app), interval=ctx.settings.media_heartbeat_seconds)
         heartbeat.start()
         lag = EventLoopLag()

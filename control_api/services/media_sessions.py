@@ -162,13 +162,22 @@ class LeaseWatcher:
         self.interval = interval
         self._heard: dict[str, float] = {}
         self._lost: set[str] = set()
+        self._local: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     def heard(self, node_id: str) -> None:
         self._heard[node_id] = time.monotonic()
         self._lost.discard(node_id)
 
+    def local(self, node_id: str) -> None:
+        """The media plane embedded in this process: alive as long as the process is, even when a
+        heartbeat cannot be written (the database restarting must not interrupt its visits)."""
+        self._local.add(node_id)
+        self.heard(node_id)
+
     def is_alive(self, node_id: str) -> bool:
+        if node_id in self._local:
+            return True
         at = self._heard.get(node_id)
         return at is not None and time.monotonic() - at < self.lease
 
@@ -193,7 +202,8 @@ class LeaseWatcher:
     async def check(self) -> list[str]:
         """Mark every node whose lease lapsed; returns the visits that became interrupted."""
         now_mono = time.monotonic()
-        expired = [n for n, at in self._heard.items() if now_mono - at >= self.lease and n not in self._lost]
+        expired = [n for n, at in self._heard.items()
+                   if now_mono - at >= self.lease and n not in self._lost and n not in self._local]
         interrupted: list[str] = []
         for node_id in expired:
             silent = now_mono - self._heard[node_id]
