@@ -86,8 +86,12 @@ def create_app(settings: Settings, *, gateway: PaymentGateway | None = None,
         )
         app[CONTEXT] = ctx
         sweeper = asyncio.create_task(_sweep_forever(ctx)) if run_sweeper else None
+        def lost(_node_id: str, visits: int) -> None:
+            metrics.media_nodes_lost.inc()
+            metrics.visits_interrupted.inc(visits)
+
         ctx.media_leases = LeaseWatcher(ctx, lease=settings.media_lease_seconds,
-                                        interval=min(1.0, settings.media_heartbeat_seconds))
+                                        interval=min(1.0, settings.media_heartbeat_seconds), on_lost=lost)
         await ctx.media_leases.start()
         try:
             yield

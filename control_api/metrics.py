@@ -22,6 +22,10 @@ class ApiMetrics:
         self.latency = Histogram("openvisit_http_request_seconds", "HTTP request latency by route",
                                  ["method", "route"], registry=self.registry,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self.media_nodes_lost = Counter("openvisit_media_nodes_lost", "media nodes whose lease lapsed (S5, S6)",
+                                        registry=self.registry)
+        self.visits_interrupted = Counter("openvisit_visits_interrupted", "live visits whose media session was "
+                                          "lost with its node (rejoinable until their end, S5)", registry=self.registry)
 
     def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
         @web.middleware

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -156,8 +156,10 @@ class LeaseWatcher:
     to check in before it is taken for gone; the embedded media plane of a killed server never
     does, so its visits are interrupted one lease after the restart."""
 
-    def __init__(self, ctx: AppContext, *, lease: float, interval: float) -> None:
+    def __init__(self, ctx: AppContext, *, lease: float, interval: float,
+                 on_lost: Callable[[str, int], None] | None = None) -> None:
         self.ctx = ctx
+        self.on_lost = on_lost  # (node id, visits interrupted): metrics
         self.lease = lease
         self.interval = interval
         self._heard: dict[str, float] = {}
@@ -212,6 +214,8 @@ class LeaseWatcher:
             self._lost.add(node_id)
             self._heard.pop(node_id, None)
             interrupted += visits
+            if self.on_lost is not None:
+                self.on_lost(node_id, len(visits))
             log.warning("media node %s silent for %.1f s: taken for gone; %d live visit(s) interrupted "
                         "(rejoinable until their end, S5)", node_id, silent, len(visits))
         return interrupted
