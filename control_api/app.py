@@ -19,6 +19,7 @@ from control_api.auth import AccessTokens
 from control_api.context import CONTEXT, AppContext
 from control_api.db.engine import make_engine, make_sessionmaker
 from control_api.db.models import ClockState
+from control_api.db.outage import DB_OUTAGE, OutageTracker, Unavailability, database_unavailability, describe
 from control_api.join_tokens import JoinTokenSigner
 from control_api.metrics import METRICS, ApiMetrics
 from control_api.payments.gateway import PaymentGateway
@@ -58,6 +59,7 @@ def create_app(settings: Settings, *, gateway: PaymentGateway | None = None,
     app[METRICS] = metrics
     routes = build_routes()
     app[ROUTES] = routes
+    outage = app[DB_OUTAGE] = OutageTracker()
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -68,6 +70,8 @@ def create_app(settings: Settings, *, gateway: PaymentGateway | None = None,
             # Reads use plain deferred transactions so they never queue behind the write lock.
             read_engine = create_async_engine(settings.effective_database_url, connect_args={"timeout": 30})
             extra.append(read_engine)
+        for eng in (engine, *extra):
+            outage.watch(eng)
         sessions = make_sessionmaker(engine)
         read_sessions = make_sessionmaker(read_engine)
         keys_dir = settings.keys_dir
@@ -85,7 +89,7 @@ def create_app(settings: Settings, *, gateway: PaymentGateway | None = None,
             extra_engines=extra,
         )
         app[CONTEXT] = ctx
-        sweeper = asyncio.create_task(_sweep_forever(ctx)) if run_sweeper else None
+        sweeper = asyncio.create_task(_sweep_forever(ctx, outage)) if run_sweeper else None
         def lost(_node_id: str, visits: int) -> None:
             metrics.media_nodes_lost.inc()
             metrics.visits_interrupted.inc(visits)
@@ -130,12 +134,20 @@ async def start_site(app: web.Application, host: str, port: int) -> tuple[web.Ap
     return runner, int(bound)
 
 
-async def _sweep_forever(ctx: AppContext) -> None:
+async def _sweep_forever(ctx: AppContext, outage: OutageTracker) -> None:
+    """Sweeps are idempotent, so a failed round is simply retried next interval. While the database
+    is down that is one line per outage (shared with requests), not a traceback per interval."""
     from control_api.services.sweeps import run_sweeps
 
     while True:
         await asyncio.sleep(ctx.settings.sweep_interval_seconds)
         try:
             await run_sweeps(ctx)
-        except Exception:
-            log.exception("sweep failed; will retry")
+        except Exception as exc:
+            why = database_unavailability(exc)
+            if why is Unavailability.OUTAGE:
+                outage.failed(exc, "sweep")
+            elif why is Unavailability.BUSY:
+                log.warning("sweep met a busy database (%s); will retry", describe(exc))
+            else:
+                log.exception("sweep failed; will retry")

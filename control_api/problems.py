@@ -9,6 +9,16 @@ from typing import Any
 
 from aiohttp import web
 
+from control_api.db.outage import (
+    BUSY_RETRY_AFTER_SECONDS,
+    DB_OUTAGE,
+    OUTAGE_RETRY_AFTER_SECONDS,
+    OutageTracker,
+    Unavailability,
+    database_unavailability,
+    describe,
+)
+
 PROBLEM_TYPE_BASE = "https://openvisit.org/problems/"
 log = logging.getLogger(__name__)
 
@@ -95,7 +105,8 @@ _HTTP_SLUGS = {
 async def problem_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Turn every failure into problem+json; an unexpected exception is a logged 500."""
+    """Turn every failure into problem+json: a database that does not answer is a 503 with
+    Retry-After (logged once per outage), any other unexpected exception a logged 500."""
     try:
         return await handler(request)
     except ProblemError as problem:
@@ -111,9 +122,31 @@ async def problem_middleware(
             detail = f"{request.method} is not allowed on {request.path}"
         headers = {k: v for k, v in exc.headers.items() if k.lower() in {"allow"}}
         return problem_response(ProblemError(exc.status, slug, detail, headers=headers), request.path)
-    except Exception:
+    except Exception as exc:
+        why = database_unavailability(exc)
+        if why is not None:
+            return problem_response(database_unavailable(request, exc, why), request.path)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem_response(
             ProblemError(500, "internal-error", "an internal error occurred; nothing was changed"),
             request.path,
         )
+
+
+def database_unavailable(request: web.Request, exc: BaseException, why: Unavailability) -> ProblemError:
+    """The 503 for a database that is down or (SQLite) locked. Each request is one transaction
+    that was rolled back, so nothing was written and retrying the same request is safe."""
+    where = f"{request.method} {request.path}"
+    if why is Unavailability.BUSY:
+        log.warning("database busy (locked) on %s; answered 503", where)
+        seconds, detail = BUSY_RETRY_AFTER_SECONDS, "the database is busy; nothing was changed, retry shortly"
+    else:
+        tracker: OutageTracker | None = request.config_dict.get(DB_OUTAGE)
+        if tracker is not None:
+            tracker.failed(exc, where)
+        else:  # an app built without create_app: no outage bookkeeping, still no traceback
+            log.warning("database unavailable on %s: %s", where, describe(exc))
+        seconds = OUTAGE_RETRY_AFTER_SECONDS
+        detail = "the database is not answering; nothing was changed, retry in a few seconds"
+    return ProblemError(503, "database-unavailable", detail, title="Database unavailable",
+                        headers={"Retry-After": str(seconds)})
