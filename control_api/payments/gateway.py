@@ -12,6 +12,7 @@ class Charge:
     amount_cents: int
     card_brand: str
     card_last4: str
+    voided: bool = False  # a processor answers a reused idempotency key with the charge as it is now
 
 
 class PaymentDeclinedError(Exception):
@@ -27,7 +28,8 @@ class PaymentGateway(Protocol):
     name: str
 
     async def charge(self, *, token: str, amount_cents: int, idempotency_key: str, description: str) -> Charge:
-        """Charge a tokenised card. The same idempotency key returns the same charge."""
+        """Charge a tokenised card. The same idempotency key returns the same charge, in its current
+        state (`voided` once `void` cancelled it)."""
         ...
 
     async def void(self, charge_id: str) -> None:

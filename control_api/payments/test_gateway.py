@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from control_api.payments.gateway import Charge, PaymentDeclinedError
 
@@ -57,7 +57,7 @@ class TestPaymentGateway:
                 if existing.token != token or existing.charge.amount_cents != amount_cents:
                     raise PaymentDeclinedError("idempotency_mismatch",
                                                "Idempotency key reused with different parameters.")
-                return existing.charge
+                return replace(existing.charge, voided=existing.voided)
             if token in DECLINES:
                 code, message = DECLINES[token]
                 raise PaymentDeclinedError(code, message)

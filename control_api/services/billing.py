@@ -194,9 +194,19 @@ async def pay_for_visit(session: AsyncSession, ctx: AppContext, *, visit: Visit,
                                f"{card_amount / 100:.2f} USD is due: give a card token (rule B6)",
                                extra={"amount_due_cents": card_amount})
         try:
-            charge = await ctx.gateway.charge(token=card_token, amount_cents=card_amount,
-                                              idempotency_key=f"{visit.booker_id}:{idempotency_key}",
-                                              description=f"openvisit visit {visit.id}")
+            # M1: the key makes a retried request reuse its charge. A charge found voided belongs
+            # to an attempt that never committed (a database outage between charge and commit):
+            # charge again under a key derived from it, so the retry is paid for real, once.
+            key = f"{visit.booker_id}:{idempotency_key}"
+            for _attempt in range(10):
+                charge = await ctx.gateway.charge(token=card_token, amount_cents=card_amount, idempotency_key=key,
+                                                  description=f"openvisit visit {visit.id}")
+                if not charge.voided:
+                    break
+                key = f"{visit.booker_id}:{idempotency_key}:after:{charge.charge_id}"
+            else:
+                raise ProblemError(409, "payment-retry-exhausted", "this request's earlier charges were all voided; "
+                                   "retry it with a new Idempotency-Key")
         except PaymentDeclinedError as exc:
             raise ProblemError(402, "payment-declined", f"the card was declined: {exc.message}",
                                extra={"decline_code": exc.code}) from exc
