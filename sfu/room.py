@@ -216,7 +216,9 @@ class Room:
         other = self.participants.get("resident" if side == "visitor" else "visitor")
         if other is not None:
             for kind, producer in other.producers.items():
-                outgoing[kind].attach(self.router.consume(producer, f"{participant_id}-{kind}", "peer"))
+                attached = outgoing[kind].consumer
+                if attached is None or attached.producer is not producer:  # its on_track may have come first
+                    outgoing[kind].attach(self.router.consume(producer, f"{participant_id}-{kind}", "peer"))
         await pc.setLocalDescription(await pc.createAnswer())
         await self.events.report(self._event("participant_joined", participant=side))
         await self._broadcast({"type": "participant_joined", "side": side}, exclude=side)

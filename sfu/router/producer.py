@@ -92,7 +92,8 @@ class Producer:
 
     def remove_consumer(self, consumer: Consumer) -> None:
         self.reroute()
-        self._consumers.pop(consumer.id, None)
+        if self._consumers.get(consumer.id) is consumer:  # not a newer consumer that took over its id
+            del self._consumers[consumer.id]
         self._fan_out = tuple(self._consumers.values())
 
     def bitrate_limit(self) -> int | None:

@@ -181,3 +181,18 @@ async def test_a_sink_that_never_connects_holds_a_bounded_amount_of_video() -> N
         video.publish(frame(DELTA, 3000 * n))
     assert consumer.waiting_for_keyframe and consumer.frames_dropped >= 9
     await router.close()
+
+
+async def test_a_consumer_that_takes_over_an_id_survives_the_close_of_the_one_it_replaced() -> None:
+    """Two parties joining at the same moment can attach the same consumer id twice (one from the
+    producer's arrival, one from the joiner's own setup); closing the replaced one must not
+    silently unhook its successor (that left one party without the other's media)."""
+    router = Router("v1", privileged=False)
+    video = router.add_producer("visitor", "video", PliCounter())
+    first = router.consume(video, "resident-video", "peer")
+    second = router.consume(video, "resident-video", "peer")
+    first.close()
+    assert video.consumers == [second]
+    video.publish(frame(KEY, 0))
+    assert (await second.next_frame()).data == KEY
+    await router.close()
