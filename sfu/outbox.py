@@ -251,7 +251,7 @@ class Outbox:
                 if self._failing_since is None:
                     self._failing_since = time.monotonic()
                     log.warning("outbox %s: the control plane did not take event %s (%s): %s; %d pending, "
-                                "retrying with backoff (up to %.0f s)", self.name, item.event.event_id,
+                                "retrying with backoff (up to %.3g s)", self.name, item.event.event_id,
                                 item.event.kind, exc or type(exc).__name__, len(self._queue), self.backoff.cap)
                 else:
                     log.debug("outbox %s: attempt %d of %s failed: %s", self.name, item.attempts,
