@@ -60,8 +60,9 @@ async def _flowing(receiver: Client, more_than: int = 10) -> bool:
 async def test_events_during_a_control_api_outage_are_applied_once_when_it_returns(
         settings: Settings, gateway: TestPaymentGateway, tmp_path: Path, loopback_only: None) -> None:
     client = await _control_api(settings, gateway)
-    api = Api(client, client.server.app[CONTEXT], gateway)
+    api = Api(client, client.app[CONTEXT], gateway)
     port = client.server.port
+    assert port is not None
     control_url = f"http://127.0.0.1:{port}"
     w = await seed_world(api, billing_mode="per_minute", per_minute_cents=20)
     v = await seed_visit(api, w, starts_in=timedelta(seconds=-2), length=30, checked_in=True)
@@ -102,7 +103,7 @@ async def test_events_during_a_control_api_outage_are_applied_once_when_it_retur
 
         client = await _control_api(settings, gateway, port)  # the control API returns on the same port
         outage = time.monotonic() - down_at
-        api.client, api.ctx = client, client.server.app[CONTEXT]
+        api.client, api.ctx = client, client.app[CONTEXT]
         returned_at = time.monotonic()
         assert await outbox.drained(30)
         drained_in = time.monotonic() - returned_at
