@@ -1,9 +1,11 @@
 """The in-process media plane: the SFU and signaling inside the control API's process.
 
 This is the embedded default (`openvisit serve`): commands reach the SFU by a method call
-(`AppContext.media`), and the SFU's visit events are applied to the database directly, with the
-same code the HTTP event intake uses. A separate media node uses `sfu.events.ControlApiEventSink`
-and `/v1/internal/media-events` instead; the SFU cannot tell the difference.
+(`AppContext.media`), and the SFU's visit events go through an outbox (sfu/outbox.py, its own
+file: `media-outbox-embedded.sqlite3`) whose delivery applies them to the database directly, with
+the same code the HTTP event intake uses. While the database is down, events wait on disk and are
+retried, not lost. A separate media node delivers the same outbox over HTTP
+(`sfu.events.HttpDelivery`, `/v1/internal/media-events`); the SFU cannot tell the difference.
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ from sqlalchemy import select
 
 from control_api.context import CONTEXT, AppContext
 from control_api.db.models import Visit
+from control_api.db.outage import describe, is_database_outage
 from control_api.metrics import METRICS
 from openvisit.join_tokens import JoinTokenVerifier
 from sfu.aiortc_adapter import restrict_host_candidates, restrict_udp_ports
-from sfu.events import VisitEvent
+from sfu.events import DeliveryFailed, DeliveryRefused, VisitEvent
 from sfu.heartbeat import Heartbeat, Transport
 from sfu.metrics import EventLoopLag, SfuCollector
+from sfu.node import OUTBOX_FLUSH_SECONDS
+from sfu.node_state import NodeState, state_file_next_to
+from sfu.outbox import Outbox, OutboxCollector
 from sfu.recording.storage import LocalFolderStorage
 from sfu.service import Sfu
 from signaling.server import signaling_handler
@@ -32,25 +38,40 @@ SFU = web.AppKey("openvisit_sfu", Sfu)
 
 
 class ControlPlaneEventSink:
+    """The embedded outbox's delivery: one event, one database transaction (`record_event`).
+    Returning is the acknowledgement (the transaction committed). An unknown visit is refused for
+    good (dead letter); an unavailable database is retried (`is_database_outage`); any other
+    error is logged with its traceback and retried, as a 500 over HTTP would be."""
+
     def __init__(self, app: web.Application) -> None:
         self.app = app
 
-    async def report(self, event: VisitEvent) -> None:
+    async def deliver(self, event: VisitEvent) -> None:
         from control_api.services.visit_outcomes import record_event
 
         ctx: AppContext = self.app[CONTEXT]
-        async with ctx.sessions() as session, session.begin():
-            visit = (await session.scalars(select(Visit).where(Visit.id == event.visit_id)
-                                           .with_for_update())).one_or_none()
-            if visit is None:
-                log.warning("event for unknown visit %s", event.visit_id)
-                return
-            body = event.to_json()
-            fields = ("reason", "disconnect_reason", "connected_seconds", "detail", "actor", "manifest")
-            data: dict[str, object] = {k: body[k] for k in fields if k in body}
-            await record_event(session, ctx, visit=visit, event_id=event.event_id, kind=event.kind,
-                               participant=event.participant, occurred_at=event.occurred_at, data=data,
-                               now=ctx.clock.now(), session_id=event.session_id, node_id=event.node_id)
+        try:
+            async with ctx.sessions() as session, session.begin():
+                visit = (await session.scalars(select(Visit).where(Visit.id == event.visit_id)
+                                               .with_for_update())).one_or_none()
+                if visit is None:
+                    raise DeliveryRefused(f"event for unknown visit {event.visit_id}")
+                body = event.to_json()
+                fields = ("reason", "disconnect_reason", "connected_seconds", "detail", "actor", "manifest")
+                data: dict[str, object] = {k: body[k] for k in fields if k in body}
+                await record_event(session, ctx, visit=visit, event_id=event.event_id, kind=event.kind,
+                                   participant=event.participant, occurred_at=event.occurred_at, data=data,
+                                   now=ctx.clock.now(), session_id=event.session_id, node_id=event.node_id)
+        except DeliveryRefused:
+            raise
+        except Exception as exc:
+            if is_database_outage(exc):
+                raise DeliveryFailed(f"database unavailable: {describe(exc)}") from exc
+            log.exception("applying %s %s failed; it stays in the outbox and is retried", event.kind, event.event_id)
+            raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        return None
 
 
 def in_process_heartbeat(app: web.Application) -> Transport:
@@ -87,11 +108,14 @@ def install_embedded_media(app: web.Application) -> None:
         undo = [restrict_host_candidates(ctx.settings.media_addresses)] if ctx.settings.media_addresses else []
         if ctx.settings.udp_port_range is not None:
             undo.append(restrict_udp_ports(*ctx.settings.udp_port_range))
-        sfu = Sfu(ControlPlaneEventSink(app), now,
+        outbox_path = ctx.settings.media_outbox_file("embedded")
+        outbox = await Outbox.open(outbox_path, ControlPlaneEventSink(app), name="embedded")
+        state = await NodeState.open(state_file_next_to(outbox_path), now())
+        sfu = Sfu(outbox, now,
                   ice_servers=[s.model_dump(exclude_none=True) for s in ctx.settings.ice_servers],
                   media_timeout=ctx.settings.media_timeout_seconds,
                   recordings=LocalFolderStorage(ctx.settings.recordings_dir),
-                  stall_seconds=ctx.settings.media_stall_seconds)
+                  stall_seconds=ctx.settings.media_stall_seconds, state=state)
         app[SFU] = sfu
         ctx.media = sfu
         if ctx.media_leases is not None:
@@ -100,13 +124,19 @@ def install_embedded_media(app: web.Application) -> None:
         heartbeat.start()
         lag = EventLoopLag()
         lag.start()
-        collector = SfuCollector(sfu, lag)
-        app[METRICS].registry.register(collector)
+        collectors = [SfuCollector(sfu, lag), OutboxCollector(outbox)]
+        for collector in collectors:
+            app[METRICS].registry.register(collector)
         yield
-        app[METRICS].registry.unregister(collector)
+        for collector in collectors:
+            app[METRICS].registry.unregister(collector)
         await lag.stop()
         await heartbeat.stop()
-        await sfu.close()
+        try:
+            await sfu.close()
+        finally:  # before the engine is disposed: a last try, the rest waits on disk for the next start
+            await outbox.close(OUTBOX_FLUSH_SECONDS)
+            await state.close()
         for step in undo:
             step()
 

@@ -74,7 +74,8 @@ async def _media_node(settings: Settings, control_url: str) -> None:
         control_url, secret, ice_servers=[s.model_dump(exclude_none=True) for s in settings.ice_servers],
         addresses=settings.media_addresses, udp_ports=settings.udp_port_range,
         media_timeout=settings.media_timeout_seconds, recordings=LocalFolderStorage(settings.recordings_dir),
-        stall_seconds=settings.media_stall_seconds, heartbeat_seconds=settings.media_heartbeat_seconds)
+        stall_seconds=settings.media_stall_seconds, heartbeat_seconds=settings.media_heartbeat_seconds,
+        outbox_path=settings.media_outbox_file("node"))
     runner, port = await start_site(app, settings.host, settings.port)
     print(f"openvisit media node: signaling at ws://{settings.host}:{port}/v1/signaling, reporting to {control_url}",
           flush=True)

@@ -11,7 +11,7 @@ import os
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     media_lease_seconds: float = Field(
         default=6.0, gt=0, le=300,
         description="a media node silent this long is gone: its visits are interrupted (rejoinable, S5)")
+
+    media_outbox_path: Path | None = Field(
+        default=None, description="the media plane's outbox file (visit events on their way to the control API; "
+        "its state store sits next to it). Default: data_dir/media-outbox-embedded.sqlite3 inside `openvisit "
+        "serve`, data_dir/media-outbox-node.sqlite3 for `openvisit sfu`, so both can share a data_dir")
 
     access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
     join_token_seconds: int = Field(default=120, ge=10, le=3600)
@@ -123,6 +128,10 @@ class Settings(BaseSettings):
     @property
     def recordings_dir(self) -> Path:
         return self.data_dir / "recordings"
+
+    def media_outbox_file(self, plane: Literal["embedded", "node"]) -> Path:
+        """Where this media plane's outbox lives (sfu/outbox.py); each process needs its own."""
+        return self.media_outbox_path or self.data_dir / f"media-outbox-{plane}.sqlite3"
 
     @property
     def keys_dir(self) -> Path:

@@ -1,9 +1,11 @@
 """The seam between the SFU and the control plane: visit events out, one small interface.
 
-`VisitEventSink` is what a room reports to. `InProcessEventSink` keeps events in memory (one
-process, tests); `ControlApiEventSink` posts them to the control API's
-`/v1/internal/media-events` with the media secret. A Redis-backed sink for several SFU workers
-implements the same one method.
+`VisitEventSink` is what a room reports to. A media node's sink is its outbox (`sfu/outbox.py`):
+the event is on disk before `report` returns, and a `Delivery` hands it to the control plane
+until acknowledged, over HTTP for a standalone node (`HttpDelivery`, `/v1/internal/media-events`
+with the media secret) or by a direct call for the embedded media plane
+(`control_api/media_bridge.py: ControlPlaneEventSink`). `InProcessEventSink` keeps events in
+memory (tests).
 """
 
 from __future__ import annotations
@@ -76,25 +78,69 @@ class InProcessEventSink:
                 await self._changed.wait()
 
 
-class ControlApiEventSink:
-    """Reports to the control API; retries a few times (event ids make retries harmless)."""
+class DeliveryRefused(Exception):
+    """The control plane refused the event and always will (validation, unknown visit): the outbox
+    moves it to its dead letters instead of retrying it forever."""
 
-    def __init__(self, base_url: str, media_secret: str, *, attempts: int = 5) -> None:
+
+class DeliveryFailed(Exception):
+    """The event was not taken this time (unreachable, timeout, 5xx, database down): retry later."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Delivery(Protocol):
+    """Hands one event to the control plane. Returns only once it was applied and committed there;
+    raises `DeliveryRefused` for an event that can never be taken, anything else to be retried."""
+
+    async def deliver(self, event: VisitEvent) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+# Client errors that are about the moment or the node's configuration, not the event: retried.
+# 401/403: a wrong or rotated media secret (fixed by an operator, then everything goes through).
+RETRIED_CLIENT_ERRORS = frozenset({401, 403, 408, 425, 429})
+
+
+class HttpDelivery:
+    """POST /v1/internal/media-events with the media secret. 2xx is the acknowledgement (the
+    control API answers after its transaction committed; a repeated event id answers
+    `duplicate: true`). 4xx (validation, unknown visit) is refused for good; 5xx, 503 with
+    Retry-After, connection errors and timeouts are retried by the outbox."""
+
+    def __init__(self, base_url: str, media_secret: str, *, timeout: float = 10.0) -> None:
         self.url = base_url.rstrip("/") + "/v1/internal/media-events"
         self.headers = {"Authorization": f"Bearer {media_secret}"}
-        self.attempts = attempts
+        self.timeout = timeout
+        self._http: aiohttp.ClientSession | None = None
 
-    async def report(self, event: VisitEvent) -> None:
-        delay = 0.2
-        async with aiohttp.ClientSession(headers=self.headers, timeout=aiohttp.ClientTimeout(total=10)) as http:
-            for attempt in range(1, self.attempts + 1):
-                try:
-                    async with http.post(self.url, json=event.to_json()) as resp:
-                        if resp.status < 500:
-                            if resp.status >= 400:
-                                log.warning("control API refused %s: %s", event.kind, await resp.text())
-                            return
-                except aiohttp.ClientError as exc:
-                    log.warning("reporting %s failed (attempt %d): %s", event.kind, attempt, exc)
-                await asyncio.sleep(delay)
-                delay *= 2
+    async def deliver(self, event: VisitEvent) -> None:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(headers=self.headers,
+                                               timeout=aiohttp.ClientTimeout(total=self.timeout))
+        try:
+            async with self._http.post(self.url, json=event.to_json()) as resp:
+                if 200 <= resp.status < 300:
+                    await resp.read()
+                    return
+                text = (await resp.text())[:300]
+                if 400 <= resp.status < 500 and resp.status not in RETRIED_CLIENT_ERRORS:
+                    raise DeliveryRefused(f"HTTP {resp.status}: {text}")
+                raise DeliveryFailed(f"HTTP {resp.status}: {text}",
+                                     retry_after=_seconds(resp.headers.get("Retry-After")))
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return None if value is None else max(0.0, float(value))
+    except ValueError:
+        return None

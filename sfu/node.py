@@ -1,7 +1,11 @@
 """A standalone media node: the SFU and signaling in their own process (`openvisit sfu`).
 
 It trusts the control plane's Ed25519 public key (fetched once at start) and reports visit
-events to the control API over HTTP with the media secret. Officer commands reach it only when
+events to the control API over HTTP with the media secret, through its outbox (sfu/outbox.py):
+each event is on the node's disk before the room goes on, and is delivered once the control API
+takes it, however long it is away. Used join tokens and resume tokens live in the node's state
+store next to the outbox (sfu/node_state.py), so participants rejoin (S5) while the control API
+is down, and after a node restart. Officer commands reach it only when
 it is embedded (`openvisit serve`) until the Redis command bus lands; see docs/architecture.md.
 """
 
@@ -9,20 +13,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
 
 from openvisit.join_tokens import JoinTokenVerifier
 from openvisit.keys import load_public_key
 from sfu.aiortc_adapter import restrict_host_candidates, restrict_udp_ports
-from sfu.events import ControlApiEventSink, VisitEventSink
+from sfu.events import HttpDelivery, VisitEventSink
 from sfu.heartbeat import FollowingClock, Heartbeat, Transport, http_transport
+from sfu.metrics import SfuCollector
+from sfu.node_state import NodeState, state_file_next_to
+from sfu.outbox import Outbox, OutboxCollector
 from sfu.recording.storage import RecordingStorage
 from sfu.room import DEFAULT_MEDIA_TIMEOUT, DEFAULT_STALL_SECONDS
 from sfu.service import Sfu
 from signaling.server import create_signaling_app
+
+OUTBOX_FLUSH_SECONDS = 1.5  # at shutdown: the whole shutdown must finish within 5 s; the rest stays on disk
 
 
 def real_now() -> datetime:
@@ -43,9 +54,11 @@ def create_media_node_app(verifier: JoinTokenVerifier, sink: VisitEventSink, *,
                           media_timeout: float = DEFAULT_MEDIA_TIMEOUT,
                           recordings: RecordingStorage | None = None, stall_seconds: float = DEFAULT_STALL_SECONDS,
                           heartbeat: Transport | None = None, heartbeat_seconds: float = 2.0,
-                          clock: FollowingClock | None = None) -> tuple[web.Application, Sfu]:
+                          clock: FollowingClock | None = None,
+                          state: NodeState | None = None) -> tuple[web.Application, Sfu]:
     """The node's app. With a heartbeat transport it renews its lease at the control plane (S5, S6)
-    and, given a `FollowingClock` (whose `now` it then uses), follows the control plane's test clock."""
+    and, given a `FollowingClock` (whose `now` it then uses), follows the control plane's test clock.
+    An `Outbox` sink and the `state` store are closed by the app's shutdown."""
     if addresses:
         restrict_host_candidates(addresses)
     if udp_ports:
@@ -53,8 +66,17 @@ def create_media_node_app(verifier: JoinTokenVerifier, sink: VisitEventSink, *,
     if clock is not None:
         now = clock.now
     sfu = Sfu(sink, now, ice_servers=ice_servers or [], media_timeout=media_timeout, recordings=recordings,
-              stall_seconds=stall_seconds)
+              stall_seconds=stall_seconds, state=state)
     app = create_signaling_app(sfu, verifier, now)
+    registry = CollectorRegistry()
+    registry.register(SfuCollector(sfu))
+    if isinstance(sink, Outbox):
+        registry.register(OutboxCollector(sink))
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), content_type="text/plain", charset="utf-8")
+
+    app.router.add_get("/metrics", metrics)
     beats = Heartbeat(sfu, heartbeat, interval=heartbeat_seconds, clock=clock) if heartbeat is not None else None
 
     async def startup(_app: web.Application) -> None:
@@ -63,16 +85,28 @@ def create_media_node_app(verifier: JoinTokenVerifier, sink: VisitEventSink, *,
             beats.start()
 
     async def shutdown(_app: web.Application) -> None:
-        if beats is not None:
-            await beats.stop()
-        await sfu.close()
+        """Within the 5 s a shutdown has: end the rooms (their `ended` goes to the outbox), try to
+        deliver for a moment, leave the rest on disk for the next start."""
+        try:
+            if beats is not None:
+                await beats.stop()
+            await sfu.close()
+        finally:
+            if isinstance(sink, Outbox):
+                await sink.close(OUTBOX_FLUSH_SECONDS)
+            await sfu.state.close()
 
     app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)
     return app, sfu
 
 
-async def media_node_from_control(control_url: str, media_secret: str, **kwargs: Any) -> tuple[web.Application, Sfu]:
+async def media_node_from_control(control_url: str, media_secret: str, *, outbox_path: Path,
+                                  **kwargs: Any) -> tuple[web.Application, Sfu]:
+    """A node reporting to `control_url`: its outbox (replaying what an earlier run left) and its
+    state store are opened here and closed by the app's shutdown."""
     verifier = await fetch_verifier(control_url)
-    return create_media_node_app(verifier, ControlApiEventSink(control_url, media_secret),
-                                 heartbeat=http_transport(control_url, media_secret), clock=FollowingClock(), **kwargs)
+    outbox = await Outbox.open(outbox_path, HttpDelivery(control_url, media_secret), name="node")
+    state = await NodeState.open(state_file_next_to(outbox_path), real_now())
+    return create_media_node_app(verifier, outbox, heartbeat=http_transport(control_url, media_secret),
+                                 clock=FollowingClock(), state=state, **kwargs)

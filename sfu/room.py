@@ -155,8 +155,14 @@ class Room:
             raise RoomClosedError(self.end_reason or "the visit has ended")
         side = side_of(role)
         previous = self.participants.get(side)
-        if previous is not None:
+        if previous is not None:  # S5: the newer connection takes the place; the older one is told why
+            with contextlib.suppress(Exception):
+                await previous.send({"type": "error", "code": "replaced",
+                                     "message": "this place in the visit was taken by a newer connection "
+                                                "(a rejoin with your join or resume token)"})
             await self._drop(previous, report=False)
+            if previous.hangup is not None:
+                previous.hangup()
         pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
         outgoing: dict[Kind, ForwardingTrack] = {}
         kinds: tuple[Kind, ...] = ("audio", "video")

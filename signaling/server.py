@@ -71,30 +71,41 @@ def signaling_handler(get_sfu: Callable[[], Sfu], get_verifier: Callable[[], Joi
         except TimeoutError:
             return await fail("join-timeout", "send a join message first")
         msg = _parse(first)
-        if msg is None or msg.get("type") != "join" or not isinstance(msg.get("token"), str):
-            return await fail("bad-message", "the first message must be {type: join, token}")
-        try:
-            claims = verifier.verify(msg["token"], now())  # S1: visit, participant, window
-        except JoinTokenError as exc:
-            claimed = _unverified_claims(msg["token"])
-            if claimed is not None:  # audited against the visit it names, as an attempt
-                await sfu.report_refusal(claimed[0], claimed[1], f"bad token: {exc}")
-            return await fail("bad-token", str(exc))
-        room = sfu.room_for(claims)
+        token, resume = (msg.get("token"), msg.get("resume")) if msg is not None else (None, None)
+        if msg is None or msg.get("type") != "join" or not (isinstance(token, str) or isinstance(resume, str)):
+            return await fail("bad-message", "the first message must be {type: join, token} or {type: join, resume}")
+        if isinstance(token, str):
+            try:
+                claims = verifier.verify(token, now())  # S1: visit, participant, window
+            except JoinTokenError as exc:
+                claimed = _unverified_claims(token)
+                if claimed is not None:  # audited against the visit it names, as an attempt
+                    await sfu.report_refusal(claimed[0], claimed[1], f"bad token: {exc}")
+                return await fail("bad-token", str(exc))
+        else:  # S5: a participant who dropped takes its place again, without the control API
+            resumed = sfu.state.redeem(str(resume), now())
+            if resumed is None:
+                return await fail("bad-resume", "this resume token is unknown or expired; ask for a new join token")
+            claims = resumed
+        room = sfu.room_for(claims)  # after a node restart, a resume re-creates the room from its claims
         if room is None:
             if claims.participant_role == "monitor" and claims.visit_id not in sfu.ended:
                 return await fail("not-live", "this visit is not live on this media server")
             return await fail("visit-ended", "this visit has ended (rule S2)")
-        if not sfu.claim_token(claims):
-            await sfu.report_refusal(claims.visit_id, claims.participant_id, "join token replayed")
-            return await fail("token-used", "this join token was already used; ask for a new one to rejoin")
+        if isinstance(token, str):
+            if not await sfu.claim_token(claims):
+                await sfu.report_refusal(claims.visit_id, claims.participant_id, "join token replayed")
+                return await fail("token-used", "this join token was already used; rejoin with your resume token "
+                                                "or ask for a new join token")
+            if claims.participant_role != "monitor":
+                resume = await sfu.state.grant(claims)  # valid until the visit's end (S5)
         if claims.participant_role == "monitor":
             return await _monitor(ws, room, claims.participant_id, send, fail)
         side = side_of(claims.participant_role)
         await send({"type": "joined", "visit_id": claims.visit_id, "side": side,
                     "starts_at": claims.visit_starts_at.isoformat(), "ends_at": claims.visit_ends_at.isoformat(),
                     "server_time": now().isoformat(),
-                    "others": [s for s in room.participants if s != side]})
+                    "others": [s for s in room.participants if s != side], "resume_token": resume})
         joined = False
         early_candidates: list[dict[str, Any]] = []  # trickled before the offer was answered
         try:

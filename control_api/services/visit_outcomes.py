@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_api.context import AppContext
@@ -51,9 +52,12 @@ async def record_event(session: AsyncSession, app: AppContext, *, visit: Visit, 
     seen = await session.scalar(select(VisitEvent.id).where(VisitEvent.event_id == event_id))
     if seen is not None:
         return False
-    session.add(VisitEvent(event_id=event_id, visit_id=visit.id, kind=kind, participant=participant, data=data,
-                           occurred_at=occurred_at, received_at=now))
-    await session.flush()
+    try:  # a delivery of the same id racing this one (an outbox retry, two paths): the unique key decides
+        async with session.begin_nested():
+            session.add(VisitEvent(event_id=event_id, visit_id=visit.id, kind=kind, participant=participant,
+                                   data=data, occurred_at=occurred_at, received_at=now))
+    except IntegrityError:
+        return False  # the other one committed first: applied once, this one is the duplicate
     if kind == "recording_closed":
         from control_api.services.recordings import accept_manifest
 

@@ -24,75 +24,129 @@ function show(el, text) {
   el.hidden = !text;
 }
 
+// Codes after which the client reconnects on its own (S5): the resume token was not taken (ask
+// the API for a new join token), the server dropped us for frozen media, or a join token was used.
+const RECONNECT_CODES = new Set(["bad-resume", "media-stopped", "token-used"]);
+const NON_FATAL_CODES = new Set(["bad-candidate"]);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 async function startCall(accessToken, visitId, ui) {
   const state = window.callState;
   state.status = "joining";
-  const join = await api(`/v1/visits/${visitId}/join`, { token: accessToken, method: "POST" });
+  let join = await api(`/v1/visits/${visitId}/join`, { token: accessToken, method: "POST" });
   const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
   ui.self.srcObject = media;
-  const pc = new RTCPeerConnection({ iceServers: join.ice_servers });
-  for (const track of media.getTracks()) pc.addTrack(track, media);
   const remote = new MediaStream();
   ui.remote.srcObject = remote;
-  pc.ontrack = (event) => {
-    remote.addTrack(event.track);
-    ui.remote.play().catch(() => {});
-  };
-  window.callPc = pc;
-
-  const ws = new WebSocket(join.signaling_url);
   const ends = new Date(join.visit.ends_at);
   const timer = setInterval(() => {
     const left = Math.max(0, Math.round((ends - Date.now()) / 1000));
     show(ui.countdown, `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left`);
   }, 500);
 
+  let pc = null;
+  let ws = null;
+  let over = false; // ended, or an error after which we must not reconnect
+  let resumeToken = null; // from `joined`: rejoins this visit without the API, until its end (S5)
+  let attempts = 0;
+
   const finish = (message) => {
+    over = true;
     clearInterval(timer);
     media.getTracks().forEach((t) => t.stop());
-    pc.close();
-    if (ws.readyState === WebSocket.OPEN) ws.close();
+    if (pc) pc.close();
+    if (ws && ws.readyState === WebSocket.OPEN) ws.close();
     show(ui.banner, message);
   };
 
-  ws.onmessage = async (event) => {
-    const msg = JSON.parse(event.data);
-    if (msg.type === "joined") {
-      // Trickle ICE: send the offer at once, then each candidate as the browser finds it.
-      pc.onicecandidate = (e) => {
-        if (ws.readyState !== WebSocket.OPEN) return;
-        ws.send(JSON.stringify(e.candidate ? { type: "candidate", candidate: e.candidate.toJSON() }
-          : { type: "end-of-candidates" }));
-      };
-      await pc.setLocalDescription(await pc.createOffer());
-      ws.send(JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }));
-    } else if (msg.type === "answer") {
-      await pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
-      state.status = "in_call";
-    } else if (msg.type === "warning") {
-      state.warnings.push(msg.seconds_left);
-      const minutes = msg.seconds_left >= 60 ? `${Math.round(msg.seconds_left / 60)} minutes` : `${msg.seconds_left} seconds`;
-      show(ui.banner, `The visit ends in ${minutes}.`);
-    } else if (msg.type === "participant_joined") {
-      show(ui.banner, "");
-    } else if (msg.type === "participant_left") {
-      show(ui.banner, "The other party left; they can rejoin until the end.");
-    } else if (msg.type === "ended") {
-      state.status = "ended";
-      state.ended = msg;
-      const why = msg.reason === "disconnected"
-        ? `The visit was disconnected by the facility (${msg.disconnect_reason}).`
-        : msg.reason === "failed" ? "The visit ended because of a system problem; it will be credited."
-        : "The visit has ended.";
-      finish(why);
-    } else if (msg.type === "error") {
-      state.status = "error";
-      state.error = msg;
-      finish(`Could not join: ${msg.message}`);
+  // One connection: a new peer connection and socket, joined with `first` (a join or a resume).
+  const connect = (first) => {
+    const peer = new RTCPeerConnection({ iceServers: join.ice_servers });
+    for (const track of media.getTracks()) peer.addTrack(track, media);
+    peer.ontrack = (event) => {
+      for (const old of remote.getTracks()) if (old.kind === event.track.kind) remote.removeTrack(old);
+      remote.addTrack(event.track);
+      ui.remote.play().catch(() => {});
+    };
+    pc = peer;
+    window.callPc = peer;
+    const socket = new WebSocket(join.signaling_url);
+    ws = socket;
+
+    socket.onmessage = async (event) => {
+      const msg = JSON.parse(event.data);
+      if (msg.type === "joined") {
+        if (msg.resume_token) resumeToken = msg.resume_token;
+        // Trickle ICE: send the offer at once, then each candidate as the browser finds it.
+        peer.onicecandidate = (e) => {
+          if (socket.readyState !== WebSocket.OPEN) return;
+          socket.send(JSON.stringify(e.candidate ? { type: "candidate", candidate: e.candidate.toJSON() }
+            : { type: "end-of-candidates" }));
+        };
+        await peer.setLocalDescription(await peer.createOffer());
+        socket.send(JSON.stringify({ type: "offer", sdp: peer.localDescription.sdp }));
+      } else if (msg.type === "answer") {
+        await peer.setRemoteDescription({ type: "answer", sdp: msg.sdp });
+        attempts = 0;
+        state.status = "in_call";
+        show(ui.banner, "");
+      } else if (msg.type === "warning") {
+        state.warnings.push(msg.seconds_left);
+        const minutes = msg.seconds_left >= 60 ? `${Math.round(msg.seconds_left / 60)} minutes` : `${msg.seconds_left} seconds`;
+        show(ui.banner, `The visit ends in ${minutes}.`);
+      } else if (msg.type === "participant_joined") {
+        show(ui.banner, "");
+      } else if (msg.type === "participant_left") {
+        show(ui.banner, "The other party left; they can rejoin until the end.");
+      } else if (msg.type === "ended") {
+        state.status = "ended";
+        state.ended = msg;
+        const why = msg.reason === "disconnected"
+          ? `The visit was disconnected by the facility (${msg.disconnect_reason}).`
+          : msg.reason === "failed" ? "The visit ended because of a system problem; it will be credited."
+          : "The visit has ended.";
+        finish(why);
+      } else if (msg.type === "error") {
+        state.error = msg;
+        if (msg.code === "bad-resume") resumeToken = null; // ask the API for a new join token instead
+        if (RECONNECT_CODES.has(msg.code) || NON_FATAL_CODES.has(msg.code)) return; // the socket's close reconnects
+        state.status = "error";
+        finish(msg.code === "replaced" ? "This visit was opened in another window or on another device."
+          : `Could not join: ${msg.message}`);
+      }
+    };
+    socket.onopen = () => socket.send(JSON.stringify(first));
+    socket.onclose = () => {
+      if (!over && socket === ws) reconnect();
+    };
+  };
+
+  // S5: a dropped connection rejoins until the end, the resume token first (it works while the
+  // control API is down), then a new join token from the API; backing off between tries.
+  const reconnect = async () => {
+    if (pc) pc.close();
+    if (Date.now() >= ends) {
+      finish("The visit has ended.");
+      return;
+    }
+    state.status = "reconnecting";
+    show(ui.banner, "The connection dropped; reconnecting...");
+    attempts += 1;
+    await sleep(Math.min(8000, 250 * 2 ** Math.min(attempts - 1, 5)));
+    if (over) return;
+    if (resumeToken && attempts % 2 === 1) {
+      connect({ type: "join", resume: resumeToken });
+      return;
+    }
+    try {
+      join = await api(`/v1/visits/${visitId}/join`, { token: accessToken, method: "POST" });
+      connect({ type: "join", token: join.join_token });
+    } catch (err) {
+      reconnect(); // the API may be down too: try again (the resume token still first, if any)
     }
   };
-  ws.onopen = () => ws.send(JSON.stringify({ type: "join", token: join.join_token }));
-  ws.onclose = () => clearInterval(timer);
+
+  connect({ type: "join", token: join.join_token });
 }
 
 const $ = (id) => document.getElementById(id);

@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
 from control_api.app import start_site
 from sfu.aiortc_adapter import restrict_host_candidates
-from sfu.events import ControlApiEventSink
+from sfu.events import HttpDelivery
 from sfu.node import create_media_node_app, fetch_verifier
+from sfu.outbox import Outbox
 from tests.sfu.test_signaling import Stack, connect
 from tests.support import Api
 from tests.support_booking import at, book
@@ -28,7 +30,7 @@ def loopback_only() -> Iterator[None]:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_media_node_reports_to_the_control_api_over_http(api: Api, loopback_only: None) -> None:
+async def test_media_node_reports_to_the_control_api_over_http(api: Api, loopback_only: None, tmp_path: Path) -> None:
     control_url = f"http://{api.client.server.host}:{api.client.server.port}"
     w = await build_facility(api, options=[{"visit_type": "social", "length_minutes": 20, "price_cents": 500}])
     visitor = await w.approved_visitor(api)
@@ -38,8 +40,8 @@ async def test_media_node_reports_to_the_control_api_over_http(api: Api, loopbac
     (await w.kiosk.post(f"/v1/visits/{visit['id']}/check-in")).ok()
 
     verifier = await fetch_verifier(control_url)  # the public half only
-    app, sfu = create_media_node_app(verifier, ControlApiEventSink(control_url, api.ctx.media_secret),
-                                     now=api.ctx.clock.now)
+    outbox = await Outbox.open(tmp_path / "outbox.sqlite3", HttpDelivery(control_url, api.ctx.media_secret))
+    app, sfu = create_media_node_app(verifier, outbox, now=api.ctx.clock.now)
     runner, port = await start_site(app, "127.0.0.1", 0)
     node = Stack(f"ws://127.0.0.1:{port}/v1/signaling", sfu, None, None)  # type: ignore[arg-type]
     family = await connect(node, (await visitor.post(f"/v1/visits/{visit['id']}/join")).ok()["join_token"])

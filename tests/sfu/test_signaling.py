@@ -102,7 +102,9 @@ class Client:
                 await asyncio.sleep(0.05)
 
 
-async def connect(stack: Stack, token: str, *, trickle: bool = False, publish: bool = True) -> Client:
+async def connect(stack: Stack, token: str | None, *, trickle: bool = False, publish: bool = True,
+                  resume: str | None = None) -> Client:
+    """Join with a join token, or (`resume`) with the resume token an earlier join was given (S5)."""
     session = aiohttp.ClientSession()
     ws = await session.ws_connect(stack.url)
     pc = RTCPeerConnection(rtc_configuration())
@@ -120,7 +122,7 @@ async def connect(stack: Stack, token: str, *, trickle: bool = False, publish: b
         receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
         tap_receiver(receiver, client.received[track.kind].append)
 
-    await ws.send_json({"type": "join", "token": token})
+    await ws.send_json({"type": "join", "resume": resume} if resume is not None else {"type": "join", "token": token})
     joined = await ws.receive_json(timeout=10)
     client.messages.append(joined)
     if joined["type"] != "joined":
