@@ -11,6 +11,8 @@ it is embedded (`openvisit serve`) until the Redis command bus lands; see docs/a
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +35,7 @@ from sfu.room import DEFAULT_MEDIA_TIMEOUT, DEFAULT_STALL_SECONDS
 from sfu.service import Sfu
 from signaling.server import create_signaling_app
 
+log = logging.getLogger(__name__)
 OUTBOX_FLUSH_SECONDS = 1.5  # at shutdown: the whole shutdown must finish within 5 s; the rest stays on disk
 
 
@@ -40,12 +43,38 @@ def real_now() -> datetime:
     return datetime.now(UTC)
 
 
-async def fetch_verifier(control_url: str) -> JoinTokenVerifier:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http, \
-            http.get(control_url.rstrip("/") + "/v1/media/public-key") as resp:
-        resp.raise_for_status()
-        body = await resp.json()
-    return JoinTokenVerifier(load_public_key(body["public_key_pem"]))
+async def fetch_verifier(control_url: str, cache: Path | None = None) -> JoinTokenVerifier:
+    """The control plane's public key. With `cache`, the last key fetched is kept on disk and used
+    when the control API does not answer, so a node restarted during an API outage still starts,
+    replays its outbox and lets participants rejoin (S5)."""
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http, \
+                http.get(control_url.rstrip("/") + "/v1/media/public-key") as resp:
+            resp.raise_for_status()
+            pem: str = (await resp.json())["public_key_pem"]
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        cached = _read_cached_key(cache) if cache is not None else None
+        if cached is None:
+            raise
+        log.warning("the control API does not answer (%s): using the public key cached at %s", exc, cache)
+        pem = cached
+    else:
+        if cache is not None:
+            _cache_key(cache, pem)
+    return JoinTokenVerifier(load_public_key(pem))
+
+
+def _read_cached_key(cache: Path) -> str | None:
+    return cache.read_text() if cache.is_file() else None
+
+
+def _cache_key(cache: Path, pem: str) -> None:
+    if _read_cached_key(cache) == pem:
+        return
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    staged = cache.with_name(cache.name + ".partial")
+    staged.write_text(pem)
+    os.replace(staged, cache)  # atomic: a crash leaves the old key or the new one
 
 
 def create_media_node_app(verifier: JoinTokenVerifier, sink: VisitEventSink, *,
@@ -105,7 +134,7 @@ async def media_node_from_control(control_url: str, media_secret: str, *, outbox
                                   **kwargs: Any) -> tuple[web.Application, Sfu]:
     """A node reporting to `control_url`: its outbox (replaying what an earlier run left) and its
     state store are opened here and closed by the app's shutdown."""
-    verifier = await fetch_verifier(control_url)
+    verifier = await fetch_verifier(control_url, cache=outbox_path.with_name("control-public-key.pem"))
     outbox = await Outbox.open(outbox_path, HttpDelivery(control_url, media_secret), name="node")
     state = await NodeState.open(state_file_next_to(outbox_path), real_now())
     return create_media_node_app(verifier, outbox, heartbeat=http_transport(control_url, media_secret),

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from control_api.app import start_site
@@ -69,3 +70,23 @@ async def test_media_node_reports_to_the_control_api_over_http(api: Api, loopbac
         await family.close()
         await kiosk.close()
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_node_restarted_while_the_control_api_is_down_uses_the_cached_public_key(
+        api: Api, tmp_path: Path) -> None:
+    control_url = f"http://{api.client.server.host}:{api.client.server.port}"
+    cache = tmp_path / "control-public-key.pem"
+    fetched = await fetch_verifier(control_url, cache=cache)
+    assert cache.read_text().startswith("-----BEGIN PUBLIC KEY-----")
+    gone = "http://127.0.0.1:9"  # nothing listens there: the control API is down
+    with pytest.raises(aiohttp.ClientError):
+        await fetch_verifier(gone)
+    cached = await fetch_verifier(gone, cache=cache)
+    token, _ = api.ctx.join_tokens.issue(visit_id="v-1", participant_id="p-1", participant_role="visitor",
+                                         visit_type="social", visit_starts_at=api.ctx.clock.now(),
+                                         visit_ends_at=api.ctx.clock.now() + timedelta(minutes=5),
+                                         not_before=api.ctx.clock.now() - timedelta(minutes=1),
+                                         expires_at=api.ctx.clock.now() + timedelta(minutes=2))
+    now = api.ctx.clock.now()
+    assert cached.verify(token, now).visit_id == fetched.verify(token, now).visit_id == "v-1"
