@@ -8,6 +8,8 @@ and `/v1/internal/media-events` instead; the SFU cannot tell the difference.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from datetime import datetime
 
@@ -68,19 +70,30 @@ def install_embedded_media(app: web.Application) -> None:
         sfu = Sfu(ControlPlaneEventSink(app), now,
                   ice_servers=[s.model_dump(exclude_none=True) for s in ctx.settings.ice_servers],
                   media_timeout=ctx.settings.media_timeout_seconds,
-                  recordings=LocalFolderStorage(ctx.settings.recordings_dir))
+                  recordings=LocalFolderStorage(ctx.settings.recordings_dir,
+                                                min_free_bytes=ctx.settings.recordings_min_free_mb * 1024 * 1024))
         app[SFU] = sfu
         ctx.media = sfu
         lag = EventLoopLag()
         lag.start()
         collector = SfuCollector(sfu, lag)
         app[METRICS].registry.register(collector)
+        recovery = asyncio.create_task(sfu.recover_recordings())  # R1: a crash's orphans, in the background
         yield
+        recovery.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await recovery
         app[METRICS].registry.unregister(collector)
         await lag.stop()
         await sfu.close()
         for step in undo:
             step()
 
+    async def health(_request: web.Request) -> web.Response:
+        """The embedded media plane's health, with its `recordings` section (folder, free bytes,
+        threshold, whether new recordings start)."""
+        return web.json_response(app[SFU].health())
+
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/v1/signaling", signaling_handler(lambda: app[SFU], verifier, now))
+    app.router.add_get("/v1/health", health)

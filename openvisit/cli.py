@@ -73,7 +73,8 @@ async def _media_node(settings: Settings, control_url: str) -> None:
     app, _sfu = await media_node_from_control(
         control_url, secret, ice_servers=[s.model_dump(exclude_none=True) for s in settings.ice_servers],
         addresses=settings.media_addresses, udp_ports=settings.udp_port_range,
-        media_timeout=settings.media_timeout_seconds, recordings=LocalFolderStorage(settings.recordings_dir))
+        media_timeout=settings.media_timeout_seconds,
+        recordings=LocalFolderStorage(settings.recordings_dir, min_free_bytes=settings.recordings_min_free_mb << 20))
     runner, port = await start_site(app, settings.host, settings.port)
     print(f"openvisit media node: signaling at ws://{settings.host}:{port}/v1/signaling, reporting to {control_url}",
           flush=True)

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
         description="UDP port range the SFU binds its ICE sockets in, e.g. 40000-40999 (ephemeral if unset)")
     media_timeout_seconds: float = Field(
         default=30.0, gt=0, description="both parties connected after the start, no media this long: the visit failed")
+    recordings_min_free_mb: int = Field(
+        default=256, ge=0, description="a media node starts no new recording with less free space than this in "
+                                       "the recordings folder (reported as recording_failed, shown on /v1/health)")
 
     access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
     join_token_seconds: int = Field(default=120, ge=10, le=3600)

@@ -7,6 +7,7 @@ it is embedded (`openvisit serve`) until the Redis command bus lands; see docs/a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -46,11 +47,22 @@ def create_media_node_app(verifier: JoinTokenVerifier, sink: VisitEventSink, *,
         restrict_udp_ports(*udp_ports)
     sfu = Sfu(sink, now, ice_servers=ice_servers or [], media_timeout=media_timeout, recordings=recordings)
     app = create_signaling_app(sfu, verifier, now)
+    recovery: list[asyncio.Task[int]] = []
+
+    async def startup(_app: web.Application) -> None:
+        recovery.append(asyncio.create_task(sfu.recover_recordings()))  # R1: orphans of a crash, in the background
 
     async def shutdown(_app: web.Application) -> None:
+        for task in recovery:
+            task.cancel()
         await sfu.close()
 
+    async def health(_request: web.Request) -> web.Response:
+        return web.json_response(sfu.health())
+
+    app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)
+    app.router.add_get("/v1/health", health)
     return app, sfu
 
 
