@@ -149,7 +149,10 @@ def _recordings_verify(settings: Settings, visit_ids: list[str]) -> int:
     public_key = load_or_create_signing_key(settings.keys_dir).public_key()
     root = settings.recordings_dir
     folders = [root / v for v in visit_ids] if visit_ids else sorted(p for p in root.glob("*") if p.is_dir())
-    problems = [problem for folder in folders for problem in verify_stored(folder, public_key)]
+    notes: list[str] = []
+    problems = [problem for folder in folders for problem in verify_stored(folder, public_key, notes)]
+    for note in notes:
+        print(f"note: {note}")
     for problem in problems:
         print(f"recording FAILED: {problem}", file=sys.stderr)
     if not problems:

@@ -174,7 +174,8 @@ def recover_orphans(storage: LocalFolderStorage) -> list[dict[str, Any]]:
         storage.counters.recovered += 1
         if done.damaged:
             storage.counters.damaged += 1
-        segment = (done.metadata or {}).get("OPENVISIT_SEGMENT") or f"recovered-{visit_id}-{name}"
+        recorder = (done.metadata or {}).get("OPENVISIT_SEGMENT")  # its recorder may have reported other files
+        segment = f"{recorder}-recovered" if recorder else f"recovered-{name}"
         groups.setdefault((visit_id, segment), []).append((party, done))
     manifests = []
     for (visit_id, segment), done_files in sorted(groups.items()):

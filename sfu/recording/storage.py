@@ -14,6 +14,7 @@ written, so a crash leaves a `*.partial` file that the next media node recovers
 
 from __future__ import annotations
 
+import builtins
 import fcntl
 import hashlib
 import os
@@ -172,7 +173,7 @@ class LocalFolderStorage:
         shutil.rmtree(folder)
         return count
 
-    def orphan_segments(self) -> list[tuple[str, Path]]:
+    def orphan_segments(self) -> builtins.list[tuple[str, Path]]:
         """Media `*.partial` files nobody is writing (no flock held): what a crash left behind."""
         if not self.root.is_dir():
             return []
