@@ -10,6 +10,8 @@ retried, not lost. A separate media node delivers the same outbox over HTTP
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from datetime import datetime
 from typing import Any
@@ -114,7 +116,8 @@ def install_embedded_media(app: web.Application) -> None:
         sfu = Sfu(outbox, now,
                   ice_servers=[s.model_dump(exclude_none=True) for s in ctx.settings.ice_servers],
                   media_timeout=ctx.settings.media_timeout_seconds,
-                  recordings=LocalFolderStorage(ctx.settings.recordings_dir),
+                  recordings=LocalFolderStorage(ctx.settings.recordings_dir,
+                                                min_free_bytes=ctx.settings.recordings_min_free_mb * 1024 * 1024),
                   stall_seconds=ctx.settings.media_stall_seconds, state=state)
         app[SFU] = sfu
         ctx.media = sfu
@@ -127,7 +130,11 @@ def install_embedded_media(app: web.Application) -> None:
         collectors = [SfuCollector(sfu, lag), OutboxCollector(outbox)]
         for collector in collectors:
             app[METRICS].registry.register(collector)
+        recovery = asyncio.create_task(sfu.recover_recordings())  # R1: a crash's orphans, in the background
         yield
+        recovery.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await recovery
         for collector in collectors:
             app[METRICS].registry.unregister(collector)
         await lag.stop()
@@ -145,7 +152,12 @@ def install_embedded_media(app: web.Application) -> None:
         credited, M6), telling the parties why and closing their sockets, so SIGTERM is quick."""
         if SFU in app:
             await app[SFU].close()
+    async def health(_request: web.Request) -> web.Response:
+        """The embedded media plane's health, with its `recordings` section (folder, free bytes,
+        threshold, whether new recordings start)."""
+        return web.json_response(app[SFU].health())
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(end_live_visits)
     app.router.add_get("/v1/signaling", signaling_handler(lambda: app[SFU], verifier, now))
+    app.router.add_get("/v1/health", health)

@@ -73,7 +73,8 @@ async def _media_node(settings: Settings, control_url: str) -> None:
     app, _sfu = await media_node_from_control(
         control_url, secret, ice_servers=[s.model_dump(exclude_none=True) for s in settings.ice_servers],
         addresses=settings.media_addresses, udp_ports=settings.udp_port_range,
-        media_timeout=settings.media_timeout_seconds, recordings=LocalFolderStorage(settings.recordings_dir),
+        media_timeout=settings.media_timeout_seconds,
+        recordings=LocalFolderStorage(settings.recordings_dir, min_free_bytes=settings.recordings_min_free_mb << 20),
         stall_seconds=settings.media_stall_seconds, heartbeat_seconds=settings.media_heartbeat_seconds,
         outbox_path=settings.media_outbox_file("node"))
     runner, port = await start_site(app, settings.host, settings.port)
@@ -150,7 +151,10 @@ def _recordings_verify(settings: Settings, visit_ids: list[str]) -> int:
     public_key = load_or_create_signing_key(settings.keys_dir).public_key()
     root = settings.recordings_dir
     folders = [root / v for v in visit_ids] if visit_ids else sorted(p for p in root.glob("*") if p.is_dir())
-    problems = [problem for folder in folders for problem in verify_stored(folder, public_key)]
+    notes: list[str] = []
+    problems = [problem for folder in folders for problem in verify_stored(folder, public_key, notes)]
+    for note in notes:
+        print(f"note: {note}")
     for problem in problems:
         print(f"recording FAILED: {problem}", file=sys.stderr)
     if not problems:

@@ -24,13 +24,26 @@ from openvisit.signed_documents import SignatureError, verify_document
 MANIFEST, AUDIT, KEY = "manifest.json", "audit.jsonl", "public_key.pem"
 
 
-def verify_stored(folder: Path, public_key: Ed25519PublicKey) -> list[str]:
+def verify_stored(folder: Path, public_key: Ed25519PublicKey, notes: list[str] | None = None) -> list[str]:
     """A recording as stored (`data_dir/recordings/<visit>/`): its signed manifest.json and every
-    file it lists. Returns the problems found (none: intact)."""
+    file it lists, however many segments (R1, R2). Returns the problems found (none: intact).
+    Files still being written, or left by a crash for the next media node to recover (`*.partial`),
+    are not problems: they go to `notes`, as do files the manifest on disk does not list yet."""
+    notes = notes if notes is not None else []
+    partial = sorted(p.name for p in folder.glob("*.partial")) if folder.is_dir() else []
+    if partial:
+        notes.append(f"{folder.name}: {len(partial)} file(s) being recorded or awaiting recovery: {', '.join(partial)}")
+    if folder.is_dir() and not (folder / MANIFEST).exists() and partial:
+        return []
     try:
         manifest = verify_document(public_key, json.loads((folder / MANIFEST).read_text()))
     except (OSError, ValueError, SignatureError) as exc:
         return [f"{folder.name}/{MANIFEST}: {exc}"]
+    listed = {entry["name"] for entry in manifest.get("files", [])}
+    unlisted = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != MANIFEST
+                      and not p.name.endswith(".partial") and p.name not in listed)
+    if unlisted:
+        notes.append(f"{folder.name}: not (yet) in the signed manifest on disk: {', '.join(unlisted)}")
     problems = []
     for entry in manifest.get("files", []):
         path = folder / entry["name"]

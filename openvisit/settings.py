@@ -68,6 +68,9 @@ class Settings(BaseSettings):
         default=None, description="the media plane's outbox file (visit events on their way to the control API; "
         "its state store sits next to it). Default: data_dir/media-outbox-embedded.sqlite3 inside `openvisit "
         "serve`, data_dir/media-outbox-node.sqlite3 for `openvisit sfu`, so both can share a data_dir")
+    recordings_min_free_mb: int = Field(
+        default=256, ge=0, description="a media node starts no new recording with less free space than this in "
+                                       "the recordings folder (reported as recording_failed, shown on /v1/health)")
 
     access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
     join_token_seconds: int = Field(default=120, ge=10, le=3600)

@@ -75,6 +75,27 @@ class SfuCollector(Collector):
         yield CounterMetricFamily("openvisit_sfu_datagrams_refused",
                                   "RTP datagrams the SFU's sockets refused (send buffer full): lost before the network",
                                   value=stats.datagrams_refused)
+        recordings = self.sfu.recordings
+        if recordings is not None:  # storage failures are loud (R1): counted, and free space is watched
+            counts = recordings.counters
+            yield CounterMetricFamily("openvisit_sfu_recordings_failed",
+                                      "Recorders stopped by a write error (disk full, I/O error)", value=counts.failed)
+            yield CounterMetricFamily("openvisit_sfu_recordings_refused",
+                                      "Recordings not started: free space below recordings_min_free_mb",
+                                      value=counts.refused)
+            yield CounterMetricFamily("openvisit_sfu_recordings_recovered",
+                                      "Orphaned recording segments finalised at start (a crash left them)",
+                                      value=counts.recovered)
+            yield CounterMetricFamily("openvisit_sfu_recordings_damaged",
+                                      "Orphaned segments that could not be remuxed (kept as *.damaged)",
+                                      value=counts.damaged)
+            health = recordings.health()
+            if health.get("free_bytes") is not None:
+                yield GaugeMetricFamily("openvisit_sfu_recordings_free_bytes", "Free bytes in the recordings folder",
+                                        value=health["free_bytes"])
+            yield GaugeMetricFamily("openvisit_sfu_recordings_accepting",
+                                    "1 when new recordings start here (free space above the threshold)",
+                                    value=1 if health.get("accepting_new_recordings") else 0)
         hist = HistogramMetricFamily("openvisit_sfu_join_to_first_frame_seconds",
                                      "From a participant's offer to the first frame forwarded to it")
         samples = self.sfu.join_to_first_frame

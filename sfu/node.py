@@ -11,6 +11,7 @@ it is embedded (`openvisit serve`) until the Redis command bus lands; see docs/a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable
@@ -107,15 +108,19 @@ def create_media_node_app(verifier: JoinTokenVerifier, sink: VisitEventSink, *,
 
     app.router.add_get("/metrics", metrics)
     beats = Heartbeat(sfu, heartbeat, interval=heartbeat_seconds, clock=clock) if heartbeat is not None else None
+    recovery: list[asyncio.Task[int]] = []
 
     async def startup(_app: web.Application) -> None:
         if beats is not None:
             await beats.beat()  # learn the clock before the first room opens
             beats.start()
+        recovery.append(asyncio.create_task(sfu.recover_recordings()))  # R1: orphans of a crash, in the background
 
     async def shutdown(_app: web.Application) -> None:
         """Within the 5 s a shutdown has: end the rooms (their `ended` goes to the outbox), try to
         deliver for a moment, leave the rest on disk for the next start."""
+        for task in recovery:
+            task.cancel()
         try:
             if beats is not None:
                 await beats.stop()
@@ -125,8 +130,12 @@ def create_media_node_app(verifier: JoinTokenVerifier, sink: VisitEventSink, *,
                 await sink.close(OUTBOX_FLUSH_SECONDS)
             await sfu.state.close()
 
+    async def health(_request: web.Request) -> web.Response:
+        return web.json_response(sfu.health())
+
     app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)
+    app.router.add_get("/v1/health", health)
     return app, sfu
 
 

@@ -206,8 +206,9 @@ class Room:
             if self.recorder is not None:
                 try:
                     self.recorder.record(side, producer)
-                except OSError:  # the visit goes on without this track's recording
+                except OSError as exc:  # the visit goes on without this track's recording
                     log.exception("recording %s of %s failed", kind, self.visit_id)
+                    self._recording_failed(f"recording {side} {kind} could not start: {exc}")
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -263,13 +264,29 @@ class Room:
         visit's room never even asks)."""
         if self.recordings is None or self.router.privileged or self.recorder is not None:
             return
+        if not self.recordings.accepting():  # below the free-space threshold: refuse, loudly
+            self.recordings.counters.refused += 1
+            health = self.recordings.health()
+            self._recording_failed(f"recording refused: {health['free_bytes']} bytes free in the recordings "
+                                   f"folder, below the {health['min_free_bytes']} bytes threshold", count=False)
+            return
         try:
-            self.recorder = VisitRecorder(self.visit_id, self.router, self.recordings, now=self.now)
+            self.recorder = VisitRecorder(self.visit_id, self.router, self.recordings, now=self.now,
+                                          on_failure=self._recording_failed)
             for side, participant in self.participants.items():
                 for producer in participant.producers.values():
                     self.recorder.record(side, producer)
-        except OSError:  # a full or broken disk must not break the visit's media path
+        except OSError as exc:  # a full or broken disk must not break the visit's media path
             log.exception("recording %s could not start", self.visit_id)
+            self._recording_failed(f"recording could not start: {exc}")
+
+    def _recording_failed(self, reason: str, *, count: bool = True) -> None:
+        """Storage failures are loud: a metric, and a `recording_failed` event (audited, and the
+        visit's recording marked incomplete for staff). The call itself goes on."""
+        if count and self.recordings is not None:
+            self.recordings.counters.failed += 1
+        log.error("recording of visit %s: %s", self.visit_id, reason)
+        self._loop.create_task(self.events.report(self._event("recording_failed", detail=reason[:500])))
 
     def _update_both_connected(self) -> None:
         """Both parties' connections are up (ICE + DTLS): what the media-failure check (M6) watches.
@@ -483,15 +500,29 @@ class Room:
             self._timer.cancel()
         await self.events.report(self._event("ended", reason=reason, disconnect_reason=disconnect_reason,
                                              connected_seconds=int(self._connected_seconds), detail=message))
-        if self.recorder is not None:
-            try:
-                manifest = await self.recorder.close()
-            except Exception:  # the visit is over either way; the files stay for an operator to inspect
-                log.exception("closing the recording of %s failed", self.visit_id)
-            else:
-                await self.events.report(self._event("recording_closed", manifest=manifest))
-        if self._on_closed is not None:
-            self._on_closed(self)
+        try:
+            if self.recorder is not None:
+                await self._close_recording()
+        finally:  # the room is released whatever the recording's fate
+            if self._on_closed is not None:
+                self._on_closed(self)
+
+    async def _close_recording(self) -> None:
+        """R1, R2: finish this room's segment and report its manifest, even after a write error
+        (what was written is kept, marked truncated). Never raises: the visit is over either way."""
+        assert self.recorder is not None
+        try:
+            manifest = await self.recorder.close()
+        except Exception as exc:  # the files stay as *.partial: recovered at the next start
+            log.exception("closing the recording of %s failed", self.visit_id)
+            with contextlib.suppress(Exception):
+                await self.events.report(self._event("recording_failed",
+                                                     detail=f"closing the recording failed: {exc}"[:500]))
+            return
+        try:
+            await self.events.report(self._event("recording_closed", manifest=manifest))
+        except Exception:
+            log.exception("reporting the recording of %s failed", self.visit_id)
 
     async def _broadcast(self, message: dict[str, Any], exclude: Side | None = None) -> None:
         for side, participant in list(self.participants.items()):

@@ -8,6 +8,7 @@ SFU workers exposes the same methods.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,8 +19,11 @@ from openvisit.join_tokens import JoinClaims
 from sfu.aiortc_adapter import install_fast_clock
 from sfu.events import VisitEvent, VisitEventSink
 from sfu.node_state import NodeState
-from sfu.recording.storage import RecordingStorage
+from sfu.recording.recovery import recover_orphans
+from sfu.recording.storage import LocalFolderStorage, RecordingStorage
 from sfu.room import DEFAULT_MEDIA_TIMEOUT, DEFAULT_STALL_SECONDS, DEFAULT_WARNINGS, DisconnectReason, Room
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,29 @@ class Sfu:
             c.plis_sent + sum(t.plis_sent for t in live) + sum(p.keyframes.plis_sent for p in producers),
             c.packets_retransmitted + sum(r.packets_retransmitted() for r in self.rooms.values()),
             c.datagrams_refused + sum(r.datagrams_refused() for r in self.rooms.values()))
+
+    async def recover_recordings(self) -> int:
+        """At start (R1, R2): finalise the segments a crash left as `*.partial` (remux, no
+        transcoding) and report each recovered segment's manifest (`recovered`, `truncated`) as
+        `recording_closed`. Returns how many manifests were reported."""
+        if not isinstance(self.recordings, LocalFolderStorage):
+            return 0
+        manifests = await asyncio.to_thread(recover_orphans, self.recordings)
+        for manifest in manifests:
+            log.warning("recovered %d orphaned recording file(s) of visit %s", len(manifest["files"]),
+                        manifest["visit_id"])
+            try:
+                await self.events.report(VisitEvent(manifest["visit_id"], "recording_closed", self.now(),
+                                                    manifest=manifest))
+            except Exception:
+                log.exception("reporting the recovered recording of %s failed", manifest["visit_id"])
+        return len(manifests)
+
+    def health(self) -> dict[str, Any]:
+        """For `GET /v1/health`: the recordings folder and whether new recordings start here."""
+        recordings = self.recordings.health() if self.recordings is not None else None
+        accepting = recordings is None or bool(recordings["accepting_new_recordings"])
+        return {"status": "ok" if accepting else "degraded", "rooms": len(self.rooms), "recordings": recordings}
 
     def is_live(self, visit_id: str) -> bool:
         return visit_id in self.rooms

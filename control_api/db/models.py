@@ -262,6 +262,9 @@ class Visit(Base):
     # S5/S6: when the control plane learned that the media session was lost (a node died or went
     # silent); the visit stays joinable until its end and is `failed` if it never resumes.
     interrupted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # R1: what went wrong with this visit's recording (write error, refused for lack of space, a
+    # segment recovered after a crash); non-empty means the recording is incomplete, shown to staff.
+    recording_problems: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

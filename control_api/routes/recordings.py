@@ -13,11 +13,11 @@ from sqlalchemy import select
 
 from control_api.api import PUBLIC, ApiRequest, ApiRoutes
 from control_api.auth import Role
-from control_api.db.models import HousingUnit, Recording, RecordingFile, RecordingFlag, Resident, User
+from control_api.db.models import HousingUnit, Recording, RecordingFile, RecordingFlag, Resident, User, Visit
 from control_api.problems import ProblemError, not_found
 from control_api.routes.common import Strict
 from control_api.services import audit
-from control_api.services.recordings import check_playback_token, playback_token, storage
+from control_api.services.recordings import check_playback_token, playback_token, segments_of, storage
 from openvisit.export_archive import build_archive
 
 routes = ApiRoutes()
@@ -44,6 +44,9 @@ class RecordingSummary(BaseModel):
     visitor_name: str
     housing_unit: str
     legal_hold: bool
+    segments: int = 1
+    incomplete: bool = Field(default=False, description="R1: a write error, a refusal for lack of disk space or a "
+                                                        "crash left this recording incomplete (see `problems`)")
 
 
 @routes.get("/v1/facilities/{facility_id}/recordings", summary="Search recorded visits",
@@ -52,9 +55,9 @@ async def search(req: ApiRequest[Any, RecordingSearch]) -> list[RecordingSummary
     facility_id = req.path("facility_id")
     req.require_facility(facility_id)
     q = req.query
-    stmt = (select(Recording, Resident.full_name, User.legal_name, HousingUnit.name)
+    stmt = (select(Recording, Resident.full_name, User.legal_name, HousingUnit.name, Visit.recording_problems)
             .join(Resident, Resident.id == Recording.resident_id).join(User, User.id == Recording.booker_id)
-            .join(HousingUnit, HousingUnit.id == Recording.housing_unit_id)
+            .join(HousingUnit, HousingUnit.id == Recording.housing_unit_id).join(Visit, Visit.id == Recording.visit_id)
             .where(Recording.facility_id == facility_id, Recording.deleted_at.is_(None)))
     if q.resident_id:
         stmt = stmt.where(Recording.resident_id == q.resident_id)
@@ -69,8 +72,14 @@ async def search(req: ApiRequest[Any, RecordingSearch]) -> list[RecordingSummary
     rows = (await req.session.execute(stmt.order_by(Recording.started_at.desc()).limit(500))).all()
     return [RecordingSummary(visit_id=r.visit_id, started_at=r.started_at, ended_at=r.ended_at,
                              resident_id=r.resident_id, resident_name=resident, visitor_id=r.booker_id,
-                             visitor_name=visitor, housing_unit=unit, legal_hold=r.legal_hold)
-            for r, resident, visitor, unit in rows]
+                             visitor_name=visitor, housing_unit=unit, legal_hold=r.legal_hold,
+                             segments=len(segments_of(r)), incomplete=_incomplete(r, problems))
+            for r, resident, visitor, unit, problems in rows]
+
+
+def _incomplete(recording: Recording, problems: list[dict[str, Any]] | None) -> bool:
+    document = recording.signed_manifest["document"]
+    return bool(problems) or document.get("complete") is False or bool(document.get("truncated"))
 
 
 class FileOut(BaseModel):
@@ -80,6 +89,11 @@ class FileOut(BaseModel):
     size_bytes: int
     sha256: str
     url: str  # playback link with a short-lived token (a <video> element cannot send headers)
+    segment: int = 1  # R1: the segment (1, 2, ... in time order) this file belongs to
+    segment_started_at: datetime | None = None  # the file's media times count from here
+    truncated: bool = False  # ended early (write error, crash); recovered: a crash left it
+    recovered: bool = False
+    damaged: bool = False  # could not be remuxed: kept as it was (download only)
 
 
 class FlagOut(BaseModel):
@@ -99,6 +113,9 @@ class RecordingDetail(BaseModel):
     files: list[FileOut]
     flags: list[FlagOut]
     signed_manifest: dict[str, Any]
+    segments: int = 1
+    incomplete: bool = False
+    problems: list[dict[str, Any]] = Field(default_factory=list, description="R1: why the recording is incomplete")
 
 
 async def _recording(req: ApiRequest[Any, Any], *, lock: bool = False) -> Recording:
@@ -117,6 +134,11 @@ async def open_recording(req: ApiRequest[Any, Any]) -> RecordingDetail:
     recording = await _recording(req)
     files = (await req.session.scalars(select(RecordingFile).where(RecordingFile.visit_id == recording.visit_id)
                                        .order_by(RecordingFile.name))).all()
+    listed = {f["name"]: f for f in recording.signed_manifest["document"].get("files", [])}
+    order = {name: i for i, name in enumerate(listed)}
+    files = sorted(files, key=lambda f: (order.get(f.name, len(order)), f.name))  # segment order (R1)
+    visit = await req.session.get(Visit, recording.visit_id)
+    problems = (visit.recording_problems if visit is not None else None) or []
     flags = (await req.session.scalars(select(RecordingFlag).where(RecordingFlag.visit_id == recording.visit_id)
                                        .order_by(RecordingFlag.at_seconds))).all()
     async with req.ctx.sessions() as session, session.begin():
@@ -128,11 +150,17 @@ async def open_recording(req: ApiRequest[Any, Any]) -> RecordingDetail:
         legal_hold=recording.legal_hold, legal_hold_reason=recording.legal_hold_reason,
         files=[FileOut(name=f.name, party=f.party, media_type=f.media_type, size_bytes=f.size_bytes, sha256=f.sha256,
                        url=f"/v1/recordings/{recording.visit_id}/files/{f.name}?access="
-                           f"{playback_token(req.ctx, recording.visit_id, f.name, viewer, req.now)}")
+                           f"{playback_token(req.ctx, recording.visit_id, f.name, viewer, req.now)}",
+                       segment=listed.get(f.name, {}).get("segment", 1),
+                       segment_started_at=listed.get(f.name, {}).get("segment_started_at"),
+                       truncated=bool(listed.get(f.name, {}).get("truncated")),
+                       recovered=bool(listed.get(f.name, {}).get("recovered")),
+                       damaged=bool(listed.get(f.name, {}).get("damaged")))
                for f in files],
         flags=[FlagOut(id=f.id, at_seconds=f.at_seconds, note=f.note, author_id=f.author_id, created_at=f.created_at)
                for f in flags],
-        signed_manifest=recording.signed_manifest)
+        signed_manifest=recording.signed_manifest, segments=len(segments_of(recording)),
+        incomplete=_incomplete(recording, problems), problems=problems)
 
 
 class PlaybackQuery(BaseModel):
@@ -158,7 +186,8 @@ async def play_file(req: ApiRequest[Any, PlaybackQuery]) -> web.StreamResponse:
     path = storage(req.ctx).path(visit_id, name)
     if not path.is_file():
         raise not_found("recording file")
-    return web.FileResponse(path, headers={"Content-Type": "video/webm", "Cache-Control": "private, no-store",
+    return web.FileResponse(path, headers={"Content-Type": "video/webm" if name.endswith(".webm")
+                                           else "application/octet-stream", "Cache-Control": "private, no-store",
                                            "X-Content-Type-Options": "nosniff"})
 
 

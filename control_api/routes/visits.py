@@ -157,6 +157,9 @@ class VisitOut(BaseModel):
         default=None, description="when the media connection was lost on our side (S5: joinable until the end; "
                                   "failed and credited if it does not resume, S6/M6)")
     created_at: datetime
+    recording_problems: list[dict[str, Any]] | None = Field(
+        default=None, description="staff only: why this visit's recording is incomplete (write error, refused for "
+                                  "lack of disk space, a segment recovered after a crash); rule R1")
 
     @classmethod
     def of(cls, v: Visit, resident_name: str | None = None,
@@ -360,13 +363,21 @@ async def list_visits(req: ApiRequest[Any, VisitQuery]) -> list[VisitOut]:
         stmt = stmt.where(starts)
     rows = (await req.session.execute(stmt.order_by(Visit.starts_at, Visit.id).limit(q.limit))).all()
     paid = await booking.paid_with(req.session, [v.id for v, _ in rows])
-    return [VisitOut.of(v, name, paid.get(v.id)) for v, name in rows]
+    return [_for_staff(req, VisitOut.of(v, name, paid.get(v.id)), v) for v, name in rows]
+
+
+def _for_staff(req: ApiRequest[Any, Any], out: VisitOut, visit: Visit) -> VisitOut:
+    """Staff (and operators) also see whether the visit's recording is incomplete (R1)."""
+    if req.principal.role in STAFF or req.principal.role is Role.OPERATOR:
+        out.recording_problems = visit.recording_problems
+    return out
 
 
 @routes.get("/v1/visits/{visit_id}", summary="Read a visit", roles={*VISITORS, *STAFF, Role.OPERATOR, Role.KIOSK},
             tags=TAGS, response=VisitOut)
 async def read_visit(req: ApiRequest[Any, Any]) -> VisitOut:
-    return await visit_out(req, await visible_visit(req, req.path("visit_id")))
+    visit = await visible_visit(req, req.path("visit_id"))
+    return _for_staff(req, await visit_out(req, visit), visit)
 
 
 class ReviewRequest(Strict):

@@ -65,6 +65,11 @@ async def record_event(session: AsyncSession, app: AppContext, *, visit: Visit, 
         if isinstance(manifest, dict):
             await accept_manifest(session, app, visit, manifest, now)
         return True
+    if kind == "recording_failed":  # R1: audited, and the recording marked incomplete for staff
+        from control_api.services.recordings import recording_failed
+
+        await recording_failed(session, visit, detail=data.get("detail"), occurred_at=occurred_at, now=now)
+        return True
     if kind in AUDITED:  # what the media plane saw of monitors and refusals goes to the audit log
         actor = str(data.get("actor") or "")
         await audit.append(session, now=now, action=AUDITED[kind], actor_id=actor.removeprefix("monitor-"),
