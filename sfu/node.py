@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from openvisit.join_tokens import JoinTokenVerifier
 from openvisit.keys import load_public_key
 from sfu.aiortc_adapter import restrict_host_candidates, restrict_udp_ports
 from sfu.events import ControlApiEventSink, VisitEventSink
+from sfu.metrics import SfuCollector
 from sfu.recording.storage import RecordingStorage
 from sfu.room import DEFAULT_MEDIA_TIMEOUT
 from sfu.service import Sfu
@@ -58,11 +60,19 @@ def create_media_node_app(verifier: JoinTokenVerifier, sink: VisitEventSink, *,
         await sfu.close()
 
     async def health(_request: web.Request) -> web.Response:
+        """The node's recordings folder, free space, threshold and whether new recordings start."""
         return web.json_response(sfu.health())
+
+    registry = CollectorRegistry()
+    registry.register(SfuCollector(sfu))
+
+    async def metrics(_request: web.Request) -> web.Response:  # incl. recordings failed/refused/recovered
+        return web.Response(body=generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     app.on_startup.append(startup)
     app.on_shutdown.append(shutdown)
     app.router.add_get("/v1/health", health)
+    app.router.add_get("/metrics", metrics)
     return app, sfu
 
 

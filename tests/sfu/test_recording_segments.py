@@ -57,9 +57,10 @@ def decoded(path: Path) -> dict[str, Any]:
                 out["errors"] += 1
                 continue
             for frame in frames:
+                media: Any = frame
                 out[packet.stream.type] += 1
-                if frame.pts is not None and frame.time_base is not None:
-                    out["last"] = max(out["last"], float(frame.pts * frame.time_base))
+                if media.pts is not None and media.time_base is not None:
+                    out["last"] = max(out["last"], float(media.pts * media.time_base))
     return out
 
 
@@ -283,5 +284,7 @@ async def test_a_media_node_recovers_orphans_at_start_and_reports_its_health(tmp
         assert health["recordings"]["folder"] == str(tmp_path) and health["recordings"]["free_bytes"] > 0
         assert health["recordings"]["accepting_new_recordings"] is False and health["status"] == "degraded"
         assert health["recordings"]["recovered"] == 2
+        metrics = await (await client.get("/metrics")).text()
+        assert "openvisit_sfu_recordings_recovered_total 2.0" in metrics
     finally:
         await client.close()
