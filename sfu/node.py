@@ -106,7 +106,7 @@ def create_media_node_app(verifier: JoinTokenVerifier, sink: VisitEventSink, *,
     async def metrics(_request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(registry), content_type="text/plain", charset="utf-8")
 
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", metrics)  # the SFU's (recordings failed/refused/recovered included) and the outbox's
     beats = Heartbeat(sfu, heartbeat, interval=heartbeat_seconds, clock=clock) if heartbeat is not None else None
     recovery: list[asyncio.Task[int]] = []
 
@@ -131,6 +131,7 @@ def create_media_node_app(verifier: JoinTokenVerifier, sink: VisitEventSink, *,
             await sfu.state.close()
 
     async def health(_request: web.Request) -> web.Response:
+        """The node's recordings folder, free space, threshold and whether new recordings start."""
         return web.json_response(sfu.health())
 
     app.on_startup.append(startup)

@@ -49,14 +49,33 @@ async function review(summary) {
   window.reviewState = { status: "loading", visitId: detail.visit_id };
   $("review").hidden = false;
   $("title").textContent = `${summary.resident_name} with ${summary.visitor_name}, ${new Date(detail.started_at).toLocaleString()}`;
-  for (const video of players()) {
-    const file = detail.files.find((f) => f.party === video.id);
-    video.src = file ? file.url : "";
-  }
+  // R1: a visit's recording may be several segments (a restart, a rejoin, a crash recovered).
+  const segments = [...new Set(detail.files.map((f) => f.segment))];
+  const pick = $("segment");
+  pick.replaceChildren(...segments.map((n) => {
+    const first = detail.files.find((f) => f.segment === n);
+    const when = first.segment_started_at ? new Date(first.segment_started_at).toLocaleTimeString() : "";
+    const marks = detail.files.some((f) => f.segment === n && f.truncated) ? " (ended early)" : "";
+    return Object.assign(document.createElement("option"), { value: String(n), textContent: `${n}: from ${when}${marks}` });
+  }));
+  $("segment-pick").hidden = segments.length < 2;
+  pick.onchange = () => showSegment(Number(pick.value));
+  showSegment(segments[0]);
+  const note = $("recording-note");
+  note.hidden = !detail.incomplete;
+  note.textContent = detail.incomplete ? "This recording is incomplete: " + (detail.problems.map((p) => p.detail).join("; ")
+    || "a segment ended early") : "";
   const duration = (new Date(detail.ended_at) - new Date(detail.started_at)) / 1000;
   $("seek").max = String(duration);
   showFlags(detail.flags);
   window.reviewState.status = "ready";
+}
+
+function showSegment(n) {
+  for (const video of players()) {
+    const file = current.files.find((f) => f.party === video.id && f.segment === n && !f.damaged);
+    video.src = file ? file.url : "";
+  }
 }
 
 // One control for both players: they share the visit's timeline, so the same time is the same moment.

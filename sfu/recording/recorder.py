@@ -117,9 +117,12 @@ class VisitRecorder:
         ended_at = self.now()
         files = []
         problems = [self.failure] if self.failure else []
-        for side, writer in sorted(self._writers.items()):
-            writer.flush()
-            result: WriterResult = await asyncio.to_thread(writer.close)
+        sides = sorted(self._writers)
+        for side in sides:
+            self._writers[side].flush()
+        results: list[WriterResult] = await asyncio.gather(  # in parallel: a stalled disk costs one timeout
+            *(asyncio.to_thread(self._writers[side].close) for side in sides))
+        for side, result in zip(sides, results, strict=True):
             reservation = self._reservations[side]
             if result.error and self.failure is None:  # failed while finishing (the trailer met a full disk)
                 self.failure = result.error

@@ -106,6 +106,7 @@ def finalise(partial: Path, final: Path) -> Finalised:
     os.replace(temp, final)
     fsync_dir(final.parent)
     partial.unlink()
+    result.path = final
     return result
 
 
