@@ -388,3 +388,58 @@ def test_sigterm_of_serve_with_a_live_visit_exits_within_5_s_ends_it_failed_and_
     f.check(not problems, "the ledger balances", problems or None)
     cli_verifications(f, env)
     f.verify()
+
+
+# ---------------------------------------------------------------------------- (e)
+
+
+def test_the_control_api_killed_while_a_node_ends_a_visit_loses_no_outcome(procs: ProcessSet, tmp_path: Path) -> None:
+    """S2, S6, R2: the control API is SIGKILLed 20 s before a visit's end while a standalone node
+    runs it. The node ends the visit on time without it (its clock followed the control plane's),
+    keeps `ended` and `recording_closed` in its outbox, and delivers them once the API is back:
+    the visit is `completed` with the node's connected seconds, never taken for interrupted, its
+    recording signed; nothing is charged twice or credited."""
+    f = Findings("api-down")
+    node_port = free_port()
+    env, api = start_api(procs, tmp_path, OPENVISIT_EMBEDDED_MEDIA="false",
+                         OPENVISIT_SIGNALING_URL=f"ws://127.0.0.1:{node_port}/v1/signaling")
+    w = build_world(api.url, env, pairs=1)
+    [v] = w.book_started(1)
+    w.advance_to(v.ends_at - timedelta(seconds=45))  # the visit's last 45 s
+    procs.media_node(env, api.url, node_port)  # it follows the control plane's clock from its first heartbeat
+    parties = [procs.participant("visitor", api.url, v.visitor.token or "", v.id, give_up=True),
+               procs.participant("kiosk", api.url, v.kiosk.token or "", v.id, give_up=True)]
+    since = require_media(parties, media_since(parties, timeout=MEDIA_START_TIMEOUT))
+    ends_in = (v.ends_at - w.now()).total_seconds()
+    time.sleep(max(0.0, ends_in - 20))
+
+    t_kill = api.kill()
+    f.note(f"control API killed {ends_in - (t_kill - since):.1f} s before the visit's end")
+    ended = [p.wait_for("ended", 40, after=t_kill) for p in parties]
+    t_ended = time.time()
+    for p, e in zip(parties, ended, strict=True):
+        f.check(e is not None and e.get("reason") == "completed", f"{p.name}: ended completed on time while the "
+                "control API is down (S2)", e)
+    media = (max(float(e["t"]) for e in ended if e is not None) if any(ended) else t_ended) - since
+    time.sleep(5)
+
+    t_restart = time.time()
+    api.start()
+    f.measure(f"control API down for {t_restart - t_kill:.1f} s; restart -> answering", time.time() - t_restart)
+    got = w.wait_visit(v, until="completed", timeout=30)
+    f.measure("API restart -> the node's `ended` applied (visit completed)",
+              time.time() - t_restart if got["status"] == "completed" else None)
+    f.note(f"final: {describe(got)}")
+    f.check(got["status"] == "completed", "the visit is completed from the node's own report (S6)", got["status"])
+    f.check(got.get("interrupted_at") is None, "a node that kept running is never taken for gone",
+            got.get("interrupted_at"))
+    conn = got.get("connected_seconds")
+    f.check(conn is not None and abs(conn - media) <= CONNECTED_TOLERANCE,
+            f"connected_seconds ~ media between the parties ({media:.1f} s)", conn)
+    money_checks(f, w, v, credited=False, label="visit")
+    problems = w.ledger_problems()
+    f.check(not problems, "the ledger balances", problems or None)
+    recording_complete(f, env, v, "visit", min_files=2)
+    recording_notes(f, env, v, "visit")
+    cli_verifications(f, env)
+    f.verify()
