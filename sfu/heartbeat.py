@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from openvisit.tasks import cancel_and_wait
+
 log = logging.getLogger(__name__)
 Transport = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -89,12 +91,7 @@ class Heartbeat:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

@@ -28,6 +28,7 @@ from control_api.db.migrate import upgrade
 from control_api.db.models import Base
 from control_api.payments.test_gateway import TestPaymentGateway
 from openvisit.settings import Mode, Settings
+from sfu.aiortc_adapter import restrict_host_candidates
 from tests.support import Api
 
 PG_ADMIN_URL = os.environ.get("OPENVISIT_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
@@ -46,6 +47,14 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
 
 def _run(coro):  # run setup coroutines outside the test's loop
     return asyncio.run(coro)
+
+
+@pytest.fixture
+def loopback_only() -> Iterator[None]:
+    """ICE candidates on 127.0.0.1 only: every WebRTC test stays on loopback (testing-notes.md)."""
+    undo = restrict_host_candidates(["127.0.0.1"])
+    yield
+    undo()
 
 
 @pytest.fixture(scope="session")

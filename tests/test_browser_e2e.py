@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sfu.aiortc_adapter import restrict_host_candidates
 from tests.support import PASSWORD, Api
 from tests.support_booking import at, book
 from tests.support_facility import build_facility
@@ -41,13 +40,6 @@ INBOUND = """async () => {
   });
   return out;
 }"""
-
-
-@pytest.fixture
-def loopback_only() -> Iterator[None]:
-    undo = restrict_host_candidates(["127.0.0.1"])
-    yield
-    undo()
 
 
 @pytest.fixture

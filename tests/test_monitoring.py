@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,20 +26,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from control_api.auth import Role
 from openvisit.join_tokens import JoinTokenSigner
 from openvisit.signed_documents import SignatureError, verify_document
-from sfu.aiortc_adapter import restrict_host_candidates, tap_receiver
+from sfu.aiortc_adapter import tap_receiver
 from sfu.router import EncodedFrame
 from tests.sfu.test_signaling import Client
 from tests.support import Api, As
 from tests.support_booking import at, book
 from tests.support_facility import FacilityWorld, build_facility
 from tests.test_visit_e2e import _both_receive_video, _join
-
-
-@pytest.fixture
-def loopback_only() -> Iterator[None]:
-    undo = restrict_host_candidates(["127.0.0.1"])
-    yield
-    undo()
 
 
 @dataclass

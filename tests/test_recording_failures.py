@@ -32,7 +32,6 @@ from openvisit.cli import _export_verify, _recordings_verify
 from openvisit.keys import public_pem
 from openvisit.settings import Mode, Settings
 from openvisit.signed_documents import verify_document
-from sfu.aiortc_adapter import restrict_host_candidates
 from tests.sfu.test_recording_segments import _record_and_kill, decoded
 from tests.support import Api
 from tests.support_facility import build_facility
@@ -41,13 +40,6 @@ from tests.test_visit_e2e import _both_receive_video, _join
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 MB = 1 << 20
-
-
-@pytest.fixture
-def loopback_only() -> Iterator[None]:
-    undo = restrict_host_candidates(["127.0.0.1"])
-    yield
-    undo()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +19,10 @@ from openvisit.cli import _export_verify, _recordings_verify
 from openvisit.export_archive import verify_archive
 from openvisit.keys import public_pem
 from openvisit.signed_documents import verify_document
-from sfu.aiortc_adapter import restrict_host_candidates
 from tests.support import Api, As
 from tests.support_facility import FacilityWorld, build_facility
 from tests.test_monitoring import live, until
 from tests.test_visit_e2e import _both_receive_video, _join
-
-
-@pytest.fixture
-def loopback_only() -> Iterator[None]:
-    undo = restrict_host_candidates(["127.0.0.1"])
-    yield
-    undo()
 
 
 async def _recording(api: Api, visit_id: str) -> Recording | None:

@@ -5,24 +5,15 @@ scheduled end (S2), and the outcome the control plane records (S6)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
 
-from sfu.aiortc_adapter import restrict_host_candidates
 from tests.sfu.test_signaling import Client, Stack, connect
 from tests.support import Api, As
 from tests.support_booking import at, book
 from tests.support_facility import FacilityWorld, build_facility
-
-
-@pytest.fixture
-def loopback_only() -> Iterator[None]:
-    undo = restrict_host_candidates(["127.0.0.1"])
-    yield
-    undo()
 
 
 async def _live_visit(api: Api, length: int = 20) -> tuple[FacilityWorld, As, dict[str, Any]]:

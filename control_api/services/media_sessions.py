@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_api.context import AppContext
 from control_api.db.models import MediaNode, MediaSession, Visit
 from control_api.domain.outcomes import LIVE, SessionView, interrupted_without_resuming
+from openvisit.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 UNKNOWN_NODE = "unknown"
@@ -194,12 +195,7 @@ class LeaseWatcher:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
 
     async def check(self) -> list[str]:
         """Mark every node whose lease lapsed; returns the visits that became interrupted."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,7 +23,6 @@ from sfu.aiortc_adapter import (
     ForwardingTrack,
     forward_through,
     native_rtp,
-    restrict_host_candidates,
     rtc_configuration,
     send_pli,
     speed_up_estimator,
@@ -34,13 +33,6 @@ from tests.support_shaped_link import intercept_datagrams
 
 VP8 = encode_vp8(frames=90)
 OPUS = encode_opus(packets=100)
-
-
-@pytest.fixture
-def loopback_only() -> Iterator[None]:
-    undo = restrict_host_candidates(["127.0.0.1"])
-    yield
-    undo()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from datetime import timedelta
 import aiohttp
 
 from sfu.room import DEFAULT_STALL_SECONDS
-from tests.sfu.test_signaling import Client, Stack, connect, loopback_only, now, stack  # noqa: F401  (fixtures)
+from tests.sfu.test_signaling import Client, Stack, connect, now, stack  # noqa: F401  (fixtures)
 
 
 async def _flowing(a: Client, b: Client, frames: int = 20) -> None:

@@ -5,7 +5,6 @@ media secret, which the control plane turns into the visit's outcome (S6, M4).""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import aiohttp
 import pytest
 
 from control_api.app import start_site
-from sfu.aiortc_adapter import restrict_host_candidates
 from sfu.events import HttpDelivery
 from sfu.node import create_media_node_app, fetch_verifier
 from sfu.outbox import Outbox
@@ -21,13 +19,6 @@ from tests.sfu.test_signaling import Stack, connect
 from tests.support import Api
 from tests.support_booking import at, book
 from tests.support_facility import build_facility
-
-
-@pytest.fixture
-def loopback_only() -> Iterator[None]:
-    undo = restrict_host_candidates(["127.0.0.1"])
-    yield
-    undo()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -32,11 +32,10 @@ from sfu.events import HttpDelivery
 from sfu.node import create_media_node_app, fetch_verifier
 from sfu.node_state import NodeState
 from sfu.outbox import Backoff, Outbox
-from tests.sfu.test_signaling import Client, Stack, connect, loopback_only
+from tests.sfu.test_signaling import Client, Stack, connect
 from tests.support import Api
 from tests.support_visits import seed_visit, seed_world
 
-__all__ = ["loopback_only"]
 OUTAGE = float(os.environ.get("OPENVISIT_OUTAGE_SECONDS", "8"))
 
 

@@ -19,9 +19,7 @@ from sfu.events import InProcessEventSink
 from sfu.node_state import NodeState
 from sfu.service import Sfu
 from signaling.server import create_signaling_app
-from tests.sfu.test_signaling import Client, Stack, connect, loopback_only, now, whole
-
-__all__ = ["loopback_only"]  # the fixture, shared
+from tests.sfu.test_signaling import Client, Stack, connect, now, whole
 
 
 async def _node(key: Ed25519PrivateKey, state_file: Path) -> tuple[Stack, object]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from control_api.app import start_site
 from loadtests.synthetic_media import ReplayTrack, encode_opus, encode_vp8
 from openvisit.join_tokens import JoinTokenSigner, JoinTokenVerifier
-from sfu.aiortc_adapter import restrict_host_candidates, rtc_configuration, tap_receiver
+from sfu.aiortc_adapter import rtc_configuration, tap_receiver
 from sfu.events import InProcessEventSink
 from sfu.router import EncodedFrame
 from sfu.service import Sfu
@@ -51,13 +51,6 @@ class Stack:
                                      visit_type=visit_type, visit_starts_at=start, visit_ends_at=end,
                                      not_before=start - timedelta(minutes=10), expires_at=end)
         return token
-
-
-@pytest.fixture
-def loopback_only() -> Iterator[None]:
-    undo = restrict_host_candidates(["127.0.0.1"])
-    yield
-    undo()
 
 
 @pytest.fixture

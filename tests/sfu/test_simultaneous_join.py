@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from tests.sfu.test_signaling import Stack, connect, loopback_only, now, stack  # noqa: F401  (fixtures)
+from tests.sfu.test_signaling import Stack, connect, now, stack  # noqa: F401  (fixtures)
 
 
 async def test_two_parties_joining_at_once_both_get_media(stack: Stack) -> None:  # noqa: F811
