@@ -138,6 +138,7 @@ async def test_a_full_disk_stops_the_recorder_loudly_and_the_visit_goes_on(api: 
     assert visit["id"] not in sfu.rooms  # type: ignore[attr-defined]  # the room is released
     assert _metric(await _metrics(api), "openvisit_sfu_rooms") == 0
     assert not any(t.name.startswith("recorder-") and t.is_alive() for t in __import__("threading").enumerate())
+    assert await api.ctx.media.events.drained(15)  # type: ignore[union-attr]  # the outbox delivered the end
     row = await _visit_row(api, visit["id"])
     assert row.status == "disconnected" and row.recording_problems
     assert row.recording_problems[0]["kind"] == "failed"
@@ -235,6 +236,7 @@ async def test_a_killed_recorder_is_recovered_merged_with_the_next_segment_signe
 
     # The media node's start-time recovery (what `openvisit serve` / `openvisit sfu` run at start).
     assert await api.ctx.media.recover_recordings() == 1  # type: ignore[union-attr]
+    assert await api.ctx.media.events.drained(15)  # type: ignore[union-attr]  # reported through the outbox
     recording = await _recording(api, visit["id"])
     assert recording is not None
     manifest = verify_document(api.ctx.join_tokens.public_key, recording.signed_manifest)  # R2
