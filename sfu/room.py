@@ -142,6 +142,7 @@ class Room:
         self.media_flowed = False  # a frame reached the other party
         self.media_timeout = media_timeout
         self._silent_since: float | None = None  # both connected after the start, nothing forwarded yet
+        self._ending: asyncio.Task[None] | None = None
         self._timer = asyncio.create_task(self._enforce_schedule())
 
     # ---------------------------------------------------------------- joining (S1, S5)
@@ -475,35 +476,44 @@ class Room:
     async def end(self, reason: Literal["completed", "disconnected", "failed"], *,
                   disconnect_reason: DisconnectReason | None = None, message: str) -> None:
         """End the session: tell everyone why, close their connections and signaling sockets,
-        report `ended` with the connected seconds, then close the recording."""
-        if self.closed:
-            return
-        await self._watch_media()  # count connected time up to this moment
-        self.closed = True
-        for producer in self.router.producers:  # from now on every frame meets the closed gate
-            producer.reroute()
-        self.end_reason = message
-        self._both_since = None
-        await self._broadcast({"type": "ended", "reason": reason, "disconnect_reason": disconnect_reason,
-                               "message": message})
-        for participant in list(self.participants.values()):
-            await self._drop(participant, report=False)
-            if participant.hangup is not None:
-                participant.hangup()
-        for monitor_id, monitor in list(self.monitors.items()):
-            with contextlib.suppress(Exception):
-                await monitor.send({"type": "ended", "reason": reason, "disconnect_reason": disconnect_reason,
-                                    "message": message})
-            await self.remove_monitor(monitor_id)
-        await self.router.close()
-        if asyncio.current_task() is not self._timer:
-            self._timer.cancel()
-        await self.events.report(self._event("ended", reason=reason, disconnect_reason=disconnect_reason,
-                                             connected_seconds=int(self._connected_seconds), detail=message))
+        report `ended` with the connected seconds, then close the recording. Idempotent: whoever
+        calls second (a shutdown while the room is already ending at its scheduled time) waits
+        for the first ending to finish, so nothing it still has to report is cut off."""
+        if self._ending is None:
+            self._ending = self._loop.create_task(self._end(reason, disconnect_reason, message))
+        await asyncio.shield(self._ending)
+
+    async def _end(self, reason: Literal["completed", "disconnected", "failed"],
+                   disconnect_reason: DisconnectReason | None, message: str) -> None:
         try:
+            await self._watch_media()  # count connected time up to this moment
+            self.closed = True
+            for producer in self.router.producers:  # from now on every frame meets the closed gate
+                producer.reroute()
+            self.end_reason = message
+            self._both_since = None
+            await self._broadcast({"type": "ended", "reason": reason, "disconnect_reason": disconnect_reason,
+                                   "message": message})
+            for participant in list(self.participants.values()):
+                await self._drop(participant, report=False)
+                if participant.hangup is not None:
+                    participant.hangup()
+            for monitor_id, monitor in list(self.monitors.items()):
+                with contextlib.suppress(Exception):
+                    await monitor.send({"type": "ended", "reason": reason, "disconnect_reason": disconnect_reason,
+                                        "message": message})
+                await self.remove_monitor(monitor_id)
+            await self.router.close()
+            self._timer.cancel()
+            try:
+                await self.events.report(self._event("ended", reason=reason, disconnect_reason=disconnect_reason,
+                                                     connected_seconds=int(self._connected_seconds), detail=message))
+            except Exception:  # the outbox could not store it (its disk is full): the sweep decides later
+                log.exception("visit %s: the `ended` event could not be stored", self.visit_id)
             if self.recorder is not None:
                 await self._close_recording()
-        finally:  # the room is released whatever the recording's fate
+        finally:  # the room is released whatever happened above
+            self.closed = True
             if self._on_closed is not None:
                 self._on_closed(self)
 
