@@ -195,3 +195,38 @@ def test_s6_interruption_rules() -> None:
     assert final_status(both, "disconnected", interrupted=True) == "disconnected"
     assert final_status(Attendance(False, True), None, interrupted=True) == "no_show_visitor"
     assert final_status(both, "completed") == "completed"
+
+
+async def test_s6_a_session_known_only_from_replayed_events_is_watched_too(api: Api, leases: LeaseWatcher) -> None:
+    """A restarted node replays what its dead predecessor left in the outbox: that session's node
+    never heartbeats again, so it is taken for lost one lease later, and the visit fails and is
+    credited if nobody resumes (not `completed` from its `started` event)."""
+    w = await seed_world(api)
+    v = await seed_visit(api, w, starts_in=PAST)
+    ghost = f"node-{uuid.uuid4().hex}"
+    await both_join(api, v, "s-ghost", ghost, _start(v))
+    assert await _lapse(leases) == [v["id"]]
+    await sweep_now(api, w.operator)
+    assert (await load_visit(api, v["id"])).status == "failed"
+    # A late event of a node already taken for gone opens a session that is lost from the start.
+    v2 = await seed_visit(api, w, starts_in=PAST)
+    await both_join(api, v2, "s-late", ghost, _start(v2))
+    assert (await load_visit(api, v2["id"])).interrupted_at is not None
+
+
+async def test_s6_a_cut_off_node_that_reports_its_rooms_end_is_not_an_interruption(
+        api: Api, leases: LeaseWatcher) -> None:
+    """The control link was cut, not the node: it ran the visit to its end and its outbox delivers
+    `ended` when the link returns. The session ended properly: completed, not failed."""
+    w = await seed_world(api)
+    v = await seed_visit(api, w, starts_in=PAST)
+    node = f"node-{uuid.uuid4().hex}"
+    await both_join(api, v, "s-1", node, _start(v))
+    await heartbeat(api, node, [session(v, "s-1", 60)])
+    await _lapse(leases)
+    assert (await load_visit(api, v["id"])).interrupted_at is not None
+    await report(api, v["id"], "ended", _start(v) + timedelta(minutes=30), reason="completed", connected_seconds=1790,
+                 session_id="s-1", node_id=node)
+    visit = await load_visit(api, v["id"])
+    assert (visit.status, visit.connected_seconds, visit.interrupted_at) == ("completed", 1790, None)
+    assert (await w.visitor.get("/v1/me/balance")).ok()["available_cents"] == 0

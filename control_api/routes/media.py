@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -225,17 +224,11 @@ class HeartbeatOut(BaseModel):
                          "loses at most one interval of it (M8).")
 async def media_heartbeat(req: ApiRequest[HeartbeatIn, Any]) -> HeartbeatOut:
     b = req.body
+    if req.ctx.media_leases is not None:
+        # Before any database work: the node is alive even if its heartbeat cannot be written
+        # (a database outage must not make every node look gone once it ends).
+        req.ctx.media_leases.heard(b.node_id)
     await media_sessions.record_heartbeat(
         req.session, node_id=b.node_id, started_at=b.started_at, now=req.now,
         sessions=[media_sessions.SessionReport(s.session_id, s.visit_id, s.connected_seconds) for s in b.sessions])
-    if req.ctx.media_leases is not None:
-        leases = req.ctx.media_leases
-        req.after_commit.append(_heard(leases, b.node_id))
     return HeartbeatOut(**media_sessions.heartbeat_answer(req.ctx))
-
-
-def _heard(leases: media_sessions.LeaseWatcher, node_id: str) -> Callable[[], Awaitable[None]]:
-    async def note() -> None:
-        leases.heard(node_id)
-
-    return note

@@ -44,23 +44,37 @@ class SessionReport:
 
 
 async def note_session_event(session: AsyncSession, *, visit: Visit, session_id: str, node_id: str | None,
-                             kind: str, connected_seconds: int | None, now: datetime) -> None:
-    """An event named its session: create or update it. `ended` closes it with its final count."""
+                             kind: str, connected_seconds: int | None, now: datetime,
+                             watcher: LeaseWatcher | None = None) -> None:
+    """An event named its session: create or update it. `ended` closes it with its final count.
+    A session first heard of through an event (a restarted node replaying what its predecessor
+    left in the outbox) is watched like any other: its node gets a lease, and a node already
+    taken for gone makes it lost at once (S6: it cannot resume by itself)."""
     row = await session.get(MediaSession, session_id, with_for_update=True)
     if row is None:
-        row = MediaSession(id=session_id, visit_id=visit.id, node_id=node_id or UNKNOWN_NODE, state="live",
+        node = node_id or UNKNOWN_NODE
+        row = MediaSession(id=session_id, visit_id=visit.id, node_id=node, state="live",
                            started_at=now, last_seen_at=now, connected_seconds=0)
         session.add(row)
+        known = await session.get(MediaNode, node)
+        if known is not None and known.lost_at is not None and kind != "ended":
+            row.state = "lost"
+            visit.interrupted_at = visit.interrupted_at or now
+        elif watcher is not None:
+            watcher.seen(node)
     elif row.visit_id != visit.id:  # a session belongs to one visit; ignore a confused report
         log.warning("session %s reported for visit %s, but it belongs to %s", session_id, visit.id, row.visit_id)
         return
     row.last_seen_at = now
+    # A lost session is restored only by its node's heartbeat (an event may be a replay, long
+    # after the node died); but its own `ended` says it did end properly: no longer an interruption.
     if kind == "ended":
+        was_lost = row.state == "lost"
         row.state = "ended"
         if connected_seconds is not None:
             row.connected_seconds = max(row.connected_seconds, connected_seconds)
-    elif row.state == "lost":
-        await _restore(session, row)
+        if was_lost:
+            await _clear_interruption_unless_lost(session, row.visit_id)
     await session.flush()
 
 
@@ -75,8 +89,8 @@ async def record_heartbeat(session: AsyncSession, *, node_id: str, started_at: d
     if node.lost_at is not None:
         log.info("media node %s is back (it was taken for gone at %s)", node_id, node.lost_at.isoformat())
         node.lost_at = None
-    for report in sessions:
-        visit = await session.get(Visit, report.visit_id)
+    for report in sorted(sessions, key=lambda r: r.visit_id):
+        visit = await session.get(Visit, report.visit_id, with_for_update=True)  # visit, then session
         if visit is None or visit.status not in LIVE:
             continue
         row = await session.get(MediaSession, report.session_id, with_for_update=True)
@@ -97,11 +111,15 @@ async def _restore(session: AsyncSession, row: MediaSession) -> None:
     """A session taken for lost turned out alive (a slow or cut-off node came back): the visit is
     no longer interrupted unless another of its sessions is still lost."""
     row.state = "live"
+    await _clear_interruption_unless_lost(session, row.visit_id)
+
+
+async def _clear_interruption_unless_lost(session: AsyncSession, visit_id: str) -> None:
     await session.flush()
     still_lost = await session.scalar(select(MediaSession.id).where(
-        MediaSession.visit_id == row.visit_id, MediaSession.state == "lost").limit(1))
+        MediaSession.visit_id == visit_id, MediaSession.state == "lost").limit(1))
     if still_lost is None:
-        visit = await session.get(Visit, row.visit_id)
+        visit = await session.get(Visit, visit_id)
         if visit is not None and visit.status in LIVE:
             visit.interrupted_at = None
 
@@ -110,14 +128,23 @@ async def mark_node_lost(session: AsyncSession, node_id: str, now: datetime) -> 
     """The node's lease lapsed: its live sessions are lost and their visits interrupted (S5:
     rejoinable until the end; S6: `failed` if never resumed). Returns the visits interrupted."""
     node = await session.get(MediaNode, node_id, with_for_update=True)
-    if node is not None and node.lost_at is None:
+    if node is None:  # known only from its events: remember it is gone (a late event of it opens a lost session)
+        session.add(MediaNode(id=node_id, started_at=now, last_seen_at=now, lost_at=now))
+    elif node.lost_at is None:
         node.lost_at = now
+    # Lock order as everywhere else: visits (by id), then their sessions (no deadlock with an
+    # event being applied to one of these visits at the same moment).
+    visit_ids = sorted(set((await session.scalars(select(MediaSession.visit_id).where(
+        MediaSession.node_id == node_id, MediaSession.state == "live"))).all()))
+    visits = {v.id: v for v in (await session.scalars(select(Visit).where(Visit.id.in_(visit_ids))
+                                                       .order_by(Visit.id).with_for_update())).all()}
     rows = (await session.scalars(select(MediaSession).where(
-        MediaSession.node_id == node_id, MediaSession.state == "live").with_for_update())).all()
+        MediaSession.node_id == node_id, MediaSession.state == "live").order_by(MediaSession.visit_id)
+        .with_for_update())).all()
     interrupted = []
     for row in rows:
         row.state = "lost"
-        visit = await session.get(Visit, row.visit_id, with_for_update=True)
+        visit = visits.get(row.visit_id)
         if visit is not None and visit.status in LIVE:
             visit.interrupted_at = visit.interrupted_at or now
             visit.updated_at = now
@@ -177,6 +204,12 @@ class LeaseWatcher:
         heartbeat cannot be written (the database restarting must not interrupt its visits)."""
         self._local.add(node_id)
         self.heard(node_id)
+
+    def seen(self, node_id: str) -> None:
+        """A node named by an event but never heard from: it gets a lease from now, so a session it
+        left behind is taken for lost if the node never checks in."""
+        if node_id not in self._lost and node_id not in self._local:
+            self._heard.setdefault(node_id, time.monotonic())
 
     def is_alive(self, node_id: str) -> bool:
         if node_id in self._local:

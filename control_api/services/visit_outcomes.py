@@ -85,7 +85,7 @@ async def record_event(session: AsyncSession, app: AppContext, *, visit: Visit, 
         seconds = data.get("connected_seconds")
         await media_sessions.note_session_event(session, visit=visit, session_id=session_id, node_id=node_id,
                                                 kind=kind, connected_seconds=None if seconds is None else int(seconds),
-                                                now=now)
+                                                now=now, watcher=app.media_leases)
     if kind == "participant_joined":
         if participant == "visitor" and visit.visitor_joined_at is None:
             visit.visitor_joined_at = occurred_at
