@@ -37,6 +37,7 @@ from signaling.server import signaling_handler
 
 log = logging.getLogger(__name__)
 SFU = web.AppKey("openvisit_sfu", Sfu)
+DELIVERY_TIMEOUT = 120.0
 
 
 class ControlPlaneEventSink:
@@ -111,7 +112,10 @@ def install_embedded_media(app: web.Application) -> None:
         if ctx.settings.udp_port_range is not None:
             undo.append(restrict_udp_ports(*ctx.settings.udp_port_range))
         outbox_path = ctx.settings.media_outbox_file("embedded")
-        outbox = await Outbox.open(outbox_path, ControlPlaneEventSink(app), name="embedded")
+        # attempt_timeout: applying `recording_closed` re-hashes every file of the visit (R2);
+        # long recordings on a slow disk must not time out, roll back and retry forever.
+        outbox = await Outbox.open(outbox_path, ControlPlaneEventSink(app), name="embedded",
+                                   attempt_timeout=DELIVERY_TIMEOUT)
         state = await NodeState.open(state_file_next_to(outbox_path), now())
         sfu = Sfu(outbox, now,
                   ice_servers=[s.model_dump(exclude_none=True) for s in ctx.settings.ice_servers],

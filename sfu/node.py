@@ -37,7 +37,8 @@ from sfu.service import Sfu
 from signaling.server import create_signaling_app
 
 log = logging.getLogger(__name__)
-OUTBOX_FLUSH_SECONDS = 1.5  # at shutdown: the whole shutdown must finish within 5 s; the rest stays on disk
+OUTBOX_FLUSH_SECONDS = 1.5
+DELIVERY_TIMEOUT = 120.0  # at shutdown: the whole shutdown must finish within 5 s; the rest stays on disk
 
 
 def real_now() -> datetime:
@@ -145,7 +146,10 @@ async def media_node_from_control(control_url: str, media_secret: str, *, outbox
     """A node reporting to `control_url`: its outbox (replaying what an earlier run left) and its
     state store are opened here and closed by the app's shutdown."""
     verifier = await fetch_verifier(control_url, cache=outbox_path.with_name("control-public-key.pem"))
-    outbox = await Outbox.open(outbox_path, HttpDelivery(control_url, media_secret), name="node")
+    # The control plane re-hashes a recording's files before it acknowledges `recording_closed`
+    # (R2): long recordings need more than the default 10 s per attempt.
+    outbox = await Outbox.open(outbox_path, HttpDelivery(control_url, media_secret, timeout=DELIVERY_TIMEOUT),
+                               name="node", attempt_timeout=DELIVERY_TIMEOUT + 5)
     state = await NodeState.open(state_file_next_to(outbox_path), real_now())
     return create_media_node_app(verifier, outbox, heartbeat=http_transport(control_url, media_secret),
                                  clock=FollowingClock(), state=state, **kwargs)

@@ -118,9 +118,11 @@ async def accept_manifest(session: AsyncSession, ctx: AppContext, visit: Visit, 
         try:
             path = store.path(visit.id, f["name"])
             digest = await asyncio.to_thread(sha256_file, path)
-        except (OSError, ValueError) as exc:
+        except (FileNotFoundError, ValueError) as exc:  # missing or unsafe: the evidence is not what was reported
             problem = f"{f['name']}: {exc}"
             break
+        # Any other OSError (a storage hiccup) propagates: the report is not acknowledged and the
+        # media node's outbox delivers it again, instead of the segment being dropped for good.
         if digest != f["sha256"] or path.stat().st_size != f["size"]:
             problem = f"{f['name']} does not match the recorder's digest"
             break
