@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from openvisit.join_tokens import JoinClaims
 from sfu.aiortc_adapter import install_fast_clock
 from sfu.events import VisitEvent, VisitEventSink
 from sfu.node_state import NodeState
-from sfu.recording.recovery import recover_orphans
+from sfu.recording.recovery import recover_orphans, unreported_segments
 from sfu.recording.storage import LocalFolderStorage, RecordingStorage
 from sfu.room import DEFAULT_MEDIA_TIMEOUT, DEFAULT_STALL_SECONDS, DEFAULT_WARNINGS, DisconnectReason, Room
 
@@ -46,6 +47,7 @@ class Sfu:
         # the sessions the old one lost from the ones the new one runs (S5, S6).
         self.node_id = node_id or f"node-{uuid.uuid4().hex}"
         self.started_at = now()
+        self._started_wall = time.time()  # files finished before this moment belong to an earlier run
         self.stall_seconds = stall_seconds
         self.events = events
         self.now = now
@@ -118,12 +120,16 @@ class Sfu:
     async def recover_recordings(self) -> int:
         """At start (R1, R2): finalise the segments a crash left as `*.partial` (remux, no
         transcoding) and report each recovered segment's manifest (`recovered`, `truncated`) as
-        `recording_closed`. Returns how many manifests were reported."""
+        `recording_closed`; and report finished segments no signed manifest lists (their report
+        was lost to a crash). Returns how many manifests were reported."""
         if not isinstance(self.recordings, LocalFolderStorage):
             return 0
-        manifests = await asyncio.to_thread(recover_orphans, self.recordings)
+        storage = self.recordings
+        manifests = await asyncio.to_thread(recover_orphans, storage)
+        # Finished files whose report a crash cut off (between the rename and the outbox).
+        manifests += await asyncio.to_thread(unreported_segments, storage, self._started_wall)
         for manifest in manifests:
-            log.warning("recovered %d orphaned recording file(s) of visit %s", len(manifest["files"]),
+            log.warning("reporting %d recovered recording file(s) of visit %s", len(manifest["files"]),
                         manifest["visit_id"])
             try:
                 await self.events.report(VisitEvent(manifest["visit_id"], "recording_closed", self.now(),

@@ -12,6 +12,7 @@ as it is under its final name. Either way it is listed, hashed and reported (R2)
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import uuid
@@ -196,6 +197,58 @@ def recover_orphans(storage: LocalFolderStorage) -> list[dict[str, Any]]:
                         for party, d in sorted(done_files, key=lambda x: x[0])},
             "files": files})
     return manifests
+
+
+def unreported_segments(storage: LocalFolderStorage, finalised_before: float) -> list[dict[str, Any]]:
+    """Final segment files that no signed manifest lists: a crash came between a recorder's
+    commit (rename) and its `recording_closed` reaching the outbox (R1, R2). Each group is
+    reported again under its recorder's own `segment_id` (read from the file's header), so a
+    report that did reach the outbox and this one are the same segment to the control plane,
+    which keeps the first. Only files finalised before `finalised_before` (this node's start,
+    wall clock) are taken: a room closing now reports its own. Blocking: run it in a thread."""
+    if not storage.root.is_dir():
+        return []
+    groups: dict[tuple[str, str], list[tuple[str, Finalised]]] = {}
+    for folder in sorted(p for p in storage.root.iterdir() if p.is_dir()):
+        listed = _listed(folder)
+        for path in sorted(folder.glob("*.webm")):
+            party = next((p for p in ("visitor", "resident") if segment_number(path.name, p) is not None), None)
+            if party is None or path.name in listed or path.stat().st_mtime >= finalised_before:
+                continue
+            done = _readable(path)
+            segment = (done.metadata or {}).get("OPENVISIT_SEGMENT") if done is not None else None
+            if done is None or not segment:
+                log.error("recording %s is in no signed manifest and has no readable header: left for an operator",
+                          path)
+                continue
+            groups.setdefault((folder.name, segment), []).append((party, done))
+    manifests = []
+    for (visit_id, segment), done_files in sorted(groups.items()):
+        started_at = _started_at(done_files)
+        last = max((d.last_ms or 0 for _, d in done_files), default=0)
+        parties = {party: [i for i in ((d.metadata or {}).get("OPENVISIT_PARTICIPANTS") or "").split(",") if i]
+                   for party, d in sorted(done_files, key=lambda x: x[0])}
+        log.warning("recording segment %s of visit %s was finished but never reported: reporting it now",
+                    segment, visit_id)
+        manifests.append({
+            "kind": MANIFEST_KIND, "visit_id": visit_id, "segment_id": segment,
+            "started_at": started_at.isoformat(), "ended_at": (started_at + timedelta(milliseconds=last)).isoformat(),
+            "timeline": "milliseconds since started_at, shared by every file", "recovered": True,
+            "truncated": False, "complete": True,
+            "problems": ["finished, but the media node stopped before reporting it: reported at the next start"],
+            "parties": parties,
+            "files": [file_entry(d.path.name, party, parties[party], d, truncated=False, recovered=True)
+                      for party, d in sorted(done_files, key=lambda x: x[0])]})
+    return manifests
+
+
+def _listed(folder: Path) -> set[str]:
+    """The files the control plane's signed manifest (manifest.json) lists for this visit."""
+    try:
+        document = json.loads((folder / "manifest.json").read_text()).get("document", {})
+    except (OSError, ValueError):
+        return set()
+    return {str(f.get("name")) for f in document.get("files", []) if isinstance(f, dict)}
 
 
 def _started_at(done_files: list[tuple[str, Finalised]]) -> datetime:

@@ -288,3 +288,36 @@ async def test_a_media_node_recovers_orphans_at_start_and_reports_its_health(tmp
         assert "openvisit_sfu_recordings_recovered_total 2.0" in metrics
     finally:
         await client.close()
+
+
+async def test_a_finished_segment_whose_report_a_crash_cut_off_is_reported_at_the_next_start(
+        tmp_path: Path) -> None:
+    """R1, R2: a crash between a segment's rename into place and its `recording_closed` reaching
+    the outbox (here: a recovery that renamed the files, then died before reporting) leaves final
+    files no signed manifest lists. The next start reports them under the recorder's own segment
+    id, so a report that did get out and this one are one segment to the control plane."""
+    from sfu.service import Sfu
+
+    _record_and_kill(tmp_path, "v7", seconds=2.5)
+    storage = LocalFolderStorage(tmp_path)
+    cut_off = recover_orphans(storage)  # the files are final now; their manifest never leaves this process
+    assert sorted(p.name for p in (tmp_path / "v7").iterdir()) == ["resident.webm", "visitor.webm"]
+    await asyncio.sleep(0.05)
+    sink = InProcessEventSink()
+    sfu = Sfu(sink, now, recordings=storage)  # the next start
+    assert await sfu.recover_recordings() == 1
+    [event] = [e for e in sink.events if e.kind == "recording_closed"]
+    assert event.manifest is not None and event.visit_id == "v7"
+    assert event.manifest["segment_id"] == cut_off[0]["segment_id"].removesuffix("-recovered")
+    assert {f["name"]: f["sha256"] for f in event.manifest["files"]} == {
+        f["name"]: f["sha256"] for f in cut_off[0]["files"]}
+    # Listed in the signed manifest on disk: nothing is reported again at the start after that.
+    (tmp_path / "v7" / "manifest.json").write_text(json.dumps({"document": {"files": event.manifest["files"]}}))
+    assert await Sfu(InProcessEventSink(), now, recordings=storage).recover_recordings() == 0
+    # A segment finished by this very run is its room's to report, never the start-up scan's.
+    (tmp_path / "v7" / "manifest.json").unlink()
+    later = Sfu(InProcessEventSink(), now, recordings=storage)
+    await asyncio.sleep(0.05)
+    for f in (tmp_path / "v7").iterdir():
+        f.touch()  # finished after `later` started
+    assert await later.recover_recordings() == 0
