@@ -23,7 +23,15 @@ from typing import Any
 
 import av
 
-from sfu.recording.storage import DAMAGED, PARTIAL, LocalFolderStorage, fsync_dir, segment_number, sha256_file
+from sfu.recording.storage import (
+    DAMAGED,
+    PARTIAL,
+    LocalFolderStorage,
+    fsync_dir,
+    held,
+    segment_number,
+    sha256_file,
+)
 
 log = logging.getLogger(__name__)
 MANIFEST_KIND = "openvisit.recording-manifest"
@@ -162,17 +170,21 @@ def recover_orphans(storage: LocalFolderStorage) -> list[dict[str, Any]]:
     `truncated` (R1, R2). Blocking (remuxing is disk I/O): run it in a thread."""
     groups: dict[tuple[str, str], list[tuple[str, Finalised]]] = {}
     for visit_id, partial in storage.orphan_segments():
-        for leftover in partial.parent.glob("*" + REMUX_TEMP):  # a copy an earlier recovery did not finish
-            leftover.unlink(missing_ok=True)
         name = partial.name.removesuffix(PARTIAL)
         party = next((p for p in ("visitor", "resident") if segment_number(name, p) is not None), None)
         if party is None:
             continue
-        try:
-            done = finalise(partial, storage.path(visit_id, name))
-        except OSError:
-            log.exception("recovering %s failed; left in place", partial)
-            continue
+        final = storage.path(visit_id, name)
+        with held(partial) as ours:
+            if not ours:  # a writer, or another node's recovery, has it now
+                continue
+            # A copy an earlier recovery of this very file did not finish.
+            final.with_name(final.name + REMUX_TEMP).unlink(missing_ok=True)
+            try:
+                done = finalise(partial, final)
+            except OSError:
+                log.exception("recovering %s failed; left in place", partial)
+                continue
         storage.counters.recovered += 1
         if done.damaged:
             storage.counters.damaged += 1

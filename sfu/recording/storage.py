@@ -15,11 +15,13 @@ written, so a crash leaves a `*.partial` file that the next media node recovers
 from __future__ import annotations
 
 import builtins
+import contextlib
 import fcntl
 import hashlib
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -207,6 +209,26 @@ class LocalFolderStorage:
                 "accepting_new_recordings": free is not None and free >= self.min_free_bytes,
                 "failed": self.counters.failed, "refused": self.counters.refused,
                 "recovered": self.counters.recovered, "damaged": self.counters.damaged}
+
+
+@contextlib.contextmanager
+def held(path: Path) -> Iterator[bool]:
+    """Hold the file's flock for the block (True), or False when a live writer or another
+    process's recovery holds it: two media nodes sharing a folder never finalise one orphan twice."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
 
 
 def is_unlocked(path: Path) -> bool:

@@ -321,3 +321,20 @@ async def test_a_finished_segment_whose_report_a_crash_cut_off_is_reported_at_th
     for f in (tmp_path / "v7").iterdir():
         f.touch()  # finished after `later` started
     assert await later.recover_recordings() == 0
+
+
+def test_two_nodes_recovering_one_folder_at_once_finalise_each_orphan_once(tmp_path: Path) -> None:
+    """`openvisit serve` and `openvisit sfu` may share a data_dir and start together: each orphan
+    is finalised by whichever takes its lock first, never twice, and nothing half-copied is left."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _record_and_kill(tmp_path, "v6", seconds=2.5)
+    storages = [LocalFolderStorage(tmp_path), LocalFolderStorage(tmp_path)]
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(recover_orphans, storages))
+    files = [f["name"] for manifests in results for m in manifests for f in m["files"]]
+    assert sorted(files) == ["resident.webm", "visitor.webm"]  # each reported by one of the two
+    assert sorted(p.name for p in (tmp_path / "v6").iterdir()) == ["resident.webm", "visitor.webm"]
+    for name in files:
+        got = decoded(tmp_path / "v6" / name)
+        assert got["errors"] == 0 and got["video"] > 20
