@@ -190,6 +190,13 @@ class NodeState:
             self._writes.add(future)
             future.add_done_callback(self._written)
 
+    async def mark_ended(self, visit_id: str, ends_at: datetime) -> None:
+        """The same, on disk before it returns: a room about to report its end calls this first, so
+        a crash right after cannot let a resume token reopen the visit at the next start (S2)."""
+        self.ended[visit_id] = ends_at
+        if self._thread is not None:
+            await self._disk(self._store_ended, visit_id, _iso(ends_at))
+
     def _written(self, future: asyncio.Future[Any]) -> None:
         self._writes.discard(future)
         if not future.cancelled() and future.exception() is not None:

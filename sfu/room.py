@@ -108,6 +108,7 @@ class Room:
                  ice_servers: Sequence[dict[str, Any]] = (), warnings: Sequence[int] = DEFAULT_WARNINGS,
                  media_timeout: float = DEFAULT_MEDIA_TIMEOUT, recordings: RecordingStorage | None = None,
                  on_closed: Callable[[Room], None] | None = None,
+                 on_ending: Callable[[Room], Awaitable[None]] | None = None,
                  on_first_frame: Callable[[float], None] | None = None, session_id: str | None = None,
                  node_id: str | None = None, stall_seconds: float = DEFAULT_STALL_SECONDS) -> None:
         self.visit_id = visit_id
@@ -132,6 +133,7 @@ class Room:
         self._media_open = False
         self.end_reason: str | None = None
         self._on_closed = on_closed
+        self._on_ending = on_ending
         self._on_first_frame = on_first_frame
         self.totals = RoomTotals()  # counts of producers already removed (live ones count themselves)
         self._loop = asyncio.get_running_loop()
@@ -488,6 +490,11 @@ class Room:
         try:
             await self._watch_media()  # count connected time up to this moment
             self.closed = True
+            if self._on_ending is not None:
+                try:
+                    await self._on_ending(self)
+                except Exception:
+                    log.exception("visit %s: recording its end on the node failed", self.visit_id)
             for producer in self.router.producers:  # from now on every frame meets the closed gate
                 producer.reroute()
             self.end_reason = message

@@ -73,7 +73,7 @@ class Sfu:
                         starts_at=claims.visit_starts_at, ends_at=claims.visit_ends_at, events=self.events,
                         now=self.now, ice_servers=self.ice_servers, warnings=self.warnings,
                         media_timeout=self.media_timeout, recordings=self.recordings, on_closed=self._closed,
-                        on_first_frame=self._first_frame, stall_seconds=self.stall_seconds,
+                        on_first_frame=self._first_frame, stall_seconds=self.stall_seconds, on_ending=self._ending,
                         node_id=self.node_id)
             self.rooms[claims.visit_id] = room
         return room
@@ -91,6 +91,10 @@ class Sfu:
     def _first_frame(self, seconds: float) -> None:
         self.join_to_first_frame.append(seconds)
         del self.join_to_first_frame[:-10000]
+
+    async def _ending(self, room: Room) -> None:
+        self.ended.add(room.visit_id)
+        await self.state.mark_ended(room.visit_id, room.ends_at)
 
     def _closed(self, room: Room) -> None:
         self.rooms.pop(room.visit_id, None)
