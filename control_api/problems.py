@@ -147,6 +147,7 @@ def database_unavailable(request: web.Request, exc: BaseException, why: Unavaila
         else:  # an app built without create_app: no outage bookkeeping, still no traceback
             log.warning("database unavailable on %s: %s", where, describe(exc))
         seconds = OUTAGE_RETRY_AFTER_SECONDS
-        detail = "the database is not answering; nothing was changed, retry in a few seconds"
+        detail = ("the database is not answering; retry in a few seconds (a request that moves money: with the "
+                  "same Idempotency-Key, which never charges twice)")
     return ProblemError(503, "database-unavailable", detail, title="Database unavailable",
                         headers={"Retry-After": str(seconds)})
