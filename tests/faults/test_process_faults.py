@@ -336,6 +336,8 @@ def test_a_sigstopped_participant_is_dropped_within_5_s_and_frozen_time_is_not_c
     f.check(conn is not None and abs(conn - (before + after)) <= CONNECTED_TOLERANCE,
             f"connected_seconds ~ {before:.1f} + {after:.1f} s, the frozen {frozen:.1f} s not counted (M8)", conn)
     money_checks(f, w, v, credited=False, label="visit")
+    recording_complete(f, env, v, "visit", min_files=2)  # the frozen party's rejoin adds no broken file
+    cli_verifications(f, env)
     f.verify()
 
 
