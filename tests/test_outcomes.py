@@ -96,7 +96,7 @@ async def test_m6_a_failed_visit_is_credited_automatically_once(api: Api) -> Non
 
 async def test_m4_disconnects_get_no_automatic_credit(api: Api) -> None:
     """Conduct and facility disconnects are never credited (M4); a technical disconnect is not
-    credited automatically either: the visitor may file a credit request (M6)."""
+    credited automatically either: a credit request is opened on the visitor's behalf (S4, M6)."""
     w = await seed_world(api)
     for reason in ("conduct", "facility", "technical"):
         v = await seed_visit(api, w, starts_in=PAST)
@@ -107,6 +107,11 @@ async def test_m4_disconnects_get_no_automatic_credit(api: Api) -> None:
     assert (await w.visitor.get("/v1/me/balance")).ok()["available_cents"] == 0
     assert [r for _, r, _ in await _rules(api, w.visitor)] == ["B6", "B6", "B6"]
     assert await ledger_balanced(api)
+
+    # S4: the technical one (a fault on the facility's side) opened a credit request for the
+    # visitor, due within the M6 deadline; the others did not.
+    requests = (await w.visitor.get("/v1/credit-requests")).ok()
+    assert len(requests) == 1 and "technical" in requests[0]["description"] and requests[0]["status"] == "open"
 
 
 async def test_m8_per_minute_visit_charges_connected_minutes_and_returns_the_rest_at_once(api: Api) -> None:

@@ -64,7 +64,8 @@ def final_status(attendance: Attendance, reported: Reported | None, *, interrupt
 def credit_rule_for(status: FinalStatus, disconnect_reason: str | None) -> str | None:
     """M6: a failure of ours is credited automatically. M4: no credit for conduct or facility
     disconnects, nor for the visitor's own network; a `technical` disconnect by an officer is a
-    facility-side problem the visitor can raise through a credit request (M6), not automatic."""
+    facility-side problem: a credit request is opened on the visitor's behalf (S4, M6;
+    services/credit_requests.py: open_on_behalf), decided like any other, not credited at once."""
     return "M6" if status == "failed" else None
 
 

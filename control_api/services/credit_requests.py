@@ -51,6 +51,23 @@ async def file_request(session: AsyncSession, app: AppContext, *, visit_id: str,
     return request
 
 
+async def open_on_behalf(session: AsyncSession, app: AppContext, *, visit: Visit, description: str,
+                         now: datetime) -> CreditRequest | None:
+    """S4, M6: an officer's `technical` disconnect is a fault on the facility's side: a credit
+    request is opened for the visitor at once (decided within the M6 deadline like any other),
+    so the family does not have to discover the form. None when one is already open."""
+    existing = await session.scalar(select(CreditRequest.id).where(CreditRequest.visit_id == visit.id,
+                                                                   CreditRequest.status == "open"))
+    if existing is not None:
+        return None
+    request = CreditRequest(visitor_id=visit.booker_id, visit_id=visit.id, description=description, status="open",
+                            filed_at=now,
+                            decide_by=now + timedelta(hours=app.settings.credit_request_decision_hours))
+    session.add(request)
+    await session.flush()
+    return request
+
+
 async def get_for_decision(session: AsyncSession, request_id: str) -> CreditRequest:
     """The request, row-locked so that two concurrent decisions are serialised."""
     request = (await session.scalars(select(CreditRequest).where(CreditRequest.id == request_id)

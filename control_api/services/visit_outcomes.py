@@ -149,6 +149,12 @@ async def finish(session: AsyncSession, app: AppContext, visit: Visit, *,
                                    description="Automatic credit: the visit failed because of a system fault (M6)")
     elif visit.billing_mode == "per_minute":
         await billing.settle_per_minute(session, app, visit=visit, connected_seconds=connected, now=now)
+    if status == "disconnected" and visit.disconnect_reason == "technical":
+        from control_api.services.credit_requests import open_on_behalf
+
+        await open_on_behalf(session, app, visit=visit, now=now,
+                             description="Opened on your behalf: an officer ended the visit for a technical reason "
+                                         "on the facility's side (rules S4, M6).")
 
 
 @sweep("close_finished_visits")
