@@ -124,7 +124,7 @@ async def add_unit_kiosk(api: Api, world: Seeded, name: str = "B") -> As:
 async def seed_visit(api: Api, world: Seeded, *, starts_in: timedelta, length: int = 30,
                      visitor: As | None = None, status: str = "scheduled", checked_in: bool = False,
                      use_credit: bool = False, card_token: str | None = "tok_visa",
-                     fee_cents: int = 0) -> dict[str, Any]:
+                     fee_cents: int = 0, tax_basis_points: int = 0) -> dict[str, Any]:
     """A paid visit (a bookable-looking row) starting `starts_in` from the clock's now (whole
     seconds, as tokens carry them). Returns the fields tests use, shaped like the API's visit."""
     now = api.ctx.clock.now()
@@ -132,7 +132,9 @@ async def seed_visit(api: Api, world: Seeded, *, starts_in: timedelta, length: i
     mode: BillingMode = "per_minute" if world.billing_mode == "per_minute" else "per_visit"
     quote = build_quote(billing_mode=mode, visit_type="social", length_minutes=length,
                         price_cents=world.price_cents, per_minute_cents=world.per_minute_cents,
-                        fees=[FeeSpec("Service fee", "fee", fee_cents)] if fee_cents else [])
+                        fees=[*([FeeSpec("Service fee", "fee", fee_cents)] if fee_cents else []),
+                              *([FeeSpec("Sales tax", "tax", rate_basis_points=tax_basis_points)]
+                                if tax_basis_points else [])])
     booker = visitor or world.visitor
     assert booker.principal_id is not None
     async with api.ctx.sessions() as session, session.begin():

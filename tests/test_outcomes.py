@@ -114,6 +114,32 @@ async def test_m4_disconnects_get_no_automatic_credit(api: Api) -> None:
     assert len(requests) == 1 and "technical" in requests[0]["description"] and requests[0]["status"] == "open"
 
 
+async def test_m8_the_tax_on_unused_minutes_returns_with_them(api: Api) -> None:
+    """Issue 12's finding: 60 c of tax prepaid, 11 of 30 minutes used: the tax on the 19 unused
+    minutes (38 c) returns with them; 22 c is kept (the used minutes' share)."""
+    w = await seed_world(api, billing_mode="per_minute", per_minute_cents=20)
+    v = await seed_visit(api, w, starts_in=PAST, tax_basis_points=1000)  # 10% of 600 c
+    assert (v["price_cents"], v["total_cents"]) == (600, 660)
+    await run_visit(api, v, end={"reason": "completed"}, connected_seconds=11 * 60)
+    balance = (await w.visitor.get("/v1/me/balance")).ok()
+    assert balance["available_cents"] == (600 - 11 * 20) + 38
+    lines = (await w.visitor.get("/v1/me/statement")).ok()
+    assert [(x["kind"], x["amount_cents"]) for x in lines] == [("visit_payment", -660), ("per_minute_settlement", 418)]
+    assert "tax (0.38) returned" in lines[1]["description"]
+    assert await ledger_balanced(api)
+
+
+def test_m8_unused_tax_share_adds_up() -> None:
+    from control_api.domain.pricing import unused_tax_cents
+
+    for tax, price in ((60, 600), (7, 600), (1, 20), (99, 1300), (0, 600)):
+        for used in range(0, price + 1, 20):
+            back = unused_tax_cents(tax_cents=tax, price_cents=price, used_cents=used)
+            assert 0 <= back <= tax
+            assert back == (tax if used == 0 else 0 if used == price else back)
+    assert unused_tax_cents(tax_cents=60, price_cents=600, used_cents=220) == 38
+
+
 async def test_m8_per_minute_visit_charges_connected_minutes_and_returns_the_rest_at_once(api: Api) -> None:
     w = await seed_world(api, billing_mode="per_minute", per_minute_cents=20)
     v = await seed_visit(api, w, starts_in=PAST)

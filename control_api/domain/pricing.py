@@ -93,3 +93,13 @@ def per_minute_charge(*, per_minute_cents: int, length_minutes: int, connected_s
     """M8: only connected minutes are charged; a started minute counts, never more than prepaid."""
     minutes = min(length_minutes, -(-max(connected_seconds, 0) // 60))
     return per_minute_cents * minutes
+
+
+def unused_tax_cents(*, tax_cents: int, price_cents: int, used_cents: int) -> int:
+    """M8: the tax on the minutes not used returns with them. The tax kept is the used part's
+    share of the prepaid tax (rounded half up to the cent), so kept + returned == prepaid."""
+    if price_cents <= 0 or tax_cents <= 0:
+        return 0
+    used = min(max(used_cents, 0), price_cents)
+    kept = (2 * tax_cents * used + price_cents) // (2 * price_cents)
+    return tax_cents - kept

@@ -33,7 +33,7 @@ from control_api.db.models import (
     Visit,
 )
 from control_api.domain import credits as credit_rules
-from control_api.domain.pricing import BillingMode, FeeSpec, Quote, build_quote, per_minute_charge
+from control_api.domain.pricing import BillingMode, FeeSpec, Quote, build_quote, per_minute_charge, unused_tax_cents
 from control_api.payments.gateway import PaymentDeclinedError
 from control_api.problems import ProblemError, unprocessable
 from control_api.services.sweeps import sweep
@@ -154,9 +154,10 @@ async def _per_minute_refunded(session: AsyncSession, visit: Visit) -> int:
         LedgerTransaction.idempotency_key == f"settle:{visit.id}"))
     if tx is None:
         return 0
-    lot_sum = await session.scalar(select(func.coalesce(func.sum(CreditLot.amount_cents), 0)).where(
-        CreditLot.visit_id == visit.id, CreditLot.rule == "M8"))
-    return int(lot_sum or 0)
+    # The price part of what came back (the tax that returned with it is not price, M2).
+    returned = await session.scalar(select(func.coalesce(func.sum(LedgerEntry.amount_cents), 0)).where(
+        LedgerEntry.transaction_id == tx.id, LedgerEntry.account == revenue_account(visit.facility_id)))
+    return int(returned or 0)
 
 
 # ------------------------------------------------------------------ paying for a visit (B6, M1, M5)
@@ -261,17 +262,22 @@ async def settle_per_minute(session: AsyncSession, ctx: AppContext, *, visit: Vi
     used = per_minute_charge(per_minute_cents=rate, length_minutes=visit.length_minutes,
                              connected_seconds=connected_seconds)
     unused = max(visit.price_cents - used, 0)
+    tax = sum(int(x["amount_cents"]) for x in visit.quote.get("lines", []) if x.get("kind") == "tax")
+    tax_back = unused_tax_cents(tax_cents=tax, price_cents=visit.price_cents, used_cents=used)
+    back = unused + tax_back
     minutes = used // rate if rate else 0
     await post(session, kind="per_minute_settlement", rule="M8", now=now, visitor_id=visit.booker_id,
                visit_id=visit.id, idempotency_key=f"settle:{visit.id}",
-               description=f"Per-minute visit: {minutes} of {visit.length_minutes} min used",
-               entries=[(revenue_account(visit.facility_id), unused), (credit_account(visit.booker_id), -unused)])
-    if unused:
-        session.add(CreditLot(visitor_id=visit.booker_id, amount_cents=unused, remaining_cents=unused,
+               description=f"Per-minute visit: {minutes} of {visit.length_minutes} min used"
+               + (f"; the unused minutes' tax ({tax_back / 100:.2f}) returned with them" if tax_back else ""),
+               entries=[(revenue_account(visit.facility_id), unused), (TAX, tax_back),
+                        (credit_account(visit.booker_id), -back)])
+    if back:
+        session.add(CreditLot(visitor_id=visit.booker_id, amount_cents=back, remaining_cents=back,
                               issued_at=now, rule="M8", visit_id=visit.id,
                               expires_at=credit_rules.expiry_for(now, ctx.settings.credit_expiry_days)))
         await session.flush()
-    return unused
+    return back
 
 
 # ------------------------------------------------------------------ expiry (M5)
