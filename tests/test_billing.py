@@ -57,6 +57,28 @@ async def test_m5_spending_takes_the_credit_that_expires_first(api: Api) -> None
     assert [(x["amount_cents"], x["remaining_cents"]) for x in lots] == [(750, 500)]
 
 
+async def test_m5_credit_given_back_keeps_the_expiry_of_the_lot_it_came_from(api: Api) -> None:
+    """Issue 12's finding: credit spent on a visit that is then cancelled used to come back as a
+    new lot with a fresh 90 days, so an expiry could be rolled over forever. It keeps the expiry
+    of the lot it came from; only a card-paid part becomes a new lot."""
+    w = await build_facility(api, cancellation_notice_hours=1)
+    visitor = await w.approved_visitor(api)
+    first = (await book(visitor, w.resident_id, at(api, days=2), length=20)).ok(201)  # 500 by card
+    (await visitor.post(f"/v1/visits/{first['id']}/cancel", {"reason": "x"}, idempotency_key=True)).ok()
+    [lot] = (await visitor.get("/v1/me/balance")).ok()["lots"]
+    expiry = lot["expires_at"]
+    await api.advance(w.operator, 80 * 86400)
+    # 750: 500 from the credit (its lot expires in 10 days) + 250 by card; cancelled in time.
+    second = (await book(visitor, w.resident_id, at(api, days=2))).ok(201)
+    assert (second["credit_used_cents"], second["card_charged_cents"]) == (500, 250)
+    (await visitor.post(f"/v1/visits/{second['id']}/cancel", {"reason": "x"}, idempotency_key=True)).ok()
+    lots = (await visitor.get("/v1/me/balance")).ok()["lots"]
+    assert sorted((x["amount_cents"], x["expires_at"] == expiry) for x in lots) == [(250, False), (500, True)]
+    await api.advance(w.operator, 11 * 86400)  # past the first lot's expiry: its 500 expires, again
+    assert (await visitor.get("/v1/me/balance")).ok()["available_cents"] == 250
+    assert await _balanced(api)
+
+
 def test_m5_allocation_is_soonest_expiring_first_and_skips_expired() -> None:
     from datetime import UTC, datetime
 

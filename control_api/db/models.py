@@ -375,6 +375,19 @@ class CreditLot(Base):
     rule: Mapped[str] = mapped_column(String(16))
     visit_id: Mapped[str | None] = _fk("visits.id", nullable=True)
     expired: Mapped[bool] = mapped_column(Boolean, default=False)
+    inherited_expiry: Mapped[bool] = mapped_column(Boolean, default=False)  # M5: given back with its source's expiry
+
+
+class CreditDraw(Base):
+    """M5: how much of a visit's price one credit lot paid; credit given back for that visit keeps
+    that lot's expiry (cancelling and rebooking never rolls an expiry over)."""
+
+    __tablename__ = "credit_draws"
+
+    id: Mapped[str] = _id()
+    visit_id: Mapped[str] = _fk("visits.id")
+    lot_id: Mapped[str] = _fk("credit_lots.id")
+    amount_cents: Mapped[int] = mapped_column(Integer)
 
 
 class Payment(Base):

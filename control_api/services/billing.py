@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_api.context import AppContext
 from control_api.db.models import (
+    CreditDraw,
     CreditLot,
     Facility,
     FeeItem,
@@ -122,19 +123,51 @@ async def balance_cents(session: AsyncSession, visitor_id: str, now: datetime) -
 
 async def issue_credit(session: AsyncSession, ctx: AppContext, *, visitor_id: str, facility_id: str,
                        amount_cents: int, rule: str, description: str, now: datetime,
-                       visit_id: str | None, idempotency_key: str) -> CreditLot | None:
-    """Put money on the visitor's balance as a lot that expires (M2, M5). Idempotent per key."""
+                       visit_id: str | None, idempotency_key: str) -> int:
+    """Put money on the visitor's balance as lots that expire (M2, M5; see `_returned_lots`).
+    Idempotent per key. Returns the cents credited (0 when already done)."""
     if amount_cents <= 0 or await _tx_exists(session, idempotency_key):
-        return None
+        return 0
     await post(session, kind="credit_issued", rule=rule, description=description, now=now,
                visitor_id=visitor_id, visit_id=visit_id, idempotency_key=idempotency_key,
                entries=[(revenue_account(facility_id), amount_cents), (credit_account(visitor_id), -amount_cents)])
-    lot = CreditLot(visitor_id=visitor_id, amount_cents=amount_cents, remaining_cents=amount_cents,
-                    issued_at=now, expires_at=credit_rules.expiry_for(now, ctx.settings.credit_expiry_days),
-                    rule=rule, visit_id=visit_id)
-    session.add(lot)
+    await _returned_lots(session, ctx, visitor_id=visitor_id, visit_id=visit_id, amount_cents=amount_cents,
+                         rule=rule, now=now)
+    return amount_cents
+
+
+async def _returned_lots(session: AsyncSession, ctx: AppContext, *, visitor_id: str, visit_id: str | None,
+                         amount_cents: int, rule: str, now: datetime) -> list[CreditLot]:
+    """M5: money given back for a visit becomes lots. The part the visit's credit draws paid keeps
+    the expiry of the lots it came from (soonest-expiring first, so the visitor keeps the later
+    ones), so cancelling and rebooking never rolls an expiry over; only the rest (paid by card)
+    is a new lot with a fresh expiry. Returns the lots, the fresh one (if any) last."""
+    draws: list[tuple[CreditDraw, CreditLot]] = []
+    if visit_id is not None:
+        draws = [(d, lot) for d, lot in (await session.execute(
+            select(CreditDraw, CreditLot).join(CreditLot, CreditLot.id == CreditDraw.lot_id)
+            .where(CreditDraw.visit_id == visit_id).order_by(CreditLot.expires_at.desc(), CreditLot.id))).all()]
+    # Already given back for this visit in earlier returns (a settlement, then a credit): not twice.
+    returned_before = int(await session.scalar(select(func.coalesce(func.sum(CreditLot.amount_cents), 0)).where(
+        CreditLot.visit_id == visit_id, CreditLot.inherited_expiry.is_(True))) or 0) if visit_id else 0
+    left = amount_cents
+    lots: list[CreditLot] = []
+    budget = sum(d.amount_cents for d, _ in draws) - returned_before
+    for draw, source in draws:  # latest-expiring first
+        if left <= 0 or budget <= 0:
+            break
+        cents = min(draw.amount_cents, left, budget)
+        lots.append(CreditLot(visitor_id=visitor_id, amount_cents=cents, remaining_cents=cents, issued_at=now,
+                              expires_at=source.expires_at, rule=rule, visit_id=visit_id, inherited_expiry=True))
+        left -= cents
+        budget -= cents
+    if left > 0:
+        lots.append(CreditLot(visitor_id=visitor_id, amount_cents=left, remaining_cents=left, issued_at=now,
+                              expires_at=credit_rules.expiry_for(now, ctx.settings.credit_expiry_days),
+                              rule=rule, visit_id=visit_id))
+    session.add_all(lots)
     await session.flush()
-    return lot
+    return lots
 
 
 async def credit_visit(session: AsyncSession, ctx: AppContext, *, visit: Visit, rule: str, description: str,
@@ -142,10 +175,9 @@ async def credit_visit(session: AsyncSession, ctx: AppContext, *, visit: Visit, 
     """Credit the visit's price back (fees excluded, M2/M7), at most once per visit."""
     charged_already = await _per_minute_refunded(session, visit)
     amount = visit.price_cents - charged_already
-    lot = await issue_credit(session, ctx, visitor_id=visit.booker_id, facility_id=visit.facility_id,
-                             amount_cents=amount, rule=rule, description=description, now=now,
-                             visit_id=visit.id, idempotency_key=f"credit:{visit.id}")
-    return lot.amount_cents if lot else 0
+    return await issue_credit(session, ctx, visitor_id=visit.booker_id, facility_id=visit.facility_id,
+                              amount_cents=amount, rule=rule, description=description, now=now,
+                              visit_id=visit.id, idempotency_key=f"credit:{visit.id}")
 
 
 async def _per_minute_refunded(session: AsyncSession, visit: Visit) -> int:
@@ -221,6 +253,7 @@ async def pay_for_visit(session: AsyncSession, ctx: AppContext, *, visit: Visit,
 
     for lot_id, cents in draws:
         lots_by_id[lot_id].remaining_cents -= cents
+        session.add(CreditDraw(visit_id=visit.id, lot_id=lot_id, amount_cents=cents))  # M5: for a later return
 
     quote: dict[str, Any] = visit.quote
     fee_total = sum(x["amount_cents"] for x in quote.get("lines", []) if x["kind"] == "fee")
@@ -273,10 +306,8 @@ async def settle_per_minute(session: AsyncSession, ctx: AppContext, *, visit: Vi
                entries=[(revenue_account(visit.facility_id), unused), (TAX, tax_back),
                         (credit_account(visit.booker_id), -back)])
     if back:
-        session.add(CreditLot(visitor_id=visit.booker_id, amount_cents=back, remaining_cents=back,
-                              issued_at=now, rule="M8", visit_id=visit.id,
-                              expires_at=credit_rules.expiry_for(now, ctx.settings.credit_expiry_days)))
-        await session.flush()
+        await _returned_lots(session, ctx, visitor_id=visit.booker_id, visit_id=visit.id, amount_cents=back,
+                             rule="M8", now=now)
     return back
 
 
