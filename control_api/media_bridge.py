@@ -60,7 +60,8 @@ class ControlPlaneEventSink:
                 if visit is None:
                     raise DeliveryRefused(f"event for unknown visit {event.visit_id}")
                 body = event.to_json()
-                fields = ("reason", "disconnect_reason", "connected_seconds", "detail", "actor", "manifest")
+                fields = ("reason", "disconnect_reason", "connected_seconds", "detail", "actor", "manifest", "source",
+                      "verified")
                 data: dict[str, object] = {k: body[k] for k in fields if k in body}
                 await record_event(session, ctx, visit=visit, event_id=event.event_id, kind=event.kind,
                                    participant=event.participant, occurred_at=event.occurred_at, data=data,

@@ -37,6 +37,8 @@ class VisitEvent:
     detail: str | None = None
     actor: str | None = None  # the officer of a monitor event; what was refused on a privileged visit
     manifest: dict[str, Any] | None = None  # recording_closed: the recorder's (unsigned) manifest
+    source: str | None = None  # join_refused: the client's address (unauthenticated attempts are kept apart)
+    verified: bool | None = None  # join_refused: whether `actor` was proven (a valid token) or only claimed
     session_id: str | None = None  # the room (one per visit per node boot) that saw it
     node_id: str | None = None  # the media node that reported it (set by the node)
     event_id: str = field(default_factory=lambda: f"sfu-{uuid.uuid4().hex}")

@@ -25,6 +25,7 @@ from sfu.recording.storage import LocalFolderStorage, RecordingStorage
 from sfu.room import DEFAULT_MEDIA_TIMEOUT, DEFAULT_STALL_SECONDS, DEFAULT_WARNINGS, DisconnectReason, Room
 
 log = logging.getLogger(__name__)
+REFUSALS_PER_MINUTE = 10  # refused join attempts reported one by one per source address
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class Sfu:
         self.ended: set[str] = set(self.state.ended)  # visits that ended here: a late join must not reopen them (S2)
         self.join_to_first_frame: list[float] = []  # seconds, for the metrics histogram
         self._closed_totals = SfuStats(0, 0, 0)
+        self._refusals: dict[str, list[float]] = {}  # source -> [window start, attempts, dropped]
+        self.refusal_window = 60.0  # seconds per source over which REFUSALS_PER_MINUTE applies
 
     def room_for(self, claims: JoinClaims) -> Room | None:
         """The visit's room, opened by its first participant. A monitor never opens one: it may
@@ -84,9 +87,35 @@ class Sfu:
         answered). A client that reconnects uses its resume token (S5) or asks for a new one."""
         return await self.state.claim(claims, self.now())
 
-    async def report_refusal(self, visit_id: str, actor: str, reason: str) -> None:
-        """A join attempt refused before any room was involved (replayed or forged token): audited."""
-        await self.events.report(VisitEvent(visit_id, "join_refused", self.now(), actor=actor, detail=reason))
+    async def report_refusal(self, visit_id: str, actor: str, reason: str, *, source: str | None = None,
+                             verified: bool = False) -> None:
+        """A join attempt refused before any room was involved (replayed or forged token): audited,
+        with the client's address and whether `actor` was proven by a valid signature or only
+        claimed. Per source at most `REFUSALS_PER_MINUTE` are reported; the rest are counted and
+        summarised in one report when the minute is over, so nobody can flood the audit log."""
+        key = source or "unknown"
+        now = time.monotonic()
+        window = self._refusals.get(key)
+        if window is None or now - window[0] >= self.refusal_window:
+            if window is not None and window[2]:
+                await self._report_dropped(key, int(window[2]), visit_id)
+            window = self._refusals[key] = [now, 0, 0]
+            if len(self._refusals) > 10_000:  # bounded memory: forget the oldest sources
+                for stale in sorted(self._refusals, key=lambda k: self._refusals[k][0])[:1000]:
+                    del self._refusals[stale]
+        window[1] += 1
+        if window[1] > REFUSALS_PER_MINUTE:
+            window[2] += 1
+            return
+        await self.events.report(VisitEvent(visit_id, "join_refused", self.now(), actor=actor[:120], detail=reason,
+                                            source=source, verified=verified))
+
+    async def _report_dropped(self, source: str, dropped: int, visit_id: str) -> None:
+        await self.events.report(VisitEvent(visit_id, "join_refused", self.now(), actor="unverified",
+                                            detail=f"{dropped} more refused attempts from {source} in "
+                                                   f"{self.refusal_window:.0f} s were not recorded one by one "
+                                                   "(rate limit)",
+                                            source=source, verified=False))
 
     def _first_frame(self, seconds: float) -> None:
         self.join_to_first_frame.append(seconds)

@@ -80,7 +80,7 @@ def signaling_handler(get_sfu: Callable[[], Sfu], get_verifier: Callable[[], Joi
             except JoinTokenError as exc:
                 claimed = _unverified_claims(token)
                 if claimed is not None:  # audited against the visit it names, as an attempt
-                    await sfu.report_refusal(claimed[0], claimed[1], f"bad token: {exc}")
+                    await sfu.report_refusal(claimed[0], claimed[1], f"bad token: {exc}", source=request.remote)
                 return await fail("bad-token", str(exc))
         else:  # S5: a participant who dropped takes its place again, without the control API
             resumed = sfu.state.redeem(str(resume), now())
@@ -94,7 +94,8 @@ def signaling_handler(get_sfu: Callable[[], Sfu], get_verifier: Callable[[], Joi
             return await fail("visit-ended", "this visit has ended (rule S2)")
         if isinstance(token, str):
             if not await sfu.claim_token(claims):
-                await sfu.report_refusal(claims.visit_id, claims.participant_id, "join token replayed")
+                await sfu.report_refusal(claims.visit_id, claims.participant_id, "join token replayed",
+                                         source=request.remote, verified=True)
                 return await fail("token-used", "this join token was already used; rejoin with your resume token "
                                                 "or ask for a new join token")
             if claims.participant_role != "monitor":

@@ -148,6 +148,10 @@ class MediaEvent(Strict):
     disconnect_reason: Literal["conduct", "facility", "technical"] | None = Field(default=None, description="S4")
     connected_seconds: int | None = Field(default=None, ge=0, le=24 * 3600, description="for ended")
     detail: Annotated[str, StringConstraints(max_length=500)] | None = None
+    source: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="join_refused: the client's address at the media node")
+    verified: bool | None = Field(default=None, description="join_refused: false when the actor is only claimed "
+                                  "(an unverifiable token), true when a valid signature proved it")
     session_id: EventId | None = Field(default=None, description="the room session on the node that saw it")
     node_id: EventId | None = Field(default=None, description="the media node that reported it")
 
@@ -187,7 +191,7 @@ async def media_event(req: ApiRequest[MediaEvent, Any]) -> MediaEventAck:
     if visit is None:
         raise not_found("visit")
     data = {"reason": b.reason, "disconnect_reason": b.disconnect_reason, "connected_seconds": b.connected_seconds,
-            "detail": b.detail, "actor": b.actor, "manifest": b.manifest}
+            "detail": b.detail, "actor": b.actor, "manifest": b.manifest, "source": b.source, "verified": b.verified}
     fresh = await record_event(req.session, req.ctx, visit=visit, event_id=b.event_id, kind=b.kind,
                                participant=b.participant, occurred_at=b.occurred_at,
                                data={k: v for k, v in data.items() if v is not None}, now=req.now,

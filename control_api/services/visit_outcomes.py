@@ -72,12 +72,18 @@ async def record_event(session: AsyncSession, app: AppContext, *, visit: Visit, 
         return True
     if kind in AUDITED:  # what the media plane saw of monitors and refusals goes to the audit log
         actor = str(data.get("actor") or "")
-        await audit.append(session, now=now, action=AUDITED[kind], actor_id=actor.removeprefix("monitor-"),
+        unverified = kind == "join_refused" and data.get("verified") is not True
+        extra: dict[str, Any] = {"refused": data.get("detail")} if kind.endswith("_refused") else {}
+        if kind == "join_refused":  # an attempt: where it came from; a claimed identity is never an actor
+            extra |= {"client_address": data.get("source"), "identity_verified": not unverified}
+            if unverified:
+                extra["claimed_identity"] = actor
+        await audit.append(session, now=now, action=AUDITED[kind],
+                           actor_id=None if unverified else actor.removeprefix("monitor-"),
                            actor_role="officer" if kind.startswith("monitor_") else None,
                            facility_id=visit.facility_id, visit_id=visit.id,
                            detail={"source": "media-plane", "occurred_at": occurred_at.isoformat(),
-                                   "visit_type": visit.visit_type,
-                                   **({"refused": data.get("detail")} if kind.endswith("_refused") else {})})
+                                   "visit_type": visit.visit_type, **extra})
         return True
     if visit.status not in LIVE:
         return True
