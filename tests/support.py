@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import uuid
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from typing import Any
 
 import jwt
 from aiohttp.test_utils import TestClient
+from PIL import Image
 
 from control_api.auth import Principal, Role, hash_password
 from control_api.context import AppContext
@@ -16,6 +18,16 @@ from control_api.db.models import User
 from control_api.payments.test_gateway import TestPaymentGateway
 
 PASSWORD = "correct horse battery"
+
+
+def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (64, 48), **save: object) -> bytes:
+    """A real, decodable image (photo IDs are decoded and re-encoded on upload)."""
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 180, 150)).save(buf, format=fmt, **save)
+    return buf.getvalue()
+
+
+PNG = image_bytes()
 _counter = itertools.count(1)
 
 

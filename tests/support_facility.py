@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from control_api.auth import Role
-from tests.support import Api, As
+from tests.support import PNG, Api, As
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 ALL_DAY = [{"weekday": d, "start": "00:00", "end": "24:00"} for d in range(7)]
 DEFAULT_OPTIONS = [
     {"visit_type": "social", "length_minutes": 30, "price_cents": 750, "per_minute_cents": 20},

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tests.support import PASSWORD, Api
+from PIL import Image
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+from tests.support import PASSWORD, PNG, Api, image_bytes
 
 
 async def test_sign_up_login_and_read_me(api: Api) -> None:
@@ -52,11 +52,41 @@ async def test_photo_id_upload_is_checked_and_private(api: Api) -> None:
     r.problem(400, "not-an-image")
     r = await visitor.put("/v1/me/photo-id", data=PNG, headers={"Content-Type": "text/html"})
     r.problem(415)
-    me = (await visitor.put("/v1/me/photo-id", data=PNG, headers={"Content-Type": "image/png"})).ok()
+    # A PNG signature followed by HTML (issue 12's finding) does not decode: refused.
+    fake = b"\x89PNG\r\n\x1a\n<html><script>alert(1)</script></html>"
+    r = await visitor.put("/v1/me/photo-id", data=fake, headers={"Content-Type": "image/png"})
+    r.problem(400, "not-an-image")
+    # A real PNG with HTML appended: stored as the pixels only.
+    polyglot = PNG + b"<html><script>alert(1)</script></html>"
+    me = (await visitor.put("/v1/me/photo-id", data=polyglot, headers={"Content-Type": "image/png"})).ok()
     assert me["has_photo_id"] is True
     stored = list((api.ctx.settings.uploads_dir / "photo-ids").iterdir())
-    assert len(stored) == 1 and stored[0].read_bytes() == PNG
+    assert len(stored) == 1 and b"<html>" not in stored[0].read_bytes()
+    with Image.open(stored[0]) as back:
+        assert (back.format, back.size) == ("PNG", (64, 48))
     assert stored[0].stat().st_mode & 0o077 == 0  # owner-only
+
+
+async def test_a_photo_ids_metadata_is_stripped_and_limits_hold(api: Api) -> None:
+    """V1 (issue 12): a phone photo's GPS position never reaches our disk; tiny or huge images
+    and a declared type that is not what the bytes are get a clear 400."""
+    visitor = await api.sign_up()
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N", 2: (44.0, 58.0, 30.0), 3: "W", 4: (93.0, 15.0, 0.0)}  # GPSInfo
+    exif[0x010F] = "PhoneMaker"
+    photo = image_bytes("JPEG", (120, 80), exif=exif.tobytes())
+    with Image.open(__import__("io").BytesIO(photo)) as original:
+        assert original.getexif().get(0x010F) == "PhoneMaker"  # the upload does carry metadata
+    (await visitor.put("/v1/me/photo-id", data=photo, headers={"Content-Type": "image/jpeg"})).ok()
+    [stored] = list((api.ctx.settings.uploads_dir / "photo-ids").iterdir())
+    with Image.open(stored) as kept:
+        assert kept.format == "JPEG" and kept.size == (120, 80) and not kept.getexif()
+    assert b"PhoneMaker" not in stored.read_bytes()
+    tiny = image_bytes("PNG", (8, 8))
+    (await visitor.put("/v1/me/photo-id", data=tiny, headers={"Content-Type": "image/png"})).problem(400,
+                                                                                                    "not-an-image")
+    (await visitor.put("/v1/me/photo-id", data=PNG, headers={"Content-Type": "image/jpeg"})).problem(400,
+                                                                                                  "not-an-image")
 
 
 async def test_unknown_route_is_problem_json(api: Api) -> None:

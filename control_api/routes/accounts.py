@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -12,7 +13,14 @@ from control_api.api import PUBLIC, ApiRequest, ApiRoutes
 from control_api.auth import USER_ROLES, Principal, Role, hash_password, verify_password_or_dummy
 from control_api.db.models import Kiosk, User
 from control_api.problems import ProblemError, bad_request, conflict, unauthorized
-from control_api.services.uploads import PHOTO_ID_TYPES, looks_like, remove_photo_id, store_photo_id
+from control_api.services.uploads import (
+    PHOTO_ID_TYPES,
+    ImageRefusedError,
+    looks_like,
+    remove_photo_id,
+    sanitized_image,
+    store_photo_id,
+)
 
 routes = ApiRoutes()
 TAGS = ("accounts",)
@@ -180,6 +188,10 @@ async def upload_photo_id(req: ApiRequest[Any, Any]) -> UserOut:
                            f"photo IDs are limited to {req.ctx.settings.photo_id_max_bytes} bytes")
     if not looks_like(ctype, data):
         raise bad_request(f"the file is not a {ctype} image", slug="not-an-image")
+    try:  # V1: only pixels are stored (metadata such as a GPS position, and anything appended, dropped)
+        data = await asyncio.to_thread(sanitized_image, ctype, data)
+    except ImageRefusedError as exc:
+        raise bad_request(str(exc), slug="not-an-image") from exc
     user = await current_user(req)
     uploads = req.ctx.settings.uploads_dir
     name = store_photo_id(uploads, data)

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.faults.processes import ServerEnv
+from tests.support import PNG
 
 PASSWORD = "fault-test-password"
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 ALL_DAY = [{"weekday": d, "start": "00:00", "end": "24:00"} for d in range(7)]
 VISIT_MINUTES = 5
 PRICE_CENTS = 500
