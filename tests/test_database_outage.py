@@ -202,7 +202,7 @@ def assert_unavailable(answer: Answer, retry_after: str = "5") -> None:
     assert answer.status == 503, (answer.status, answer.body)
     assert answer.headers["Content-Type"].startswith("application/problem+json")
     assert answer.body["type"].endswith("/database-unavailable") and answer.body["status"] == 503
-    assert "nothing was changed" in answer.body["detail"]
+    assert "retry" in answer.body["detail"] and "Idempotency-Key" in answer.body["detail"]
     assert answer.headers.get("Retry-After") == retry_after
 
 
