@@ -19,6 +19,13 @@ TAGS = ("privilege",)
 ATTACHED = ("monitor.join", "monitor.authorized", "recording.created")
 
 
+def breaks_privilege(action: str) -> bool:
+    """P3: an entry that shows privileged media reached a recorder, a monitor or a disk: anything
+    recording-related on a privileged visit (files reported, segments, recoveries) and every
+    `privilege.violation`, as well as attachments. Refusals are not: they are the proof working."""
+    return action in ATTACHED or action == "privilege.violation" or action.startswith("recording.")
+
+
 class AttestationOut(BaseModel):
     document: dict[str, Any]
     algorithm: str
@@ -40,6 +47,7 @@ async def attestation(req: ApiRequest[Any, Any]) -> AttestationOut:
                        slug="not-privileged")
     entries = await audit.for_visit(req.session, visit.id)
     attached = [e for e in entries if e.action in ATTACHED]
+    violations = [e for e in entries if breaks_privilege(e.action)]
     refused = [e for e in entries if e.action.endswith("_refused") or e.action == "privilege.refused"]
     chain = await audit.verify(req.session)
     document = {
@@ -48,12 +56,17 @@ async def attestation(req: ApiRequest[Any, Any]) -> AttestationOut:
         "ends_at": visit.ends_at.isoformat(), "issued_at": req.now.isoformat(),
         "recorders_attached": sum(1 for e in attached if e.action.startswith("recording.")),
         "monitors_attached": sum(1 for e in attached if e.action.startswith("monitor.")),
-        "clean": not attached,
+        "clean": not violations,
+        "violations": [{"seq": e.seq, "at": e.at.isoformat(), "action": e.action, "actor_id": e.actor_id,
+                        "actor_role": e.actor_role, "detail": e.detail} for e in violations],
         "refused_attempts": [{"seq": e.seq, "at": e.at.isoformat(), "action": e.action, "actor_id": e.actor_id,
-                              "actor_role": e.actor_role, "detail": e.detail} for e in refused],
+                              "actor_role": e.actor_role, "identity_verified": e.actor_id is not None,
+                              "detail": e.detail} for e in refused],
         "audit_entries": len(entries), "audit_chain_intact": chain.ok, "audit_head": chain.head_hash,
-        "statement": ("No recorder and no monitor was attached to this visit; every attempt was refused and is "
-                      "listed." if not attached else "ATTACHMENT RECORDED: see the audit trail."),
+        "statement": ("No recorder and no monitor was attached to this visit and no media of it was written; "
+                      "every attempt was refused and is listed." if not violations else
+                      f"NOT CLEAN: the audit trail records {len(violations)} event(s) that broke privilege (listed "
+                      "under violations)."),
     }
     signed = sign_document(req.ctx.join_tokens.signing_key, document)
     return AttestationOut(**signed)
