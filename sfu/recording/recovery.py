@@ -50,6 +50,16 @@ class Finalised:
     metadata: dict[str, str] | None = None
     error: str | None = None
 
+    def count(self, stream_type: str, ms: int | None) -> None:
+        """One packet read (or copied): the counts and media span the manifest reports (R2)."""
+        if stream_type == "video":
+            self.video_packets += 1
+        else:
+            self.audio_packets += 1
+        if ms is not None:
+            self.first_ms = ms if self.first_ms is None else min(self.first_ms, ms)
+            self.last_ms = ms if self.last_ms is None else max(self.last_ms, ms)
+
 
 def _ms(packet: Any) -> int | None:
     if packet.pts is None or packet.time_base is None:
@@ -76,13 +86,7 @@ def remux(source: Path, target: Path) -> Finalised:
                     ms = _ms(packet)
                     packet.stream = mapping[packet.stream.index]
                     out.mux(packet)
-                    if packet.stream.type == "video":
-                        result.video_packets += 1
-                    else:
-                        result.audio_packets += 1
-                    if ms is not None:
-                        result.first_ms = ms if result.first_ms is None else min(result.first_ms, ms)
-                        result.last_ms = ms if result.last_ms is None else max(result.last_ms, ms)
+                    result.count(packet.stream.type, ms)
             except (av.error.InvalidDataError, av.error.EOFError) as exc:  # the cut: keep what came before
                 log.info("%s ends early (%s): copied up to %s ms", source, exc, result.last_ms)
     if result.video_packets + result.audio_packets == 0:
@@ -129,14 +133,7 @@ def _readable(path: Path) -> Finalised | None:
                 for packet in inp.demux():
                     if packet.dts is None or packet.size == 0:
                         continue
-                    ms = _ms(packet)
-                    if packet.stream.type == "video":
-                        result.video_packets += 1
-                    else:
-                        result.audio_packets += 1
-                    if ms is not None:
-                        result.first_ms = ms if result.first_ms is None else min(result.first_ms, ms)
-                        result.last_ms = ms if result.last_ms is None else max(result.last_ms, ms)
+                    result.count(packet.stream.type, _ms(packet))
             except av.error.FFmpegError:
                 pass
     except Exception:
