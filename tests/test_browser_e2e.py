@@ -239,6 +239,8 @@ async def test_a_recorded_browser_visit_plays_in_the_review_page_and_its_export_
         return v.every(x => !x.paused && x.currentTime > 1.5 && x.videoWidth === 640) && v.map(x => x.currentTime);
     })()""", within=20)
     assert abs(progress[0] - progress[1]) < 0.5  # both parties in sync
+    shots = Path(os.environ.get("OPENVISIT_SCREENSHOTS", tmp_path))
+    await review.screenshot(path=str(shots / "review-1280.png"), full_page=True)
     await review.fill("#note", "hands something to the camera")
     await review.click("#flag-form button")
     await _wait_state(review, "document.querySelectorAll('#flags li').length === 1")
