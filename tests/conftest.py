@@ -114,6 +114,9 @@ async def _truncate_postgres(url: str) -> None:
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     async with engine.begin() as conn:
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        # A test that played a DBA disabled the audit log's append-only triggers: every test
+        # starts with them on again (the schema is shared by the whole session).
+        await conn.execute(text("ALTER TABLE audit_entries ENABLE TRIGGER USER"))
     await engine.dispose()
 
 
