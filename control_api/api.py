@@ -32,6 +32,9 @@ Q = TypeVar("Q", bound=BaseModel)
 
 PUBLIC: frozenset[Role] = frozenset()
 MAX_JSON_BYTES = 256 * 1024
+MAX_JSON_DEPTH = 32  # arrays/objects nested deeper are refused before parsing (the parser recurses)
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_\-:.]{8,200}$")
 
 
@@ -188,6 +191,22 @@ def authenticate(request: web.Request, ctx: AppContext) -> Principal | None:
         raise unauthorized(str(exc)) from exc
 
 
+def json_depth(raw: bytes) -> int:
+    """The deepest nesting of arrays and objects in a JSON text, found without recursion (and
+    without parsing): brackets inside strings are skipped. Malformed text gives some number; the
+    parser then reports what is wrong with it."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return 0
+    depth = deepest = 0
+    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub(b'""', raw)):
+        if match.group() in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
 async def _read_json(request: web.Request, model: type[BaseModel]) -> BaseModel:
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
         raise ProblemError(413, "payload-too-large", f"JSON bodies are limited to {MAX_JSON_BYTES} bytes")
@@ -199,6 +218,9 @@ async def _read_json(request: web.Request, model: type[BaseModel]) -> BaseModel:
         raise ProblemError(415, "unsupported-media-type", f"expected application/json, got {ctype}")
     if b"\\u0000" in raw or b"\x00" in raw:  # PostgreSQL text cannot hold NUL: refuse it up front
         raise bad_request("NUL characters are not allowed", slug="nul-character")
+    if json_depth(raw) > MAX_JSON_DEPTH:
+        raise bad_request(f"JSON bodies may nest arrays and objects at most {MAX_JSON_DEPTH} levels deep",
+                          slug="too-deeply-nested", max_depth=MAX_JSON_DEPTH)
     try:
         data = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError) as exc:

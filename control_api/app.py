@@ -10,7 +10,9 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-from aiohttp import web
+from aiohttp import http_exceptions, web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
@@ -24,7 +26,7 @@ from control_api.join_tokens import JoinTokenSigner
 from control_api.metrics import METRICS, ApiMetrics
 from control_api.payments.gateway import PaymentGateway
 from control_api.payments.test_gateway import TestPaymentGateway
-from control_api.problems import problem_middleware
+from control_api.problems import ProblemError, problem_middleware, problem_response
 from control_api.services.media_sessions import LeaseWatcher
 from openvisit.clock import Clock
 from openvisit.keys import load_or_create_secret, load_or_create_signing_key
@@ -121,11 +123,71 @@ def create_app(settings: Settings, *, gateway: PaymentGateway | None = None,
     return app
 
 
+# aiohttp's HTTP parser limits, made explicit (issue 12): a request line (method, path and query
+# string) or a single header line longer than this is refused with 400 before any routing.
+MAX_REQUEST_LINE_BYTES = 8190
+MAX_HEADER_FIELD_BYTES = 8190
+
+
+def parser_problem(status: int, exc: BaseException | None) -> ProblemError:
+    """The problem for a request aiohttp's parser refused (it never reaches our middleware)."""
+    if isinstance(exc, http_exceptions.LineTooLong):
+        limit = exc.args[1] if len(exc.args) > 1 else MAX_REQUEST_LINE_BYTES
+        return ProblemError(status, "request-line-too-long",
+                            f"a request line (method, path and query string) or header line longer than "
+                            f"{limit} bytes is refused", extra={"max_bytes": limit})
+    if isinstance(exc, http_exceptions.BadStatusLine):
+        return ProblemError(status, "bad-request-line", "the request line is not 'METHOD /path HTTP/1.1'")
+    if isinstance(exc, http_exceptions.InvalidHeader):
+        return ProblemError(status, "invalid-header", "a request header is malformed")
+    if isinstance(exc, http_exceptions.InvalidURLError):
+        return ProblemError(status, "invalid-url", "the request target is not a valid URL")
+    if isinstance(exc, http_exceptions.PayloadEncodingError):
+        return ProblemError(status, "bad-body-encoding",
+                            "the request body does not match its Content-Length or Transfer-Encoding")
+    if status >= 500:
+        return ProblemError(status, "internal-error", "an internal error occurred; nothing was changed")
+    return ProblemError(status, "malformed-http-request", "the HTTP request could not be parsed")
+
+
+class ProblemRequestHandler(RequestHandler):
+    """aiohttp answers what its HTTP parser refuses in `RequestHandler.handle_error`, before any
+    middleware, as text/plain; aiohttp offers no hook for it (aio-libs/aiohttp#3287). This
+    subclass answers those requests with problem+json like every other error."""
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if status >= 500:
+            self.log_exception("Error handling request from %s", request.remote, exc_info=exc)
+        else:
+            self.logger.info("refused a malformed request from %s: %s", request.remote, exc)
+        if request.writer.output_size > 0:
+            raise ConnectionError("Response is sent already, cannot send another response with the error message")
+        response = problem_response(parser_problem(status, exc))
+        response.force_close()
+        return response
+
+
+class ProblemServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ProblemAppRunner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        return ProblemServer(server.request_handler, request_factory=server.request_factory,
+                             handler_cancellation=server.handler_cancellation, loop=server._loop,
+                             **server._kwargs)
+
+
 async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Run `app` on host:port (port 0 picks a free one); returns the runner and the bound port."""
     # shutdown_timeout: live visits are ended (and their sockets closed) in on_shutdown; what
     # is still open after this is cut, so SIGTERM finishes within seconds.
-    runner = web.AppRunner(app, access_log=logging.getLogger("openvisit.access"), shutdown_timeout=SHUTDOWN_TIMEOUT)
+    runner = ProblemAppRunner(app, access_log=logging.getLogger("openvisit.access"),
+                              shutdown_timeout=SHUTDOWN_TIMEOUT, max_line_size=MAX_REQUEST_LINE_BYTES,
+                              max_field_size=MAX_HEADER_FIELD_BYTES)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+import requests
 import schemathesis
 import uvloop
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from control_api.app import build_routes, create_app, start_site
 from control_api.auth import Principal, Role, hash_password
@@ -125,3 +130,72 @@ def test_operator_never_gets_5xx_or_partial_writes(case: schemathesis.Case, live
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 def test_visitor_never_gets_5xx_or_partial_writes(case: schemathesis.Case, live_server: LiveServer) -> None:
     _check(case, live_server, "visitor")
+
+
+# ------------------------------------------------------------------ edge values (issue 12)
+
+_OPENAPI = build_openapi(build_routes())
+_OPERATIONS = [(method.upper(), path, op) for path, item in _OPENAPI["paths"].items()
+               for method, op in item.items() if method in {"get", "post", "put", "patch", "delete"}]
+_EDGE_VALUES: list[object] = [
+    "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:00+00:00", "9999-12-30", "0001-01-01", "2024-02-30",
+    "2030-01-01T00:00:00-23:59", "2030-01-01T00:00:00", 10**400, -(10**30), 1e308, -1e308, 2**63, -(2**63) - 1,
+    "\u202eevil\u202c", "\U0001f600" * 50, "e\u0301" * 100, "\ufeff", "\uffff", "\ud800", "a\udfffb", "x" * 5000,
+    "", " ", "../../etc/passwd", "%00", True, [], {}, None,
+]
+
+
+def _edge() -> st.SearchStrategy[object]:
+    nested = st.integers(33, 2000).map(lambda n: json.loads("[" * n + "]" * n) if n < 900 else "[" * n)
+    return st.one_of(st.sampled_from(_EDGE_VALUES), nested)
+
+
+def _pct(value: object) -> str:
+    """Percent-encoded UTF-8; lone surrogates go out as their (invalid) UTF-8 bytes."""
+    return quote(str(value).encode("utf-8", "surrogatepass"), safe="")
+
+
+def _body_properties(op: dict[str, object]) -> list[str]:
+    content = (op.get("requestBody") or {}).get("content", {})  # type: ignore[attr-defined]
+    schema = content.get("application/json", {}).get("schema")
+    if schema is None:
+        return []
+    if "$ref" in schema:
+        schema = _OPENAPI["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return list(schema.get("properties", {}))
+
+
+@pytest.mark.parametrize(("method", "path", "op"), _OPERATIONS, ids=[f"{m} {p}" for m, p, _ in _OPERATIONS])
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(data=st.data())
+def test_edge_values_never_5xx(method: str, path: str, op: dict[str, object], live_server: LiveServer,
+                               data: st.DataObject) -> None:
+    """Extreme dates and offsets, deep nesting, huge numbers and odd unicode in the path, the
+    query and the body of every route: a 4xx problem+json at worst, never a 5xx."""
+    params = op.get("parameters", [])
+    url_path = path
+    query: dict[str, str] = {}
+    for p in params:  # type: ignore[attr-defined]
+        if p["in"] == "path":
+            value = live_server.ids.get(p["name"], "x") if data.draw(st.booleans()) else data.draw(_edge())
+            url_path = url_path.replace("{" + p["name"] + "}", _pct(value))
+        elif p["in"] == "query" and data.draw(st.booleans()):
+            query[p["name"]] = _pct(data.draw(_edge()))
+    body: object = None
+    names = _body_properties(op)
+    if names:
+        body = {name: data.draw(_edge()) for name in data.draw(st.lists(st.sampled_from(names), unique=True))}
+    elif method != "GET" and data.draw(st.booleans()):
+        body = data.draw(_edge())
+    role = data.draw(st.sampled_from(["operator", "visitor"]))
+    headers = {"Authorization": f"Bearer {live_server.tokens[role]}", "Idempotency-Key": f"edge-{uuid.uuid4().hex}"}
+    kw: dict[str, object] = {}
+    if body is not None:
+        kw = {"data": json.dumps(body).encode(), "headers": {**headers, "Content-Type": "application/json"}}
+    target = live_server.base_url + url_path + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
+    response = requests.request(method, target,
+                                headers=kw.pop("headers", headers), timeout=30, **kw)  # type: ignore[arg-type]
+    assert response.status_code < 500, f"{method} {url_path} {query} {body!r:.300}: {response.text}"
+    if response.status_code >= 400:
+        assert response.headers.get("Content-Type", "").startswith("application/problem+json"), response.text
+        assert response.json()["detail"]

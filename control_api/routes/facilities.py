@@ -6,7 +6,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, EmailStr, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, EmailStr, Field, StringConstraints, field_validator, model_validator
 from sqlalchemy import delete, func, select
 
 from control_api.api import ApiRequest, ApiRoutes
@@ -33,7 +33,7 @@ from control_api.domain.facility_rules import (
 )
 from control_api.domain.rates import SIZE_TIERS
 from control_api.problems import bad_request, conflict, forbidden, unprocessable
-from control_api.routes.common import Id, Strict, Text200, facility_for, get_or_404, same_facility
+from control_api.routes.common import Id, Instant, Strict, Text200, facility_for, get_or_404, same_facility
 
 routes = ApiRoutes()
 TAGS = ("facilities",)
@@ -306,8 +306,8 @@ async def read_windows(req: ApiRequest[Any, Any]) -> list[WindowOut]:
 
 
 class ClosureIn(Strict):
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
+    starts_at: Instant
+    ends_at: Instant
     reason: Text200
     housing_unit_id: Id | None = Field(default=None, description="omit to close the whole facility")
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 from sqlalchemy import select
 
 from control_api.api import PUBLIC, ApiRequest, ApiRoutes
 from control_api.auth import Role
 from control_api.db.models import Visit
 from control_api.problems import conflict, forbidden, not_found
-from control_api.routes.common import Id, Strict
+from control_api.routes.common import Id, Instant, Strict
 from control_api.services import media_sessions
 from control_api.services.visit_outcomes import record_event
 from openvisit.keys import public_pem
@@ -143,7 +143,7 @@ class MediaEvent(Strict):
         default=None, description="monitor events: the officer; privilege_refused: who was refused")
     manifest: dict[str, Any] | None = Field(default=None, description="recording_closed: the recorder's manifest "
                                             "(files, sizes, SHA-256); the control plane re-hashes and signs it")
-    occurred_at: AwareDatetime
+    occurred_at: Instant
     reason: Literal["completed", "disconnected", "failed"] | None = Field(default=None, description="for ended")
     disconnect_reason: Literal["conduct", "facility", "technical"] | None = Field(default=None, description="S4")
     connected_seconds: int | None = Field(default=None, ge=0, le=24 * 3600, description="for ended")
@@ -208,7 +208,7 @@ class SessionIn(Strict):
 
 class HeartbeatIn(Strict):
     node_id: EventId = Field(description="the node's id for this process start")
-    started_at: AwareDatetime
+    started_at: Instant
     sessions: list[SessionIn] = Field(default_factory=list, max_length=10000)
 
 

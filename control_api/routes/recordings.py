@@ -8,14 +8,14 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
 
 from control_api.api import PUBLIC, ApiRequest, ApiRoutes
 from control_api.auth import Role
 from control_api.db.models import HousingUnit, Recording, RecordingFile, RecordingFlag, Resident, User, Visit
 from control_api.problems import ProblemError, not_found
-from control_api.routes.common import Strict
+from control_api.routes.common import Instant, Strict
 from control_api.services import audit
 from control_api.services.recordings import check_playback_token, playback_token, segments_of, storage
 from openvisit.export_archive import build_archive
@@ -30,8 +30,8 @@ class RecordingSearch(BaseModel):
     resident_id: str | None = None
     visitor_id: str | None = None
     housing_unit_id: str | None = None
-    started_from: AwareDatetime | None = Field(default=None, alias="from")
-    started_to: AwareDatetime | None = Field(default=None, alias="to")
+    started_from: Instant | None = Field(default=None, alias="from")
+    started_to: Instant | None = Field(default=None, alias="to")
 
 
 class RecordingSummary(BaseModel):

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, computed_field, model_validator
+from pydantic import BaseModel, Field, StringConstraints, computed_field, model_validator
 from sqlalchemy import and_, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 from typing_extensions import TypedDict
@@ -19,7 +19,7 @@ from control_api.db.models import Facility, KioskNotification, Resident, Visit
 from control_api.domain.cancellation import CancelledBy
 from control_api.domain.schedule import Span
 from control_api.problems import forbidden, not_found, unprocessable
-from control_api.routes.common import Id, Reason, Strict, get_or_404
+from control_api.routes.common import Day, Id, Instant, InstantOrDay, Reason, Strict, get_or_404
 from control_api.services import audit, billing, booking
 from control_api.services.access import has_approved_access, is_verified_attorney
 
@@ -45,8 +45,8 @@ class Slot(TypedDict):
 
 
 class AvailabilityQuery(BaseModel):
-    from_: date = Field(alias="from", description="first local date")
-    to: date = Field(description="last local date (inclusive)")
+    from_: Day = Field(alias="from", description="first local date")
+    to: Day = Field(description="last local date (inclusive)")
     length_minutes: int = Field(ge=5, le=240)
     visit_type: Literal["social", "privileged"] = "social"
 
@@ -99,7 +99,7 @@ class QuoteOut(BaseModel):
 
 class QuoteRequest(Strict):
     resident_id: Id
-    starts_at: AwareDatetime
+    starts_at: Instant
     length_minutes: int = Field(ge=5, le=240)
     visit_type: Literal["social", "privileged"] = "social"
 
@@ -290,9 +290,9 @@ class VisitQuery(BaseModel):
     status: VisitStatus | None = None
     resident_id: Id | None = None
     facility_id: Id | None = None
-    from_: AwareDatetime | date | None = Field(default=None, alias="from", description=(
+    from_: InstantOrDay | None = Field(default=None, alias="from", description=(
         "visits starting at or after this instant, or on or after this local date (facility time, A1)"))
-    to: AwareDatetime | date | None = Field(default=None, description=(
+    to: InstantOrDay | None = Field(default=None, description=(
         "visits starting before this instant, or on or before this local date (facility time, A1)"))
     limit: int = Field(default=100, ge=1, le=500)
 
@@ -425,7 +425,7 @@ async def cancel(req: ApiRequest[CancelRequest, Any]) -> ChangeResult:
 
 
 class MoveRequest(Strict):
-    starts_at: AwareDatetime
+    starts_at: Instant
 
 
 @routes.post("/v1/visits/{visit_id}/move", summary="Move a visit to another time", roles={Role.ADMIN}, tags=TAGS,
