@@ -1,0 +1,26 @@
+// openvisit kiosk page: sign in as the kiosk, list its next visits, check in and join.
+"use strict";
+const { api, signInWith, enterCall, $ } = window.openvisit;
+
+signInWith("/v1/auth/kiosk", () => ({ kiosk_id: $("kiosk-id").value, secret: $("secret").value }), listVisits);
+
+async function listVisits(token) {
+  const visits = await api("/v1/visits", { token });
+  const box = $("visits");
+  box.replaceChildren();
+  for (const v of visits) {
+    const row = document.createElement("div");
+    row.className = "visit";
+    const label = document.createElement("span");
+    label.textContent = `${v.resident_name} – ${new Date(v.starts_at).toLocaleTimeString()} (${v.length_minutes} min)`;
+    const button = document.createElement("button");
+    button.textContent = "Check in and join";
+    button.dataset.visit = v.id;
+    button.addEventListener("click", () => enterCall(token, v.id,
+      () => api(`/v1/visits/${v.id}/check-in`, { token, method: "POST" })));
+    row.append(label, button);
+    box.append(row);
+  }
+  if (!visits.length) box.textContent = "No visits right now.";
+  $("list").hidden = false;
+}
