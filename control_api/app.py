@@ -27,6 +27,7 @@ from control_api.metrics import METRICS, ApiMetrics
 from control_api.payments.gateway import PaymentGateway
 from control_api.payments.test_gateway import TestPaymentGateway
 from control_api.problems import ProblemError, problem_middleware, problem_response
+from control_api.security_headers import security_headers_middleware
 from control_api.services.media_sessions import LeaseWatcher
 from openvisit.clock import Clock
 from openvisit.keys import load_or_create_secret, load_or_create_signing_key
@@ -57,7 +58,9 @@ async def load_clock(settings: Settings, sessions: async_sessionmaker[AsyncSessi
 def create_app(settings: Settings, *, gateway: PaymentGateway | None = None,
                run_sweeper: bool = True, embedded_media: bool | None = None) -> web.Application:
     metrics = ApiMetrics()
-    app = web.Application(middlewares=[metrics.middleware(), problem_middleware], client_max_size=32 * 1024 * 1024)
+    # Security headers sit inside metrics and outside problem_middleware, so error answers carry them too.
+    app = web.Application(middlewares=[metrics.middleware(), security_headers_middleware(settings.signaling_url),
+                                       problem_middleware], client_max_size=32 * 1024 * 1024)
     app[METRICS] = metrics
     routes = build_routes()
     app[ROUTES] = routes

@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 CALL_PAGES = frozenset({"/app/visitor.html", "/app/kiosk.html"})
 DOCS_PREFIX = "/v1/docs"
@@ -69,7 +68,7 @@ def permissions_policy(path: str) -> str:
                       *(f"{feature}=()" for feature in _DENIED_FEATURES)])
 
 
-def security_headers_middleware(signaling_url: str | None = None) -> Middleware:
+def security_headers_middleware(signaling_url: str | None = None) -> Callable[..., Awaitable[web.StreamResponse]]:
     """The middleware; `signaling_url` is the setting of that name (a standalone media node)."""
     origin = signaling_origin(signaling_url) if signaling_url else None
 
