@@ -77,7 +77,7 @@ async def test_a_social_visit_is_recorded_reviewed_exported_and_verified(api: Ap
                   f"housing_unit_id={w.unit_id}", "from=2000-01-01T00:00:00Z"):
         found = (await w.investigator.get(w.path(f"/recordings?{query}"))).ok()
         assert [r["visit_id"] for r in found] == [visit["id"]], query
-    assert (await w.investigator.get(w.path("/recordings?from=2999-01-01T00:00:00Z"))).ok() == []
+    assert (await w.investigator.get(w.path("/recordings?from=2199-01-01T00:00:00Z"))).ok() == []
     for staff in (w.officer, w.admin, visitor):
         assert (await staff.get(w.path("/recordings"))).status == 403
         assert (await staff.get(f"/v1/recordings/{visit['id']}")).status == 403
