@@ -188,24 +188,27 @@ def recover_orphans(storage: LocalFolderStorage) -> list[dict[str, Any]]:
         recorder = (done.metadata or {}).get("OPENVISIT_SEGMENT")  # its recorder may have reported other files
         segment = f"{recorder}-recovered" if recorder else f"recovered-{name}"
         groups.setdefault((visit_id, segment), []).append((party, done))
-    manifests = []
-    for (visit_id, segment), done_files in sorted(groups.items()):
-        started_at = _started_at(done_files)
-        last = max((d.last_ms or 0 for _, d in done_files), default=0)
-        files = []
-        for party, done in sorted(done_files, key=lambda x: x[0]):
-            ids = [i for i in ((done.metadata or {}).get("OPENVISIT_PARTICIPANTS") or "").split(",") if i]
-            files.append(file_entry(done.path.name, party, ids, done, truncated=True, recovered=True))
-        manifests.append({
-            "kind": MANIFEST_KIND, "visit_id": visit_id, "segment_id": segment,
-            "started_at": started_at.isoformat(), "ended_at": (started_at + timedelta(milliseconds=last)).isoformat(),
-            "timeline": "milliseconds since started_at, shared by every file", "recovered": True,
-            "truncated": True, "complete": False,
-            "problems": ["the media node stopped while recording (crash): recovered up to the last media written"],
-            "parties": {party: [i for i in ((d.metadata or {}).get("OPENVISIT_PARTICIPANTS") or "").split(",") if i]
-                        for party, d in sorted(done_files, key=lambda x: x[0])},
-            "files": files})
-    return manifests
+    return [_segment_manifest(visit_id, segment, done_files, truncated=True,
+                              problem="the media node stopped while recording (crash): recovered up to the last "
+                                      "media written")
+            for (visit_id, segment), done_files in sorted(groups.items())]
+
+
+def _segment_manifest(visit_id: str, segment: str, done_files: list[tuple[str, Finalised]], *, truncated: bool,
+                      problem: str) -> dict[str, Any]:
+    """One segment's manifest (R2) from its files as found on disk, their headers naming the parties."""
+    started_at = _started_at(done_files)
+    last = max((d.last_ms or 0 for _, d in done_files), default=0)
+    ordered = sorted(done_files, key=lambda x: x[0])
+    parties = {party: [i for i in ((d.metadata or {}).get("OPENVISIT_PARTICIPANTS") or "").split(",") if i]
+               for party, d in ordered}
+    return {
+        "kind": MANIFEST_KIND, "visit_id": visit_id, "segment_id": segment,
+        "started_at": started_at.isoformat(), "ended_at": (started_at + timedelta(milliseconds=last)).isoformat(),
+        "timeline": "milliseconds since started_at, shared by every file", "recovered": True,
+        "truncated": truncated, "complete": not truncated, "problems": [problem], "parties": parties,
+        "files": [file_entry(d.path.name, party, parties[party], d, truncated=truncated, recovered=True)
+                  for party, d in ordered]}
 
 
 def unreported_segments(storage: LocalFolderStorage, finalised_before: float) -> list[dict[str, Any]]:
@@ -233,21 +236,11 @@ def unreported_segments(storage: LocalFolderStorage, finalised_before: float) ->
             groups.setdefault((folder.name, segment), []).append((party, done))
     manifests = []
     for (visit_id, segment), done_files in sorted(groups.items()):
-        started_at = _started_at(done_files)
-        last = max((d.last_ms or 0 for _, d in done_files), default=0)
-        parties = {party: [i for i in ((d.metadata or {}).get("OPENVISIT_PARTICIPANTS") or "").split(",") if i]
-                   for party, d in sorted(done_files, key=lambda x: x[0])}
         log.warning("recording segment %s of visit %s was finished but never reported: reporting it now",
                     segment, visit_id)
-        manifests.append({
-            "kind": MANIFEST_KIND, "visit_id": visit_id, "segment_id": segment,
-            "started_at": started_at.isoformat(), "ended_at": (started_at + timedelta(milliseconds=last)).isoformat(),
-            "timeline": "milliseconds since started_at, shared by every file", "recovered": True,
-            "truncated": False, "complete": True,
-            "problems": ["finished, but the media node stopped before reporting it: reported at the next start"],
-            "parties": parties,
-            "files": [file_entry(d.path.name, party, parties[party], d, truncated=False, recovered=True)
-                      for party, d in sorted(done_files, key=lambda x: x[0])]})
+        manifests.append(_segment_manifest(
+            visit_id, segment, done_files, truncated=False,
+            problem="finished, but the media node stopped before reporting it: reported at the next start"))
     return manifests
 
 
