@@ -26,6 +26,7 @@ from control_api.auth import Principal, Role, TokenError
 from control_api.context import CONTEXT, AppContext
 from control_api.db.models import IdempotentResponse
 from control_api.problems import ProblemError, bad_request, forbidden, unauthorized
+from control_api.services.sign_in import session_is_live
 
 B = TypeVar("B", bound=BaseModel)
 Q = TypeVar("Q", bound=BaseModel)
@@ -111,6 +112,7 @@ class Endpoint:
     description: str | None = None
     errors: tuple[int, ...] = field(default=())
     own_transactions: bool = False  # the handler opens its own write transactions (e.g. sweeps)
+    during_enrolment: bool = False  # callable by staff who have yet to set up their second factor
 
     @property
     def public(self) -> bool:
@@ -189,6 +191,14 @@ def authenticate(request: web.Request, ctx: AppContext) -> Principal | None:
         return ctx.access_tokens.verify(token.strip(), ctx.clock.now())
     except TokenError as exc:
         raise unauthorized(str(exc)) from exc
+
+
+async def require_live_session(ctx: AppContext, session_id: str) -> None:
+    """A token's session must still be open: signing out or changing the password ends it at once."""
+    async with ctx.read_sessions() as session:
+        live = await session_is_live(session, session_id, ctx.clock.now())
+    if not live:
+        raise unauthorized("this sign-in has ended (signed out, password changed or expired): sign in again")
 
 
 def json_depth(raw: bytes) -> int:
@@ -275,6 +285,11 @@ def _aiohttp_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[we
                 raise unauthorized()
             if principal.role not in endpoint.roles:
                 raise forbidden(f"the {principal.role.value} role may not {endpoint.summary.lower()}")
+        if principal is not None and principal.session_id is not None:
+            await require_live_session(ctx, principal.session_id)
+        if principal is not None and principal.enrolling and not endpoint.during_enrolment:
+            raise ProblemError(403, "second-factor-enrolment-required",
+                               "set up two-step sign-in first (POST /v1/me/second-factor/setup, then /confirm)")
 
         query = None
         if endpoint.query is not None:

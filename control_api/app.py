@@ -23,6 +23,7 @@ from control_api.db.engine import make_engine, make_sessionmaker
 from control_api.db.models import ClockState
 from control_api.db.outage import DB_OUTAGE, OutageTracker, Unavailability, database_unavailability, describe
 from control_api.join_tokens import JoinTokenSigner
+from control_api.mail import MailDelivery
 from control_api.metrics import METRICS, ApiMetrics
 from control_api.payments.gateway import PaymentGateway
 from control_api.payments.test_gateway import TestPaymentGateway
@@ -31,7 +32,7 @@ from control_api.security_headers import security_headers_middleware
 from control_api.services.media_sessions import LeaseWatcher
 from openvisit.clock import Clock
 from openvisit.keys import load_or_create_secret, load_or_create_signing_key
-from openvisit.settings import Settings
+from openvisit.settings import Mode, Settings
 
 log = logging.getLogger(__name__)
 ROUTES = web.AppKey("openvisit_routes", ApiRoutes)
@@ -102,9 +103,16 @@ def create_app(settings: Settings, *, gateway: PaymentGateway | None = None,
         ctx.media_leases = LeaseWatcher(ctx, lease=settings.media_lease_seconds,
                                         interval=min(1.0, settings.media_heartbeat_seconds), on_lost=lost)
         await ctx.media_leases.start()
+        mail = MailDelivery(ctx)
+        if mail.configured:
+            mail.start()
+        elif settings.mode is Mode.PRODUCTION:
+            log.warning("no SMTP server is configured (smtp_host): account mail (confirmations, password resets, "
+                        "sign-in notices) waits undelivered in the mail_messages table")
         try:
             yield
         finally:
+            await mail.stop()
             await ctx.media_leases.stop()
             if sweeper is not None:
                 sweeper.cancel()

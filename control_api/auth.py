@@ -41,6 +41,8 @@ class Principal:
     role: Role
     facility_id: str | None = None
     housing_unit_id: str | None = None  # kiosks only
+    session_id: str | None = None  # the sign-in (auth_sessions row) the token belongs to; checked per request
+    enrolling: bool = False  # staff who must set up their second factor before anything else
 
     @property
     def key(self) -> str:
@@ -107,8 +109,11 @@ class AccessTokens:
         """A separate key per purpose (e.g. recording playback links), so no token passes for another kind."""
         return hashlib.sha256(f"{purpose}:{self._secret}".encode()).hexdigest()
 
-    def issue(self, principal: Principal, now: datetime) -> tuple[str, datetime]:
-        expires = now + self.ttl
+    def issue(self, principal: Principal, now: datetime, *, not_after: datetime | None = None
+              ) -> tuple[str, datetime]:
+        """A token for `principal`, valid for the configured time (or until `not_after`, the end of
+        its session, if that comes first)."""
+        expires = now + self.ttl if not_after is None else min(now + self.ttl, not_after)
         claims = {
             "sub": principal.id,
             "role": principal.role.value,
@@ -119,6 +124,10 @@ class AccessTokens:
             "exp": int(expires.timestamp()),
             "jti": secrets.token_hex(8),
         }
+        if principal.session_id is not None:
+            claims["sid"] = principal.session_id
+        if principal.enrolling:
+            claims["enrol"] = True
         return jwt.encode(claims, self._secret, algorithm=self.algorithm), expires
 
     def verify(self, token: str, now: datetime) -> Principal:
@@ -142,5 +151,7 @@ class AccessTokens:
             raise TokenError("invalid access token: unknown role") from exc
         if role is Role.MEDIA:
             raise TokenError("invalid access token: media nodes use their own credential")
+        sid = claims.get("sid")
         return Principal(id=str(claims["sub"]), role=role, facility_id=claims.get("fac"),
-                         housing_unit_id=claims.get("hu"))
+                         housing_unit_id=claims.get("hu"), session_id=str(sid) if sid is not None else None,
+                         enrolling=bool(claims.get("enrol", False)))

@@ -42,7 +42,7 @@ async def create_operator(settings: Settings, *, email: str, name: str, password
             if await session.scalar(select(User).where(User.email == email.lower())):
                 raise SystemExit(f"an account with email {email} already exists")
             session.add(User(email=email.lower(), password_hash=hash_password(password), role="operator",
-                             legal_name=name, created_at=datetime.now(UTC)))
+                             legal_name=name, created_at=datetime.now(UTC), email_confirmed_at=datetime.now(UTC)))
     finally:
         await engine.dispose()
 
@@ -100,7 +100,7 @@ async def seed_demo(settings: Settings) -> dict[str, str]:
                 for role, email in accounts.items():
                     staff = role in ("admin", "officer", "investigator")
                     user = User(email=email, password_hash=pw, role=role, legal_name=f"Demo {role.title()}",
-                                facility_id=facility.id if staff else None, created_at=now)
+                                facility_id=facility.id if staff else None, created_at=now, email_confirmed_at=now)
                     if role in ("visitor", "attorney"):
                         user.postal_address = "100 Main Street, Springfield, IL 62701"
                         user.date_of_birth = date(1985, 4, 12)

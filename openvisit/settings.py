@@ -80,6 +80,21 @@ class Settings(BaseSettings):
     photo_id_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     sweep_interval_seconds: float = Field(default=30.0, gt=0)
 
+    session_days: int = Field(default=14, ge=1, le=90,
+                              description="a sign-in lasts this long without use (refreshing renews it)")
+    staff_second_factor: bool | None = Field(
+        default=None, description="staff (admins, officers, investigators) must sign in with a TOTP code; "
+                                  "default: on in production mode")
+    smtp_host: str | None = Field(
+        default=None, description="mail server for account mail; unset: mail waits in the outbox "
+                                  "(readable at /v1/demo/mail outside production)")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="starttls (port 587), tls (implicit, port 465) or none (a local relay)")
+    mail_from: str = Field(default="openvisit <no-reply@openvisit.invalid>", description="the From: of account mail")
+
     jwt_secret: str | None = Field(default=None, description="HS256 key for access tokens; generated if unset")
     media_secret: str | None = Field(
         default=None, description="Bearer secret media nodes use to report visit events; generated if unset"
@@ -113,6 +128,10 @@ class Settings(BaseSettings):
             return None
         first, last = (int(x) for x in self.media_udp_ports.split("-"))
         return first, last
+
+    @property
+    def second_factor_required_for_staff(self) -> bool:
+        return self.mode is Mode.PRODUCTION if self.staff_second_factor is None else self.staff_second_factor
 
     @property
     def test_clock_enabled(self) -> bool:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import itertools
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import jwt
 from aiohttp.test_utils import TestClient
@@ -119,7 +121,8 @@ class Api:
         for caller in self.callers:
             if caller.token:
                 claims = jwt.decode(caller.token, options={"verify_signature": False})
-                principal = Principal(claims["sub"], Role(claims["role"]), claims.get("fac"), claims.get("hu"))
+                principal = Principal(claims["sub"], Role(claims["role"]), claims.get("fac"), claims.get("hu"),
+                                      session_id=claims.get("sid"))
                 caller.token = self.token_for(principal)
         return body
 
@@ -134,7 +137,7 @@ class Api:
             user = User(email=fields.pop("email", f"{role.value}{n}-{uuid.uuid4().hex[:6]}@example.org"),
                         password_hash=hash_password(PASSWORD), role=role.value, facility_id=facility_id,
                         legal_name=fields.pop("legal_name", f"{role.value.title()} {n}"),
-                        created_at=self.ctx.clock.now(), **fields)
+                        created_at=self.ctx.clock.now(), email_confirmed_at=self.ctx.clock.now(), **fields)
             session.add(user)
         resp = await self.anonymous.post("/v1/auth/login", {"email": user.email, "password": PASSWORD})
         token = resp.ok()["access_token"]
@@ -143,7 +146,7 @@ class Api:
     async def operator(self) -> As:
         return await self.create_user(Role.OPERATOR)
 
-    async def sign_up(self, role: str = "visitor", **overrides: Any) -> As:
+    async def sign_up(self, role: str = "visitor", confirm: bool = True, **overrides: Any) -> As:
         n = next(_counter)
         body: dict[str, Any] = {
             "role": role,
@@ -157,7 +160,28 @@ class Api:
         if role == "attorney":
             body.update(bar_number=f"BAR{n:05d}", bar_state="IL")
         body.update(overrides)
-        created = (await self.anonymous.post("/v1/accounts", body)).ok(201)
+        (await self.anonymous.post("/v1/accounts", body)).ok(202)
+        if confirm:
+            await self.confirm_email(body["email"])
         token = (await self.anonymous.post("/v1/auth/login", {"email": body["email"],
                                                                "password": PASSWORD})).ok()["access_token"]
-        return self.track(As(self, token, created["id"], {"email": body["email"]}))
+        caller = As(self, token, None, {"email": body["email"]})
+        caller.principal_id = (await caller.get("/v1/me")).ok()["id"]
+        return self.track(caller)
+
+    async def mail(self, to: str, kind: str | None = None) -> list[dict[str, Any]]:
+        """The demo outbox for one address, newest first."""
+        params = urlencode({"to": to, **({"kind": kind} if kind else {})})
+        return list((await self.anonymous.get("/v1/demo/mail?" + params)).ok())
+
+    async def mailed_token(self, to: str, kind: str) -> str:
+        """The token in the newest mail of `kind` to `to` (confirmation or reset), as a user would copy it."""
+        mails = await self.mail(to, kind)
+        assert mails, f"no {kind} mail to {to}"
+        match = re.search(r"code: (\S+)", mails[0]["body"])
+        assert match, mails[0]["body"]
+        return match.group(1)
+
+    async def confirm_email(self, email: str) -> None:
+        token = await self.mailed_token(email, "confirm-email")
+        (await self.anonymous.post("/v1/auth/confirm-email", {"token": token})).ok()

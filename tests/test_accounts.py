@@ -21,13 +21,57 @@ async def test_attorney_sign_up_requires_bar_details(api: Api) -> None:
     r.problem(422, "validation-error")
 
 
-async def test_duplicate_email_is_a_conflict_and_writes_nothing(api: Api) -> None:
+async def test_sign_up_does_not_reveal_an_existing_account(api: Api) -> None:
+    """Issue 12: sign-up answered 409 email-taken, telling anyone who has an account. Now both
+    answers are the same 202; the holder of the address is told by mail, nothing is written."""
     first = await api.sign_up(email="same@example.org")
     assert first.principal_id
-    r = await api.anonymous.post("/v1/accounts", {
-        "email": "SAME@example.org", "password": PASSWORD, "legal_name": "Other",
-        "postal_address": "2 Main Street", "date_of_birth": "1990-01-01", "phone": "+1 555 0100 23"})
-    r.problem(409, "email-taken")
+    body = {"password": PASSWORD, "legal_name": "Other", "postal_address": "2 Main Street",
+            "date_of_birth": "1990-01-01", "phone": "+1 555 0100 23"}
+    taken = await api.anonymous.post("/v1/accounts", {"email": "SAME@example.org", **body})
+    fresh = await api.anonymous.post("/v1/accounts", {"email": "fresh@example.org", **body})
+    assert taken.status == fresh.status == 202
+    assert set(taken.body) == set(fresh.body) and taken.body["status"] == fresh.body["status"] == "check-your-email"
+    assert [m["kind"] for m in await api.mail("same@example.org")] == ["sign-up-existing", "confirm-email"]
+    assert [m["kind"] for m in await api.mail("fresh@example.org")] == ["confirm-email"]
+    # The original account is untouched: its password still works, the other one does not.
+    (await api.anonymous.post("/v1/auth/login", {"email": "same@example.org", "password": PASSWORD})).ok()
+    me = (await first.get("/v1/me")).ok()
+    assert me["legal_name"] != "Other"
+
+
+async def test_email_confirmation_end_to_end_through_the_demo_outbox(api: Api) -> None:
+    visitor = await api.sign_up(confirm=False)
+    email = visitor.extra["email"]
+    assert (await visitor.get("/v1/me")).ok()["email_confirmed"] is False
+    # Unconfirmed accounts cannot ask a facility for access yet (V1).
+    (await visitor.put("/v1/me/photo-id", data=PNG, headers={"Content-Type": "image/png"})).ok()
+    operator = await api.operator()
+    facility = (await operator.post("/v1/facilities", {"name": "Mail County Jail",
+                                                       "timezone": "America/Chicago"})).ok(201)
+    (await visitor.post(f"/v1/facilities/{facility['id']}/access-requests")).problem(422, "email-not-confirmed")
+    mail = (await api.mail(email, "confirm-email"))[0]
+    assert "/app/account.html#confirm=" in mail["body"] and "expires in 2880 minutes" in mail["body"]
+    # A second link replaces the first (resend waits a minute between mails).
+    assert (await visitor.post("/v1/me/confirmation-email")).ok(202)["status"] == "already-sent-recently"
+    old_token = await api.mailed_token(email, "confirm-email")
+    await api.advance(operator, 61)
+    assert (await visitor.post("/v1/me/confirmation-email")).ok(202)["status"] == "sent"
+    new_token = await api.mailed_token(email, "confirm-email")
+    assert new_token != old_token
+    (await api.anonymous.post("/v1/auth/confirm-email", {"token": old_token})).problem(400, "invalid-or-expired-token")
+    assert (await api.anonymous.post("/v1/auth/confirm-email", {"token": new_token})).ok()["status"] == "confirmed"
+    # Single use.
+    (await api.anonymous.post("/v1/auth/confirm-email", {"token": new_token})).problem(400, "invalid-or-expired-token")
+    assert (await visitor.get("/v1/me")).ok()["email_confirmed"] is True
+    (await visitor.post(f"/v1/facilities/{facility['id']}/access-requests")).ok(201)
+
+
+async def test_confirmation_link_expires(api: Api) -> None:
+    visitor = await api.sign_up(confirm=False)
+    token = await api.mailed_token(visitor.extra["email"], "confirm-email")
+    await api.advance(await api.operator(), 48 * 3600 + 1)
+    (await api.anonymous.post("/v1/auth/confirm-email", {"token": token})).problem(400, "invalid-or-expired-token")
 
 
 async def test_wrong_password_and_bad_tokens_are_401(api: Api) -> None:

@@ -8,7 +8,9 @@ from control_api.api import ApiRoutes
 
 # One module per area; each exposes `routes: ApiRoutes`.
 AREAS = (
-    "accounts",  # sign-up, login, kiosk login, profile, photo ID upload
+    "accounts",  # sign-up, email confirmation, profile, photo ID upload
+    "auth",  # sign-in, sessions, sign-out, password change and reset, second factor
+    "mail",  # the demo outbox (outside production)
     "facilities",  # facility configuration, housing units, windows, closures, prices, kiosks, staff (A)
     "residents",  # roster and CSV import
     "access",  # access requests (V1) and attorney Bar verification (V2)

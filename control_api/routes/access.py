@@ -94,6 +94,9 @@ async def request_access(req: ApiRequest[Any, Any]) -> AccessRequestOut:
     visitor may apply again."""
     facility = await facility_for(req, req.path("facility_id"))
     user = await _me(req)
+    if user.email_confirmed_at is None:
+        raise unprocessable("confirm your email address first (the link in the mail sent at sign-up; "
+                            "POST /v1/me/confirmation-email sends a new one)", slug="email-not-confirmed")
     if not user.photo_id_file:
         raise unprocessable("upload a photo ID first (PUT /v1/me/photo-id; rule V1)", slug="photo-id-required")
     open_request = await req.session.scalar(select(AccessRequest).where(
@@ -205,6 +208,9 @@ async def request_bar_verification(req: ApiRequest[Any, Any]) -> BarVerification
     a rejected attorney may ask again."""
     facility = await facility_for(req, req.path("facility_id"))
     user = await _me(req)
+    if user.email_confirmed_at is None:
+        raise unprocessable("confirm your email address first (the link in the mail sent at sign-up; "
+                            "POST /v1/me/confirmation-email sends a new one)", slug="email-not-confirmed")
     if not user.bar_number or not user.bar_state:
         raise unprocessable("your account has no Bar number (rule V2)", slug="no-bar-number")
     existing = await req.session.scalar(select(BarVerification).where(

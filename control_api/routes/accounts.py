@@ -1,18 +1,21 @@
-"""Accounts: visitor and attorney sign-up, login, kiosk login, profile and photo ID upload."""
+"""Accounts: visitor and attorney sign-up and email confirmation, profile and photo ID upload.
+
+Signing in, sessions, passwords and the second factor are in `routes/auth.py`."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from control_api.api import PUBLIC, ApiRequest, ApiRoutes
-from control_api.auth import USER_ROLES, Principal, Role, hash_password, verify_password_or_dummy
-from control_api.db.models import Kiosk, User
-from control_api.problems import ProblemError, bad_request, conflict, unauthorized
+from control_api.auth import USER_ROLES, Role, hash_password
+from control_api.db.models import User
+from control_api.problems import ProblemError, bad_request, unauthorized
+from control_api.services import account_mail, sign_in
 from control_api.services.uploads import (
     PHOTO_ID_TYPES,
     ImageRefusedError,
@@ -58,24 +61,6 @@ class SignUp(Strict):
         return self
 
 
-class Login(Strict):
-    email: EmailStr
-    password: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-
-
-class KioskLogin(Strict):
-    kiosk_id: Annotated[str, StringConstraints(min_length=1, max_length=36)]
-    secret: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-
-
-class TokenOut(BaseModel):
-    access_token: str
-    token_type: Literal["bearer"] = "bearer"
-    expires_at: datetime
-    role: str
-    subject_id: str
-
-
 class UserOut(BaseModel):
     id: str
     email: str
@@ -88,6 +73,8 @@ class UserOut(BaseModel):
     bar_number: str | None
     bar_state: str | None
     has_photo_id: bool
+    email_confirmed: bool
+    second_factor: bool = Field(description="signs in with an authenticator app code as well as the password")
     created_at: datetime
 
     @classmethod
@@ -96,6 +83,7 @@ class UserOut(BaseModel):
                    legal_name=user.legal_name, postal_address=user.postal_address,
                    date_of_birth=user.date_of_birth, phone=user.phone, bar_number=user.bar_number,
                    bar_state=user.bar_state, has_photo_id=user.photo_id_file is not None,
+                   email_confirmed=user.email_confirmed_at is not None, second_factor=user.totp_secret is not None,
                    created_at=user.created_at)
 
 
@@ -109,48 +97,80 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-async def email_taken(req: ApiRequest[Any, Any], email: str) -> bool:
-    return (await req.session.scalar(select(func.count()).select_from(User).where(User.email == email))) != 0
+class SignUpAccepted(BaseModel):
+    status: Literal["check-your-email"] = "check-your-email"
+    email: str
+    detail: str = ("If this address can be used, a confirmation link is on its way. Open it to confirm "
+                   "your email, then sign in.")
 
 
 @routes.post("/v1/accounts", summary="Sign up as a visitor or attorney", roles=PUBLIC, tags=TAGS,
-             body=SignUp, response=UserOut, status=201, errors=(409,))
-async def sign_up(req: ApiRequest[SignUp, Any]) -> UserOut:
+             body=SignUp, response=SignUpAccepted, status=202)
+async def sign_up(req: ApiRequest[SignUp, Any]) -> SignUpAccepted:
+    """The answer is the same whether or not the address already has an account, so sign-up cannot
+    be used to find out who is a member; the address's holder gets a mail either way (a link to
+    confirm a new account, or a note that someone tried to sign up again)."""
     b = req.body
     email = normalise_email(b.email)
-    if await email_taken(req, email):
-        raise conflict("an account with this email already exists", slug="email-taken")
-    user = User(email=email, password_hash=hash_password(b.password), role=b.role, legal_name=b.legal_name,
+    password_hash = await asyncio.to_thread(hash_password, b.password)  # hashed either way: same timing
+    existing = await req.session.scalar(select(User).where(User.email == email))
+    if existing is not None:
+        if existing.active:
+            account_mail.sign_up_attempt_on_existing(req.session, req.ctx.settings, to=existing.email,
+                                                     name=existing.legal_name, now=req.now)
+        return SignUpAccepted(email=email)
+    user = User(email=email, password_hash=password_hash, role=b.role, legal_name=b.legal_name,
                 postal_address=b.postal_address, date_of_birth=b.date_of_birth, phone=b.phone,
                 bar_number=b.bar_number, bar_state=b.bar_state, created_at=req.now)
     req.session.add(user)
     await req.session.flush()
-    return UserOut.of(user)
+    token = await sign_in.issue_account_token(req.session, user, "confirm-email", sign_in.CONFIRM_EMAIL_TTL, req.now)
+    account_mail.confirm_email(req.session, req.ctx.settings, to=email, name=user.legal_name, token=token,
+                               ttl=sign_in.CONFIRM_EMAIL_TTL, now=req.now)
+    return SignUpAccepted(email=email)
 
 
-@routes.post("/v1/auth/login", summary="Sign in with email and password", roles=PUBLIC, tags=TAGS,
-             body=Login, response=TokenOut)
-async def login(req: ApiRequest[Login, Any]) -> TokenOut:
-    user = await req.session.scalar(select(User).where(User.email == normalise_email(req.body.email)))
-    ok = verify_password_or_dummy(user.password_hash if user else None, req.body.password)
-    if user is None or not ok or not user.active:
-        raise unauthorized("email or password is wrong")
-    principal = Principal(id=user.id, role=Role(user.role), facility_id=user.facility_id)
-    token, expires = req.ctx.access_tokens.issue(principal, req.now)
-    return TokenOut(access_token=token, expires_at=expires, role=user.role, subject_id=user.id)
+class MailedToken(Strict):
+    token: Annotated[str, StringConstraints(strip_whitespace=True, min_length=8, max_length=200)]
 
 
-@routes.post("/v1/auth/kiosk", summary="Sign in as a kiosk device", roles=PUBLIC, tags=TAGS,
-             body=KioskLogin, response=TokenOut)
-async def kiosk_login(req: ApiRequest[KioskLogin, Any]) -> TokenOut:
-    kiosk = await req.session.get(Kiosk, req.body.kiosk_id)
-    ok = verify_password_or_dummy(kiosk.secret_hash if kiosk else None, req.body.secret)
-    if kiosk is None or not ok or not kiosk.active:
-        raise unauthorized("kiosk id or secret is wrong")
-    principal = Principal(id=kiosk.id, role=Role.KIOSK, facility_id=kiosk.facility_id,
-                          housing_unit_id=kiosk.housing_unit_id)
-    token, expires = req.ctx.access_tokens.issue(principal, req.now)
-    return TokenOut(access_token=token, expires_at=expires, role="kiosk", subject_id=kiosk.id)
+class Confirmed(BaseModel):
+    status: Literal["confirmed"] = "confirmed"
+    email: str
+
+
+@routes.post("/v1/auth/confirm-email", summary="Confirm my email with the mailed link's token", roles=PUBLIC,
+             tags=TAGS, body=MailedToken, response=Confirmed)
+async def confirm_email(req: ApiRequest[MailedToken, Any]) -> Confirmed:
+    user = await sign_in.redeem_account_token(req.session, "confirm-email", req.body.token, req.now)
+    if user is None:
+        raise bad_request("this confirmation link is not valid: it was used, replaced by a newer one, or expired "
+                          "(sign in and ask for a new one)", slug="invalid-or-expired-token")
+    if user.email_confirmed_at is None:
+        user.email_confirmed_at = req.now
+    return Confirmed(email=user.email)
+
+
+class MailQueued(BaseModel):
+    status: Literal["sent", "already-sent-recently", "already-confirmed"]
+
+
+RESEND_AFTER = timedelta(seconds=60)
+
+
+@routes.post("/v1/me/confirmation-email", summary="Send my email confirmation link again",
+             roles={Role.VISITOR, Role.ATTORNEY}, tags=TAGS, response=MailQueued, status=202)
+async def resend_confirmation(req: ApiRequest[Any, Any]) -> MailQueued:
+    user = await current_user(req)
+    if user.email_confirmed_at is not None:
+        return MailQueued(status="already-confirmed")
+    last = await sign_in.last_token_at(req.session, user, "confirm-email")
+    if last is not None and req.now - last < RESEND_AFTER:
+        return MailQueued(status="already-sent-recently")
+    token = await sign_in.issue_account_token(req.session, user, "confirm-email", sign_in.CONFIRM_EMAIL_TTL, req.now)
+    account_mail.confirm_email(req.session, req.ctx.settings, to=user.email, name=user.legal_name, token=token,
+                               ttl=sign_in.CONFIRM_EMAIL_TTL, now=req.now)
+    return MailQueued(status="sent")
 
 
 async def current_user(req: ApiRequest[Any, Any]) -> User:
