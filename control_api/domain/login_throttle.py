@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 @dataclass(frozen=True)
 class ThrottlePolicy:
-    free_failures: int  # failures inside the window before any block
+    free_failures: int  # failures inside the window that are answered; the last of them starts a block
     first_block: timedelta  # the block after the first failure over the limit; doubles after each
     max_block: timedelta
     window: timedelta  # failures older than this (with no block running) are forgotten
@@ -51,9 +51,9 @@ def after_failure(policy: ThrottlePolicy, state: ThrottleState | None, now: date
         state = ThrottleState(failures=0, first_failure_at=now, last_failure_at=now)
     failures = state.failures + 1
     blocked_until = state.blocked_until
-    over = failures - policy.free_failures
-    if over > 0:
-        block = min(policy.first_block * (2 ** min(over - 1, 30)), policy.max_block)
+    over = failures - policy.free_failures  # the failure that uses up the allowance starts the first block
+    if over >= 0:
+        block = min(policy.first_block * (2 ** min(over, 30)), policy.max_block)
         blocked_until = now + block
     return replace(state, failures=failures, last_failure_at=now, blocked_until=blocked_until)
 
