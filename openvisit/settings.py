@@ -72,7 +72,9 @@ class Settings(BaseSettings):
         default=256, ge=0, description="a media node starts no new recording with less free space than this in "
                                        "the recordings folder (reported as recording_failed, shown on /v1/health)")
 
-    access_token_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    access_token_minutes: int = Field(
+        default=15, ge=1, le=24 * 60,
+        description="access tokens live this long; pages renew them with the session's refresh token")
     join_token_seconds: int = Field(default=120, ge=10, le=3600)
     lobby_minutes: int = Field(default=10, ge=0, le=60, description="rule S1: join opens this early")
     credit_expiry_days: int = Field(default=90, ge=1, le=3650, description="rule M5")

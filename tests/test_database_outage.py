@@ -290,7 +290,7 @@ async def test_stopped_database_answers_503_logs_once_and_recovers_without_resta
     recovery = await until(me_ok, RECOVERY_BOUND_S)
     login = await call(api, "POST", "/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert login.status == 200, login.body
-    assert (await call(api, "POST", "/v1/accounts", json=sign_up_body())).status == 201
+    assert (await call(api, "POST", "/v1/accounts", json=sign_up_body())).status == 202
     booked = await call(api, "POST", "/v1/visits", token=visitor.token,
                         json=booking_body(w.resident_id, local(day, 13)), key=uuid.uuid4().hex)
     assert booked.status == 201, booked.body

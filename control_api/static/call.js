@@ -5,14 +5,49 @@
 
 window.callState = { status: "idle", warnings: [], ended: null, error: null };
 
-async function api(path, { token, method = "GET", body, idempotent = false } = {}) {
+class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem.detail || `${status}`);
+    this.status = status;
+    this.slug = (problem.type || "").split("/").pop();
+    this.problem = problem;
+  }
+}
+
+// The page's sign-in (issue 12): access tokens are short-lived, so api() renews them with the
+// refresh token shortly before they expire. Pages keep passing the token signInWith gave them;
+// any token of this sign-in is taken to mean "the sign-in's current token".
+const signIn = { tokens: new Set(), access: null, refresh: null, expiresAt: 0, renewing: null };
+
+function remember(login) {
+  signIn.tokens.add(login.access_token);
+  signIn.access = login.access_token;
+  signIn.refresh = login.refresh_token || signIn.refresh;
+  signIn.expiresAt = Date.parse(login.expires_at);
+}
+
+async function currentToken(token) {
+  if (!token || !signIn.tokens.has(token)) return token;
+  if (signIn.refresh && signIn.expiresAt - Date.now() < 120000) {
+    signIn.renewing = signIn.renewing || rawApi("/v1/auth/refresh", { method: "POST", body: { refresh_token: signIn.refresh } })
+      .then(remember).finally(() => { signIn.renewing = null; });
+    await signIn.renewing;
+  }
+  return signIn.access;
+}
+
+async function rawApi(path, { token, method = "GET", body, idempotent = false } = {}) {
   const headers = { "Content-Type": "application/json" };
   if (token) headers.Authorization = `Bearer ${token}`;
   if (idempotent) headers["Idempotency-Key"] = `web-${crypto.randomUUID()}`;
   const resp = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined });
   const data = await resp.json().catch(() => ({}));
-  if (!resp.ok) throw new Error(data.detail || `${resp.status} ${resp.statusText}`);
+  if (!resp.ok) throw new ApiError(resp.status, data);
   return data;
+}
+
+async function api(path, options = {}) {
+  return rawApi(path, { ...options, token: await currentToken(options.token) });
 }
 
 function formatMoney(cents) {
@@ -152,16 +187,82 @@ async function startCall(accessToken, visitId, ui) {
 const $ = (id) => document.getElementById(id);
 
 // Both pages: a sign-in form (#login) whose fields make the request body, then the visit list.
+// The sign-in form, with the second step when the account has an authenticator app, and the
+// one-time set-up staff must do first where two-step sign-in is required (issue 12).
+function field(form, id, label, attrs) {
+  let input = document.getElementById(id);
+  if (input) return input;
+  const wrap = document.createElement("label");
+  wrap.id = `${id}-field`;
+  wrap.hidden = true;
+  wrap.append(`${label} `);
+  input = document.createElement("input");
+  input.id = id;
+  Object.assign(input, attrs);
+  wrap.append(input);
+  form.querySelector("button[type=submit]").before(wrap);
+  return input;
+}
+
 function signInWith(path, body, then) {
-  $("login").addEventListener("submit", async (event) => {
+  const form = $("login");
+  const code = field(form, "second-factor", "Authenticator code (or a recovery code)",
+    { autocomplete: "one-time-code", inputMode: "numeric", maxLength: 20 });
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    show($("login-error"), "");
+    const request = body();
+    const typed = code.value.trim();
+    if (typed) request[/^[0-9]{6}$/.test(typed.replace(/\s/g, "")) ? "second_factor_code" : "recovery_code"] = typed;
     try {
-      const login = await api(path, { method: "POST", body: body() });
-      $("login").hidden = true;
-      await then(login.access_token);
+      const login = await rawApi(path, { method: "POST", body: request });
+      remember(login);
+      form.hidden = true;
+      if (login.second_factor_enrolment_required) await enrol(login.access_token);
+      await then(signIn.access);
     } catch (err) {
+      if (err.slug === "second-factor-required") {
+        $("second-factor-field").hidden = false;
+        code.focus();
+      }
       show($("login-error"), err.message);
     }
+  });
+}
+
+// Staff who must use two-step sign-in set up an authenticator app once, then go on.
+function enrol(token) {
+  return new Promise((resolve, reject) => {
+    const box = document.createElement("form");
+    box.id = "enrol";
+    box.innerHTML = `<h2>Set up two-step sign-in</h2>
+      <p>Staff accounts sign in with a code from an authenticator app as well as the password.
+      Add this account to the app with the link or the key below, then type the code it shows.</p>
+      <p><a id="enrol-link">Open in an authenticator app</a></p>
+      <p>Key: <code id="enrol-secret"></code></p>
+      <label>Code from the app <input id="enrol-code" autocomplete="one-time-code" inputmode="numeric" maxlength="6" required></label>
+      <button type="submit">Turn on</button>
+      <p id="enrol-error" class="error" hidden></p>
+      <div id="enrol-done" hidden><p>Keep these recovery codes somewhere safe: each signs you in once if you lose the phone.</p>
+      <ul id="enrol-codes"></ul><button type="button" id="enrol-continue">Continue</button></div>`;
+    $("login").after(box);
+    rawApi("/v1/me/second-factor/setup", { token, method: "POST" }).then((setup) => {
+      $("enrol-link").href = setup.otpauth_uri;
+      $("enrol-secret").textContent = setup.secret;
+    }).catch(reject);
+    box.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        const done = await rawApi("/v1/me/second-factor/confirm", { token, method: "POST", body: { code: $("enrol-code").value.trim() } });
+        remember({ access_token: done.access_token, expires_at: done.expires_at });
+        $("enrol-codes").replaceChildren(...done.recovery_codes.map((c) => Object.assign(document.createElement("li"), { textContent: c })));
+        $("enrol-done").hidden = false;
+        box.querySelector("button[type=submit]").hidden = true;
+        $("enrol-continue").addEventListener("click", () => { box.hidden = true; resolve(); }, { once: true });
+      } catch (err) {
+        show($("enrol-error"), err.message);
+      }
+    });
   });
 }
 
@@ -179,5 +280,5 @@ async function enterCall(token, visitId, before) {
   }
 }
 
-window.openvisit = { api, startCall, formatMoney, show, signInWith, enterCall, $ };
+window.openvisit = { api, startCall, formatMoney, show, signInWith, enterCall, $, ApiError };
 })();

@@ -15,6 +15,7 @@ import sqlite3
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import urlencode
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -225,12 +226,14 @@ def build_world(base: str, env: ServerEnv, *, pairs: int = 2) -> World:
 def approved_visitor(world: World, n: int) -> Caller:
     email = f"visitor{n}-{secrets.token_hex(4)}@faults.example.org"
     anonymous = Caller(world.base)
-    created = anonymous.post("/v1/accounts", {
+    anonymous.post("/v1/accounts", {
         "role": "visitor", "email": email, "password": PASSWORD, "legal_name": f"Fault Visitor {n}",
         "postal_address": "1 Main Street, Springfield, IL 62701", "date_of_birth": "1980-05-17",
         "phone": "+1 217 555 0100"})
+    [mail] = anonymous.get("/v1/demo/mail?" + urlencode({"to": email, "kind": "confirm-email"}))
+    anonymous.post("/v1/auth/confirm-email", {"token": mail["body"].split("confirmation code: ")[1].split()[0]})
     visitor = login(world.base, email)
-    visitor.id = created["id"]
+    visitor.id = visitor.get("/v1/me")["id"]
     visitor.put("/v1/me/photo-id", data=PNG, headers={"Content-Type": "image/png"})
     request = visitor.post(f"/v1/facilities/{world.facility_id}/access-requests")
     world.operator.post(f"/v1/facilities/{world.facility_id}/access-requests/{request['id']}/decision",
