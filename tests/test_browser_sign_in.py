@@ -22,6 +22,7 @@ SHOTS = Path(os.environ.get("OPENVISIT_SCREENSHOTS", "/tmp/openvisit-screenshots
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
+    SHOTS.mkdir(parents=True, exist_ok=True)
     if not HAVE_CHROMIUM:
         message = "Chromium is not installed (apt-get install chromium)"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
@@ -49,7 +50,6 @@ async def test_officer_sets_up_and_uses_an_authenticator_app(api: Api, settings:
     operator, officer = world.operator, world.officer
     settings.staff_second_factor = True  # as in production mode: from the next sign-in on
     base = f"http://{api.client.server.host}:{api.client.server.port}"
-    SHOTS.mkdir(parents=True, exist_ok=True)
     name = "phone" if viewport["width"] < 600 else "desktop"
     errors: list[str] = []
 

@@ -15,11 +15,11 @@ import sqlite3
 import time
 import urllib.error
 import urllib.request
-from urllib.parse import urlencode
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from tests.faults.processes import ServerEnv
 from tests.support import PNG
