@@ -18,11 +18,11 @@ from tests.support_facility import build_facility
 from tests.test_browser_e2e import CHROMIUM, FLAGS, HAVE_CHROMIUM
 
 SHOTS = Path(os.environ.get("OPENVISIT_SCREENSHOTS", "/tmp/openvisit-screenshots"))
+SHOTS.mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    SHOTS.mkdir(parents=True, exist_ok=True)
     if not HAVE_CHROMIUM:
         message = "Chromium is not installed (apt-get install chromium)"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
