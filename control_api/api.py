@@ -18,13 +18,12 @@ from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_api import idempotency
 from control_api.auth import Principal, Role, TokenError
 from control_api.context import CONTEXT, AppContext
-from control_api.db.models import IdempotentResponse
 from control_api.problems import ProblemError, bad_request, forbidden, unauthorized
 from control_api.services.sign_in import session_is_live
 
@@ -318,7 +317,8 @@ def _aiohttp_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[we
             raw_json = body.model_dump_json().encode() if body is not None else raw
             fingerprint = _fingerprint(request, raw_json)
             assert principal is not None
-            replay = await _stored_response(ctx, principal, idem_key, fingerprint)
+            # Fast path: a key whose answer is committed replays without a write transaction.
+            replay = await idempotency.stored_response(ctx, principal.key, idem_key, fingerprint)
             if replay is not None:
                 return replay
 
@@ -329,6 +329,11 @@ def _aiohttp_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[we
             async with maker() as session:
                 api_request.session = session
                 async with session.begin():
+                    claim: str | None = None
+                    if idem_key is not None and principal is not None:
+                        # Before the handler: copies of this request wait here for this one (see idempotency.py).
+                        claim = await idempotency.claim(session, principal.key, idem_key, fingerprint,
+                                                        ctx.clock.now())
                     result = await endpoint.handler(api_request)
                     payload = None
                     if isinstance(result, web.StreamResponse):
@@ -341,16 +346,13 @@ def _aiohttp_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[we
                     else:
                         payload = _serialise(result)
                         response = web.json_response(payload, status=endpoint.status, dumps=_dumps)
-                    if idem_key is not None and principal is not None:
-                        session.add(IdempotentResponse(principal=principal.key, key=idem_key,
-                                                       request_fingerprint=fingerprint,
-                                                       status_code=response.status, body=payload or {},
-                                                       created_at=ctx.clock.now()))
+                    if claim is not None:
+                        await idempotency.complete(session, claim, response.status, payload or {})
         except IntegrityError:
             await _run(api_request.on_rollback)
             if idem_key is not None and principal is not None:
-                # A concurrent duplicate committed first: answer what it answered.
-                replay = await _stored_response(ctx, principal, idem_key, fingerprint)
+                # A copy with this key committed first (our claim failed): answer what it answered.
+                replay = await idempotency.stored_response(ctx, principal.key, idem_key, fingerprint)
                 if replay is not None:
                     return replay
             raise ProblemError(409, "conflict", "the request conflicted with a concurrent change; retry it") from None
@@ -371,17 +373,3 @@ async def _run(callbacks: list[Callable[[], Awaitable[None]]]) -> None:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, default=str)
-
-
-async def _stored_response(ctx: AppContext, principal: Principal, key: str,
-                           fingerprint: str) -> web.Response | None:
-    async with ctx.read_sessions() as session:
-        stored = await session.scalar(select(IdempotentResponse).where(
-            IdempotentResponse.principal == principal.key, IdempotentResponse.key == key))
-    if stored is None:
-        return None
-    if stored.request_fingerprint != fingerprint:
-        raise ProblemError(422, "idempotency-key-reused",
-                           "this Idempotency-Key was already used for a different request")
-    return web.json_response(stored.body, status=stored.status_code, dumps=_dumps,
-                             headers={"Idempotent-Replayed": "true"})
