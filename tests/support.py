@@ -7,16 +7,18 @@ import itertools
 import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 import jwt
 from aiohttp.test_utils import TestClient
 from PIL import Image
+from sqlalchemy import update
 
 from control_api.auth import Principal, Role, hash_password
 from control_api.context import AppContext
-from control_api.db.models import User
+from control_api.db.models import AuthSession, User
 from control_api.payments.test_gateway import TestPaymentGateway
 
 PASSWORD = "correct horse battery"
@@ -116,14 +118,24 @@ class Api:
 
     async def advance(self, operator: As, seconds: int) -> dict[str, Any]:
         """Move the test clock through the API, then give every caller a fresh access token
-        (tokens expire by the moved clock, as they would for real)."""
+        (tokens expire by the moved clock, as they would for real) and keep its sign-in open, as
+        if each caller had kept renewing it (sessions end after `session_days` unused)."""
         body = (await operator.post("/v1/test-clock/advance", {"seconds": seconds})).ok()
+        sessions = []
         for caller in self.callers:
             if caller.token:
                 claims = jwt.decode(caller.token, options={"verify_signature": False})
                 principal = Principal(claims["sub"], Role(claims["role"]), claims.get("fac"), claims.get("hu"),
                                       session_id=claims.get("sid"))
                 caller.token = self.token_for(principal)
+                if principal.session_id:
+                    sessions.append(principal.session_id)
+        if sessions:
+            renewed = self.ctx.clock.now() + timedelta(days=self.ctx.settings.session_days)
+            async with self.ctx.sessions() as session, session.begin():
+                await session.execute(update(AuthSession).where(AuthSession.id.in_(sessions),
+                                                                AuthSession.expires_at < renewed)
+                                      .values(expires_at=renewed))
         return body
 
     def token_for(self, principal: Principal) -> str:
