@@ -45,7 +45,10 @@ def install_docs(app: web.Application, routes: ApiRoutes) -> None:
         return web.json_response({"status": "ok"})
 
     async def root(_request: web.Request) -> web.Response:
-        raise web.HTTPFound("/app/visitor.html")
+        raise web.HTTPFound("/app/")
+
+    async def landing(_request: web.Request) -> web.FileResponse:
+        return web.FileResponse(Path(__file__).parent / "static" / "index.html")
 
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_get("/v1/docs", docs)
@@ -53,4 +56,6 @@ def install_docs(app: web.Application, routes: ApiRoutes) -> None:
     app.router.add_static("/v1/docs/static", str(swagger_ui_path))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", root)
+    app.router.add_get("/app", root)
+    app.router.add_get("/app/", landing)
     app.router.add_static("/app", str(Path(__file__).parent / "static"))

@@ -168,6 +168,7 @@ class User(Base):
     totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)  # set once confirmed
     totp_pending_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)  # during enrolment
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # no code is accepted twice
+    language: Mapped[str | None] = mapped_column(String(8), nullable=True)  # the pages' language (en, es)
 
 
 # ---------------------------------------------------------------- sign-in (issue 12)

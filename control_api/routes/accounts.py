@@ -32,6 +32,8 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Password = Annotated[str, StringConstraints(min_length=10, max_length=200)]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 ()\-]{7,20}$")]
 BarNumber = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9\-]{3,32}$")]
+LANGUAGES = ("en", "es")
+Language = Literal["en", "es"]
 UsState = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{2}$")]
 
 
@@ -49,6 +51,7 @@ class SignUp(Strict):
     phone: Phone
     bar_number: BarNumber | None = Field(default=None, description="attorneys only")
     bar_state: UsState | None = Field(default=None, description="attorneys only: issuing state")
+    language: Language | None = Field(default=None, description="the language of the pages and mail")
 
     @model_validator(mode="after")
     def _attorney_fields(self) -> SignUp:
@@ -75,6 +78,7 @@ class UserOut(BaseModel):
     has_photo_id: bool
     email_confirmed: bool
     second_factor: bool = Field(description="signs in with an authenticator app code as well as the password")
+    language: Language | None = Field(description="the language the pages use for this account")
     created_at: datetime
 
     @classmethod
@@ -84,13 +88,14 @@ class UserOut(BaseModel):
                    date_of_birth=user.date_of_birth, phone=user.phone, bar_number=user.bar_number,
                    bar_state=user.bar_state, has_photo_id=user.photo_id_file is not None,
                    email_confirmed=user.email_confirmed_at is not None, second_factor=user.totp_secret is not None,
-                   created_at=user.created_at)
+                   language=user.language if user.language in LANGUAGES else None, created_at=user.created_at)
 
 
 class ProfileUpdate(Strict):
     legal_name: Name | None = None
     postal_address: Annotated[str, StringConstraints(strip_whitespace=True, min_length=5, max_length=500)] | None = None
     phone: Phone | None = None
+    language: Language | None = None
 
 
 def normalise_email(email: str) -> str:
@@ -121,7 +126,7 @@ async def sign_up(req: ApiRequest[SignUp, Any]) -> SignUpAccepted:
         return SignUpAccepted(email=email)
     user = User(email=email, password_hash=password_hash, role=b.role, legal_name=b.legal_name,
                 postal_address=b.postal_address, date_of_birth=b.date_of_birth, phone=b.phone,
-                bar_number=b.bar_number, bar_state=b.bar_state, created_at=req.now)
+                bar_number=b.bar_number, bar_state=b.bar_state, language=b.language, created_at=req.now)
     req.session.add(user)
     await req.session.flush()
     token = await sign_in.issue_account_token(req.session, user, "confirm-email", sign_in.CONFIRM_EMAIL_TTL, req.now)
