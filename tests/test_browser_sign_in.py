@@ -20,6 +20,8 @@ from tests.test_browser_e2e import CHROMIUM, FLAGS, HAVE_CHROMIUM
 SHOTS = Path(os.environ.get("OPENVISIT_SCREENSHOTS", "/tmp/openvisit-screenshots"))
 SHOTS.mkdir(parents=True, exist_ok=True)
 
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from control_api.auth import Role
 from tests.support import PASSWORD, Api
 from tests.support_browser import PHONE, check_page, chromium, new_page  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def base(api: Api) -> str:
