@@ -118,3 +118,23 @@ def test_the_chain_rules_without_a_database() -> None:
     assert not verify_chain(list(reversed(entries)), 2, prev).ok  # reordered
     assert not verify_chain(entries[:1], 2, prev).ok  # the newest removed: the head tells
     assert verify_chain([], 0, GENESIS).ok
+
+
+async def test_the_operator_reads_the_chain_state_through_the_api(api: Api) -> None:
+    """GET /v1/audit/verify (issue 13, the operator console): intact, then the first break; operator only."""
+    from control_api.auth import Role
+
+    operator = await api.operator()
+    await _append(api, 4)
+    state = (await operator.get("/v1/audit/verify")).ok()
+    assert state["ok"] is True and state["entries"] == 4 and state["problem"] is None and state["bad_seq"] is None
+    assert state["head_hash"] and state["checked_at"]
+    for role in (Role.ADMIN, Role.INVESTIGATOR, Role.OFFICER):
+        (await (await api.create_user(role)).get("/v1/audit/verify")).problem(403)
+    (await (await api.sign_up()).get("/v1/audit/verify")).problem(403)
+    (await api.anonymous.get("/v1/audit/verify")).problem(401)
+    await _as_dba(api)
+    async with api.ctx.sessions() as session, session.begin():
+        await session.execute(update(AuditEntry).where(AuditEntry.seq == 2).values(action="recording.delete"))
+    state = (await operator.get("/v1/audit/verify")).ok()
+    assert state["ok"] is False and state["bad_seq"] == 2 and "altered" in state["problem"]

@@ -21,6 +21,7 @@ AREAS = (
     "privilege",  # attestations of privileged visits (P3)
     "recordings",  # investigator search, playback, flags, export, legal hold (R3, R4)
     "clock",  # the test clock
+    "audit",  # the audit chain's state for the operator (R3)
 )
 
 
