@@ -1,4 +1,8 @@
-"""Serves the OpenAPI document, a browsable Swagger UI (bundled, works offline) and /healthz."""
+"""Serves the OpenAPI document, a browsable Swagger UI and /healthz.
+
+The Swagger UI is swagger-ui-dist 5 from the npm registry, vendored with its licence into
+control_api/static/vendor/swagger-ui by scripts/vendor-web.sh (served from the install, works offline,
+no CDN): version 5 renders OpenAPI 3.1, which the document is (issue 13)."""
 
 from __future__ import annotations
 
@@ -6,16 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from swagger_ui_bundle import swagger_ui_path
 
 from control_api.api import ApiRoutes
 from control_api.openapi import build_openapi
 
+STATIC = Path(__file__).parent / "static"
+SWAGGER_UI = STATIC / "vendor" / "swagger-ui"
+
 _DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>openvisit API</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="/app/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/v1/docs/static/swagger-ui.css"></head>
-<body><div id="swagger-ui"></div>
+<body><main id="swagger-ui"></main>
 <script src="/v1/docs/static/swagger-ui-bundle.js"></script>
 <script src="/v1/docs/init.js"></script>
 </body></html>"""
@@ -23,7 +30,8 @@ _DOCS_PAGE = """<!doctype html>
 # A file, not an inline <script>: the Content-Security-Policy allows scripts from 'self' only
 # (control_api/security_headers.py). No validator badge: it would load an image from swagger.io.
 _DOCS_INIT = """"use strict";
-window.ui = SwaggerUIBundle({url: "/v1/openapi.json", dom_id: "#swagger-ui", validatorUrl: null});
+window.ui = SwaggerUIBundle({url: "/v1/openapi.json", dom_id: "#swagger-ui", validatorUrl: null,
+                             deepLinking: true});
 """
 
 
@@ -48,14 +56,14 @@ def install_docs(app: web.Application, routes: ApiRoutes) -> None:
         raise web.HTTPFound("/app/")
 
     async def landing(_request: web.Request) -> web.FileResponse:
-        return web.FileResponse(Path(__file__).parent / "static" / "index.html")
+        return web.FileResponse(STATIC / "index.html")
 
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_get("/v1/docs", docs)
     app.router.add_get("/v1/docs/init.js", docs_init)
-    app.router.add_static("/v1/docs/static", str(swagger_ui_path))
+    app.router.add_static("/v1/docs/static", str(SWAGGER_UI))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", root)
     app.router.add_get("/app", root)
     app.router.add_get("/app/", landing)
-    app.router.add_static("/app", str(Path(__file__).parent / "static"))
+    app.router.add_static("/app", str(STATIC))

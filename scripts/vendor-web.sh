@@ -5,10 +5,27 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENDOR=control_api/static/vendor
 I18NEXT=27.2.10
+SWAGGER_UI=5.35.0  # /v1/docs (control_api/docs_routes.py): Swagger UI 5 reads OpenAPI 3.1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-(cd "$work" && npm pack --silent "i18next@$I18NEXT" >/dev/null && tar xzf "i18next-$I18NEXT.tgz")
+
+# fetch <name> <version>: unpack the npm package into $work/<name>/package
+fetch() {
+  mkdir -p "$work/$1"
+  (cd "$work/$1" && npm pack --silent "$1@$2" >/dev/null && tar xzf "$1-$2.tgz")
+}
+
+fetch i18next "$I18NEXT"
 mkdir -p "$VENDOR/i18next"
-cp "$work/package/dist/esm/i18next.js" "$work/package/LICENSE" "$VENDOR/i18next/"
+cp "$work/i18next/package/dist/esm/i18next.js" "$work/i18next/package/LICENSE" "$VENDOR/i18next/"
 echo "i18next $I18NEXT (npm)" > "$VENDOR/i18next/VERSION"
 echo "vendored: i18next $I18NEXT"
+
+fetch swagger-ui-dist "$SWAGGER_UI"
+mkdir -p "$VENDOR/swagger-ui"
+# Apache-2.0: its LICENSE and NOTICE, and the licences of what the bundle includes, travel with it.
+for file in swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagger-ui.css LICENSE NOTICE; do
+  cp "$work/swagger-ui-dist/package/$file" "$VENDOR/swagger-ui/"
+done
+echo "swagger-ui-dist $SWAGGER_UI (npm)" > "$VENDOR/swagger-ui/VERSION"
+echo "vendored: swagger-ui-dist $SWAGGER_UI"
