@@ -154,3 +154,19 @@ async def test_nul_characters_are_a_clear_400_everywhere(api: Api) -> None:
     resp = await api.client.patch("/v1/me", data=b'{"legal_name": "a\\u0000b"}',
                                   headers={"Content-Type": "application/json", **visitor.headers()})
     assert resp.status == 400 and (await resp.json())["type"].endswith("/nul-character")
+
+
+async def test_a_visitor_sees_the_photo_id_on_file(api: Api) -> None:
+    """V1 (issue 13): the account page shows the photo ID the facilities will review; only its holder
+    (and the reviewing facility's admins) can read it."""
+    visitor = await api.sign_up()
+    (await visitor.get("/v1/me/photo-id")).problem(404)
+    (await visitor.put("/v1/me/photo-id", data=PNG, headers={"Content-Type": "image/png"})).ok()
+    resp = await visitor.get("/v1/me/photo-id")
+    assert resp.status == 200 and resp.headers["Content-Type"] == "image/png"
+    assert resp.headers["Cache-Control"] == "no-store"
+    with Image.open(__import__("io").BytesIO(resp.body)) as shown:
+        assert shown.size == (64, 48)
+    (await api.anonymous.get("/v1/me/photo-id")).problem(401)
+    operator = await api.operator()
+    (await operator.get("/v1/me/photo-id")).problem(403)

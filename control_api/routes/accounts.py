@@ -8,18 +8,20 @@ import asyncio
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
+from aiohttp import web
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 from sqlalchemy import select
 
 from control_api.api import PUBLIC, ApiRequest, ApiRoutes
 from control_api.auth import USER_ROLES, Role, hash_password
 from control_api.db.models import User
-from control_api.problems import ProblemError, bad_request, unauthorized
+from control_api.problems import ProblemError, bad_request, not_found, unauthorized
 from control_api.services import account_mail, sign_in
 from control_api.services.uploads import (
     PHOTO_ID_TYPES,
     ImageRefusedError,
     looks_like,
+    photo_id_path,
     remove_photo_id,
     sanitized_image,
     store_photo_id,
@@ -234,3 +236,16 @@ async def upload_photo_id(req: ApiRequest[Any, Any]) -> UserOut:
     user.photo_id_file = name
     user.photo_id_content_type = ctype
     return UserOut.of(user)
+
+
+@routes.get("/v1/me/photo-id", summary="View my photo ID", roles={Role.VISITOR, Role.ATTORNEY}, tags=TAGS,
+            response_content_type="image/*")
+async def view_my_photo_id(req: ApiRequest[Any, Any]) -> web.StreamResponse:
+    """The account holder sees the photo ID on file (as stored: pixels only), so the account page can
+    show what the facilities will review (V1). Never cached."""
+    user = await current_user(req)
+    path = photo_id_path(req.ctx.settings.uploads_dir, user.photo_id_file) if user.photo_id_file else None
+    if path is None or not path.is_file():
+        raise not_found("photo ID")
+    return web.Response(body=path.read_bytes(), content_type=user.photo_id_content_type or "application/octet-stream",
+                        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
