@@ -16,6 +16,20 @@ from control_api.openapi import build_openapi
 
 STATIC = Path(__file__).parent / "static"
 SWAGGER_UI = STATIC / "vendor" / "swagger-ui"
+# What an unknown /app/* address answers (status 404, text/html): a page in the app's frame, not an
+# empty download; unknown API addresses (/v1/...) stay problem+json (control_api.problems).
+NOT_FOUND_PAGE = STATIC / "404.html"
+
+
+def static_file(tail: str) -> Path | None:
+    """The file under control_api/static that /app/<tail> names, or None (missing, a directory,
+    or outside the folder: `..`, a symlink out, a NUL byte)."""
+    root = STATIC.resolve()
+    try:
+        path = (root / tail).resolve()
+        return path if path.is_relative_to(root) and path.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 _DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>openvisit API</title>
@@ -58,6 +72,13 @@ def install_docs(app: web.Application, routes: ApiRoutes) -> None:
     async def landing(_request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
 
+    async def app_file(request: web.Request) -> web.StreamResponse:
+        path = static_file(request.match_info["tail"])
+        if path is None:
+            return web.Response(status=404, body=NOT_FOUND_PAGE.read_bytes(), content_type="text/html",
+                                charset="utf-8")
+        return web.FileResponse(path)
+
     app.router.add_get("/v1/openapi.json", openapi)
     app.router.add_get("/v1/docs", docs)
     app.router.add_get("/v1/docs/init.js", docs_init)
@@ -66,4 +87,4 @@ def install_docs(app: web.Application, routes: ApiRoutes) -> None:
     app.router.add_get("/", root)
     app.router.add_get("/app", root)
     app.router.add_get("/app/", landing)
-    app.router.add_static("/app", str(STATIC))
+    app.router.add_get("/app/{tail:.+}", app_file)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.support import Api
-from tests.support_browser import chromium, new_page  # noqa: F401 (fixture)
+from tests.support_browser import check_page, chromium, new_page  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -39,3 +39,48 @@ async def test_docs_render_every_operation_of_the_openapi_document(api: Api, chr
     await page.wait_for_selector(".opblock.is-open .opblock-body")
     assert page.errors == [], page.errors
     assert not [line for line in console if "Content Security Policy" in line], console
+
+
+async def test_unknown_app_paths_answer_a_404_page_and_api_paths_a_problem(api: Api) -> None:
+    from control_api.docs_routes import static_file
+
+    for outside in ("../__init__.py", "../../pyproject.toml", "/etc/passwd", "lib/../../app.py", "a\x00b", "lib", ""):
+        assert static_file(outside) is None, outside
+    assert static_file("lib/../style.css") is not None
+    for path in ("/app/no-such-page.html", "/app/deep/er/missing", "/app/lib", "/app/%2E%2E%2F__init__.py"):
+        resp = await api.client.get(path)
+        assert resp.status == 404, path
+        assert resp.content_type == "text/html", (path, resp.content_type)
+        assert 'src="/app/pages/notfound.js"' in await resp.text(), path
+    resp = await api.client.get("/v1/no-such-thing")
+    assert resp.status == 404 and resp.content_type == "application/problem+json"
+    # Existing files are still served as before, with their types.
+    for path, kind in (("/app/style.css", "text/css"), ("/app/favicon.svg", "image/svg+xml"),
+                       ("/app/lib/layout.js", "javascript"), ("/app/locales/es/notfound.json", "application/json")):
+        resp = await api.client.get(path)
+        assert resp.status == 200 and kind in resp.content_type, (path, resp.content_type)
+
+
+async def test_every_page_links_the_favicon(api: Api) -> None:
+    from control_api.docs_routes import STATIC
+
+    pages = sorted(STATIC.glob("*.html"))
+    assert {p.name for p in pages} >= {"index.html", "officer.html", "review.html", "kiosk.html", "visitor.html",
+                                       "404.html"}
+    for page in pages:
+        assert '<link rel="icon" href="/app/favicon.svg"' in page.read_text(), page.name
+    assert '<link rel="icon" href="/app/favicon.svg"' in await (await api.client.get("/v1/docs")).text()
+
+
+async def test_not_found_page_in_both_languages(api: Api, chromium: Any) -> None:  # noqa: F811
+    for language, heading, home in (("en", "We could not find that page", "Go to the start page"),
+                                    ("es", "No encontramos esa página", "Ir a la página de inicio")):
+        page = await new_page(chromium, language=language)
+        resp = await page.goto(f"{base(api)}/app/some/old-link.html")
+        assert resp.status == 404 and resp.headers["content-type"].startswith("text/html")
+        await page.wait_for_selector(f"h1:has-text('{heading}')")
+        await page.wait_for_selector("#asked-path:has-text('/app/some/old-link.html')")
+        assert await page.get_attribute("html", "lang") == language
+        assert await page.inner_text("#home") == home and await page.get_attribute("#home", "href") == "/app/"
+        await check_page(page, "notfound", language=language)
+        await page.context.close()
