@@ -4,6 +4,18 @@ const { api, formatMoney, signInWith, enterCall, $ } = window.openvisit;
 
 signInWith("/v1/auth/login", () => ({ email: $("email").value, password: $("password").value }), listVisits);
 
+// ?visit=<id> (from My visits, issue 13): straight into that visit's call with the app's sign-in
+// (lib/session.js), or to the sign-in page first and back here.
+const wantedVisit = new URLSearchParams(location.search).get("visit");
+if (wantedVisit) {
+  $("login").hidden = true;
+  import("/app/lib/session.js").then(async ({ api: appApi, currentSession, requireSignIn }) => {
+    if (!requireSignIn(["visitor", "attorney"])) return;
+    await appApi("/v1/me");  // renews the access token when it is about to expire
+    enterCall(currentSession().access, wantedVisit);
+  });
+}
+
 async function listVisits(token) {
   const visits = await api("/v1/visits?status=scheduled", { token });
   const box = $("visits");

@@ -4,7 +4,7 @@
 // privacy notice before paying (B6, P1), then payment: credit first (M5), the rest by card through
 // the test-mode tokeniser (M1), with an Idempotency-Key.
 import { api, el, say, startPage, t } from "../lib/layout.js";
-import { dateTime, language, money, time } from "../lib/i18n.js";
+import { language, money, time } from "../lib/i18n.js";
 import { CardError, EXAMPLE_NUMBER, formatNumber, tokenise } from "./test_card.js";
 
 const $ = (id) => document.getElementById(id);
@@ -51,6 +51,13 @@ function zoneName(zone) {
   const part = new Intl.DateTimeFormat(locale(), { timeZone: zone, timeZoneName: "long" }).formatToParts(new Date())
     .find((p) => p.type === "timeZoneName");
   return part ? part.value : zone;
+}
+
+/** A date and time in the facility's zone, with the zone named (A1). lib/i18n.js dateTime() combines
+ * dateStyle with timeZoneName, which Intl refuses ("Invalid option"), so the fields are spelt out here. */
+function dateTime(iso, zone) {
+  return new Intl.DateTimeFormat(locale(), { weekday: "short", year: "numeric", month: "short", day: "numeric", hour: "numeric",
+    minute: "2-digit", timeZone: zone, timeZoneName: "short" }).format(new Date(iso));
 }
 
 const typeName = (type) => t(`type.${type}`);
@@ -187,11 +194,16 @@ async function loadWeek() {
   if (first) first.click();
 }
 
+function markSlot(chosen) {
+  for (const b of $("times").querySelectorAll(".slot")) b.setAttribute("aria-pressed", b === chosen ? "true" : "false");
+}
+
 function showDay(day, slots, button, buttons) {
   for (const b of buttons) b.setAttribute("aria-pressed", b === button ? "true" : "false");
   say($("day-label"), t("slots.dayTimes", { day: dayLabel(day, "long"), zone: zoneName(state.facility.timezone) }));
   $("times").replaceChildren(...slots.map((s) => el("button", { type: "button", class: "slot", "data-start": s.starts_at,
-    onclick: () => pickSlot(s) }, time(s.starts_at, state.facility.timezone))));
+    "aria-pressed": "false", onclick: (event) => { markSlot(event.currentTarget); pickSlot(s); } },
+  time(s.starts_at, state.facility.timezone))));
   $("day-slots").hidden = false;
 }
 
@@ -231,7 +243,7 @@ function showQuote(answer) {
   say($("quote-status"), "");
   $("quote-lines").replaceChildren(...q.lines.map((line) => el("tr", { class: `line ${line.kind}` },
     el("th", { scope: "row" }, line.kind === "price" ? t("quote.priceLine", { type: typeName(q.visit_type), minutes: q.length_minutes })
-      : `${line.name} (${t(`quote.kind.${line.kind}`)})`),
+      : line.name),
     el("td", { text: money(line.amount_cents) }))));
   say($("quote-total"), money(q.total_cents));
   const credit = Math.min(answer.credit_available_cents, q.total_cents);
