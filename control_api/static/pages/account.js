@@ -6,6 +6,12 @@
 // (V2), contact details and language, password, two-step sign-in and the places one is signed in.
 import { api, el, say, startPage, t } from "../lib/layout.js";
 import { LANGUAGES, date, dateTime } from "../lib/i18n.js";
+
+// lib/i18n.js dateTime() combines dateStyle/timeStyle with timeZoneName, which Intl refuses
+// ("Invalid option"); these options replace the styles and keep the zone named (A1).
+const WHEN = { dateStyle: undefined, timeStyle: undefined, year: "numeric", month: "short", day: "numeric",
+  hour: "numeric", minute: "2-digit" };
+const when = (iso, timeZone) => dateTime(iso, timeZone, WHEN);
 import { adoptToken } from "../lib/session.js";
 
 const $ = (id) => document.getElementById(id);
@@ -388,7 +394,7 @@ async function renderSessions() {
     const item = el("li", { class: "session" },
       el("div", {}, el("strong", { text: device(s.user_agent) }),
         s.current ? el("span", { class: "badge ok", text: t("sessions.thisDevice") }) : null),
-      el("div", { class: "note", text: t("sessions.when", { since: dateTime(s.created_at), last: dateTime(s.refreshed_at || s.created_at) }) }),
+      el("div", { class: "note", text: t("sessions.when", { since: when(s.created_at), last: when(s.refreshed_at || s.created_at) }) }),
       s.source_address ? el("div", { class: "note", text: t("sessions.from", { address: s.source_address }) }) : null);
     if (!s.current) item.append(signOutControl(s, item));
     return item;
