@@ -46,12 +46,6 @@ async def test_admin_console_approves_configures_imports_and_registers_a_kiosk(a
 
     page = await sign_in(api, chromium, w.admin, "/app/admin.html")
     card = f"[data-request='{request['id']}']"
-    try:
-        await page.wait_for_selector(f"{card} img[src^='blob:']")
-    except Exception:
-        await page.screenshot(path="/tmp/dbg.png", full_page=True)
-        print("ERRORS", page.errors, await page.inner_text("main"))
-        raise
     await page.wait_for_selector(f"{card} img[src^='blob:']")
     assert await page.eval_on_selector(f"{card} img", "img => img.complete && img.naturalWidth") == 64
     await page.wait_for_selector("#count-requests:has-text('1 waiting')")
@@ -169,3 +163,58 @@ async def test_admin_console_in_spanish(api: Api, chromium: Any) -> None:  # noq
     await page.click("#kiosk-form button[type=submit]")
     await page.wait_for_selector("#kiosk-secret:not([hidden]):has-text('una sola vez')")
     await check_page(page, "admin-kiosk-secret", language="es")
+
+
+async def test_operator_decides_credit_requests_overdue_first_and_sees_the_audit_chain(api: Api,
+                                                                                     chromium: Any) -> None:  # noqa: F811
+    w = await build_facility(api, fees=[{"name": "Service fee", "kind": "fee", "amount_cents": 100}])
+    visitor = await w.approved_visitor(api)
+    # Two visits that went wrong, each with a credit request (M6), set up through the API; the
+    # first is left until it is overdue.
+    first = (await book(visitor, w.resident_id, at(api, days=1))).ok(201)
+    second = (await book(visitor, w.resident_id, at(api, days=1, hours=2))).ok(201)
+    await run_visit(api, first, end={"reason": "completed"}, connected_seconds=120)
+    old = (await visitor.post("/v1/credit-requests", {"visit_id": first["id"], "description": "video froze"})).ok(201)
+    await api.advance(w.operator, 73 * 3600)
+    await run_visit(api, second, end={"reason": "completed"}, connected_seconds=60)
+    new = (await visitor.post("/v1/credit-requests", {"visit_id": second["id"], "description": "no sound"})).ok(201)
+    balance = (await visitor.get("/v1/me/balance")).ok()
+
+    page = await sign_in(api, chromium, w.operator, "/app/operator.html")
+    await page.wait_for_selector(f"[data-credit='{new['id']}']")
+    order = await page.eval_on_selector_all("[data-credit]", "cards => cards.map(c => c.dataset.credit)")
+    assert order == [old["id"], new["id"]], "overdue first (M6)"
+    await page.wait_for_selector("#count-overdue:has-text('1 overdue')")
+    await check_page(page, "operator-credits")
+    card = f"[data-credit='{old['id']}']"
+    await page.click(f"{card} button.danger")  # denying needs a note
+    await page.wait_for_selector(f"{card} [role=alert]:has-text('Say why')")
+    await page.click(f"{card} button.approve")
+    await page.wait_for_selector(f"{card} [role=status]:has-text('Approved')")
+    done = next(r for r in (await w.operator.get("/v1/credit-requests")).ok() if r["id"] == old["id"])
+    assert done["status"] == "approved"
+    after = (await visitor.get("/v1/me/balance")).ok()
+    assert after["available_cents"] - balance["available_cents"] == first["price_cents"]
+
+    await page.click("#tab-facilities")
+    await page.wait_for_selector("#facility-rows tr")
+    await check_page(page, "operator-facilities")
+    await page.click("#tab-fees")
+    await page.wait_for_selector("tr.fee-row input[name=name]")
+    await check_page(page, "operator-fees")
+    await page.click("#tab-visits")
+    await page.wait_for_selector("#visits-status:has-text('at')")
+    await check_page(page, "operator-visits")
+    await page.click("#tab-audit")
+    await page.wait_for_selector("#audit-verdict:has-text('Intact')")
+    await check_page(page, "operator-audit")
+    assert page.errors == []
+
+    # In Spanish: the credit requests and the audit chain.
+    page = await sign_in(api, chromium, w.operator, "/app/operator.html", language="es")
+    await page.wait_for_selector("h1:has-text('Consola del operador')")
+    await page.wait_for_selector(f"[data-credit='{new['id']}']")
+    await check_page(page, "operator-credits", language="es")
+    await page.click("#tab-audit")
+    await page.wait_for_selector("#audit-verdict:has-text('Íntegra')")
+    await check_page(page, "operator-audit", language="es")

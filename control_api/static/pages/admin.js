@@ -540,7 +540,7 @@ function unitCard(unit, windows) {
     row.querySelector("select").focus();
   });
   const hoursForm = el("form", { class: "hours-form", novalidate: true, "data-unit": unit.name },
-    el("div", { class: "table-wrap", tabindex: "0" }, el("table", { class: "grid-table" },
+    el("div", { class: "table-wrap", tabindex: "0" }, el("table", { class: "grid-table editor" },
       el("caption", { class: "visually-hidden", text: t("units.hoursOf", { unit: unit.name }) }),
       el("thead", {}, el("tr", {}, el("th", { scope: "col", text: t("units.weekday") }),
         el("th", { scope: "col", text: t("units.start") }), el("th", { scope: "col", text: t("units.end") }),

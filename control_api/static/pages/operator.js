@@ -1,0 +1,453 @@
+// The operator's console (issue 13): credit requests with overdue ones first (M6) and deciding them
+// (Idempotency-Key), facilities, fees (M7), finding and cancelling visits, and the audit chain's state.
+// Uses only the public API. The helpers below mirror pages/admin.js.
+import { api, el, say, startPage, t } from "../lib/layout.js";
+import { dateTime, money } from "../lib/i18n.js";
+
+/** WAI-ARIA tabs: arrow keys, Home and End move between tabs; the chosen tab is kept in the URL hash. */
+function setUpTabs(tablist, onShow) {
+  const tabs = [...tablist.querySelectorAll("[role=tab]")];
+  const panelOf = (tab) => document.getElementById(tab.getAttribute("aria-controls"));
+  const show = (tab, focus = false) => {
+    for (const other of tabs) {
+      const selected = other === tab;
+      other.setAttribute("aria-selected", String(selected));
+      other.tabIndex = selected ? 0 : -1;
+      panelOf(other).hidden = !selected;
+    }
+    if (focus) tab.focus();
+    history.replaceState(null, "", `#${tab.id.replace(/^tab-/, "")}`);
+    onShow(tab.id.replace(/^tab-/, ""));
+  };
+  tablist.addEventListener("click", (event) => {
+    const tab = event.target.closest("[role=tab]");
+    if (tab) show(tab);
+  });
+  tablist.addEventListener("keydown", (event) => {
+    const index = tabs.indexOf(document.activeElement);
+    if (index < 0) return;
+    const next = { ArrowRight: index + 1, ArrowLeft: index - 1, Home: 0, End: tabs.length - 1 }[event.key];
+    if (next === undefined) return;
+    event.preventDefault();
+    show(tabs[(next + tabs.length) % tabs.length], true);
+  });
+  const wanted = tabs.find((tab) => tab.id === `tab-${location.hash.slice(1)}`) || tabs[0];
+  tablist.hidden = false;
+  show(wanted);
+  return { show: (name) => show(tabs.find((tab) => tab.id === `tab-${name}`)) };
+}
+
+/** The form's alert and status paragraphs (the first `.error` / `.ok` directly inside it). */
+function formParts(form) {
+  return { alert: form.querySelector(":scope > .error"), status: form.querySelector(":scope > .ok") };
+}
+
+function fieldError(form, name) {
+  return form.querySelector(`[data-field="${name}"]`) || form.querySelector(`#err-${CSS.escape(name)}`);
+}
+
+function clearErrors(form) {
+  form.querySelectorAll(".field-error").forEach((p) => say(p, ""));
+  form.querySelectorAll("[aria-invalid]").forEach((input) => input.removeAttribute("aria-invalid"));
+  const { alert, status } = formParts(form);
+  if (alert) say(alert, "");
+  if (status) say(status, "");
+}
+
+function markField(form, name, message) {
+  const target = fieldError(form, name);
+  if (!target) return false;
+  say(target, message);
+  const input = form.querySelector(`[name="${name}"]`);
+  if (input) input.setAttribute("aria-invalid", "true");
+  return true;
+}
+
+/**
+ * Show an API error on a form: request validation errors next to their fields (the 422's
+ * `errors[].location`), rule problems in the form's alert, plus next to `fields` when given.
+ */
+function showProblem(form, err, fields = []) {
+  const { alert } = formParts(form);
+  const errors = err && err.problem && Array.isArray(err.problem.errors) ? err.problem.errors : [];
+  let placed = 0;
+  for (const e of errors) {
+    const path = (e.location || []).slice(1);
+    const name = path.find((p) => Number.isNaN(Number(p))) || path[0];
+    if (name && markField(form, name, e.message)) placed += 1;
+  }
+  for (const name of fields) markField(form, name, err.message);
+  const message = placed && placed === errors.length ? t("fixFields", { message: err.message }) : err.message;
+  if (alert) say(alert, message || t("common:error", { message: String(err) }));
+  return message;
+}
+
+/** Run `work` with the form's submit button disabled, showing errors on the form. */
+export async function busy(button, work) {
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+  try {
+    return await work();
+  } finally {
+    button.disabled = false;
+    button.removeAttribute("aria-busy");
+  }
+}
+
+/** Today's date (YYYY-MM-DD) in the facility's zone. */
+function todayIn(zone) {
+  return new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" })
+    .format(new Date());
+}
+
+/** Dollars typed in a field -> cents (null when not a number). */
+function toCents(value) {
+  const n = Number(String(value).replace(",", "."));
+  return value === "" || Number.isNaN(n) ? null : Math.round(n * 100);
+}
+
+const fromCents = (cents) => (cents / 100).toFixed(2);
+
+/** A small definition list from [label, value] pairs (values may be nodes). */
+function pairs(rows) {
+  const dl = el("dl", { class: "pairs" });
+  for (const [label, value] of rows) {
+    if (value === null || value === undefined || value === "") continue;
+    dl.append(el("dt", { text: label }), el("dd", {}, value));
+  }
+  return dl;
+}
+
+/** A status badge (text, never colour alone). */
+function badge(text, kind = "") {
+  return el("span", { class: `badge ${kind}`.trim(), text });
+}
+
+
+// ------------------------------------------------------------------ the page
+
+const $ = (id) => document.getElementById(id);
+const TIERS = ["prison", "jail_1000_plus", "jail_350_999", "jail_100_349", "jail_50_99", "jail_under_50"];
+// lib/i18n.js dateTime() combines dateStyle/timeStyle with timeZoneName, which Intl refuses; spell it out.
+const WHEN = { dateStyle: undefined, timeStyle: undefined, weekday: "short", year: "numeric", month: "short", day: "numeric",
+  hour: "numeric", minute: "2-digit" };
+
+await startPage("operator", { roles: ["operator"] });
+let facilities = [];
+const byId = (id) => facilities.find((f) => f.id === id);
+const loaded = new Set();
+
+async function loadFacilities() {
+  facilities = await api("/v1/facilities");
+  for (const select of [$("fees-facility"), $("visits-facility")]) {
+    const chosen = select.value;
+    select.replaceChildren(...facilities.map((f) => el("option", { value: f.id, selected: f.id === chosen, text: f.name })));
+  }
+}
+
+async function start() {
+  try {
+    await loadFacilities();
+  } catch (err) {
+    say($("page-status"), "");
+    say($("page-error"), t("common:error", { message: err.message }));
+    return;
+  }
+  say($("page-status"), "");
+  $("f-tier").replaceChildren(...TIERS.map((tier) => el("option", { value: tier, text: t(`tiers.${tier}`) })));
+  $("zones").replaceChildren(...(Intl.supportedValuesOf ? Intl.supportedValuesOf("timeZone") : [])
+    .filter((z) => z.startsWith("America/") || z.startsWith("Pacific/")).map((z) => el("option", { value: z })));
+  setUpTabs($("tabs"), (name) => {
+    if (!loaded.has(name)) {
+      loaded.add(name);
+      SECTIONS[name]().catch((err) => say($("page-error"), t("common:error", { message: err.message })));
+    }
+  });
+  if (!loaded.has("credits")) countOverdue();
+}
+
+async function countOverdue() {
+  try {
+    const overdue = await api("/v1/credit-requests?overdue=true");
+    say($("count-overdue"), overdue.length ? t("tabs.overdue", { count: overdue.length }) : "");
+  } catch { /* a convenience */ }
+}
+
+// ------------------------------------------------------------------ credit requests (M6)
+
+async function loadCredits() {
+  const status = $("credit-status").value;
+  say($("credits-status"), t("common:loading"));
+  const list = await api(`/v1/credit-requests${status ? `?status=${status}` : ""}`);
+  // Overdue first (M6), then by deadline.
+  list.sort((a, b) => (b.overdue - a.overdue) || a.decide_by.localeCompare(b.decide_by));
+  const visits = await Promise.all(list.map((r) => api(`/v1/visits/${r.visit_id}`).catch(() => null)));
+  const overdue = list.filter((r) => r.overdue).length;
+  say($("credits-status"), list.length ? t("credits.count", { count: list.length, overdue }) : t(`credits.empty.${status || "all"}`));
+  $("credit-list").replaceChildren(...list.map((r, i) => creditCard(r, visits[i])));
+  countOverdue();
+}
+
+function creditCard(r, visit) {
+  const facility = visit && byId(visit.facility_id);
+  const zone = facility ? facility.timezone : "UTC";
+  const headingId = `credit-${r.id}`;
+  const state = r.overdue ? badge(t("credits.overdue"), "overdue") : badge(t(`credits.status.${r.status}`), r.status);
+  const card = el("article", { class: `card request${r.overdue ? " overdue" : ""}`, "aria-labelledby": headingId,
+    "data-credit": r.id },
+    el("h3", { id: headingId }, visit ? t("credits.title", { facility: facility ? facility.name : visit.facility_id,
+      resident: visit.resident_name || visit.resident_id, when: dateTime(visit.starts_at, zone, WHEN) }) : r.visit_id, " ", state),
+    el("blockquote", { class: "quote", text: r.description }),
+    pairs([[t("credits.filed"), dateTime(r.filed_at, zone, WHEN)], [t("credits.decideBy"), dateTime(r.decide_by, zone, WHEN)],
+      [t("credits.visitState"), visit && t(`visit.status.${visit.status}`, { defaultValue: visit.status })],
+      [t("credits.connected"), visit && visit.connected_seconds !== null && visit.connected_seconds !== undefined
+        ? t("credits.minutes", { count: Math.round(visit.connected_seconds / 60) }) : null],
+      [t("credits.why"), visit && (visit.disconnect_reason || visit.ended_reason)],
+      [t("credits.paid"), visit && money(visit.total_cents)],
+      [t("credits.decided"), r.decided_at && dateTime(r.decided_at, zone, WHEN)], [t("credits.note"), r.decision_note],
+      [t("credits.credited"), r.credited_cents !== null && r.credited_cents !== undefined ? money(r.credited_cents) : null]]));
+  if (r.status === "open") card.append(decisionForm(r, visit));
+  return card;
+}
+
+function decisionForm(r, visit) {
+  const key = `web-credit-${r.id}-${crypto.randomUUID()}`;  // one key per decision: a retry cannot credit twice
+  const noteId = `note-${r.id}`;
+  const note = el("textarea", { id: noteId, rows: "2", maxlength: "500" });
+  const alert = el("p", { class: "error", role: "alert", hidden: true });
+  const status = el("p", { class: "ok", role: "status" });
+  const approve = el("button", { type: "button", class: "approve",
+    text: visit ? t("credits.approveAmount", { amount: money(visit.price_cents) }) : t("credits.approve") });
+  const deny = el("button", { type: "button", class: "danger", text: t("credits.deny") });
+  const form = el("form", { class: "decision", novalidate: true },
+    el("div", { class: "field" }, el("label", { for: noteId, text: t("credits.noteLabel") }), note),
+    el("div", { class: "actions" }, approve, deny), alert, status);
+  form.addEventListener("submit", (event) => event.preventDefault());
+  let decided = false;
+  const decide = async (yes, button) => {
+    say(alert, "");
+    if (!yes && !note.value.trim()) {
+      say(alert, t("credits.noteNeeded"));
+      note.setAttribute("aria-invalid", "true");
+      note.focus();
+      return;
+    }
+    note.removeAttribute("aria-invalid");
+    const body = { decision: yes ? "approve" : "deny" };
+    if (note.value.trim()) body.note = note.value.trim();
+    await busy(button, async () => {
+      try {
+        const done = await api(`/v1/credit-requests/${r.id}/decision`, { method: "POST", body, idempotent: key });
+        say(status, yes ? t("credits.approvedNow", { amount: money(done.credited_cents || 0) }) : t("credits.deniedNow"));
+        decided = true;
+        countOverdue();
+      } catch (err) {
+        say(alert, err.message);
+      }
+    });
+    if (decided) for (const control of [approve, deny, note]) control.disabled = true;
+  };
+  approve.addEventListener("click", () => decide(true, approve));
+  deny.addEventListener("click", () => decide(false, deny));
+  return form;
+}
+
+$("credit-filter").addEventListener("submit", (event) => {
+  event.preventDefault();
+  loadCredits().catch((err) => say($("credits-status"), t("common:error", { message: err.message })));
+});
+
+// ------------------------------------------------------------------ facilities
+
+async function showFacilities() {
+  await loadFacilities();
+  $("facilities-empty").hidden = facilities.length > 0;
+  $("facility-rows").replaceChildren(...facilities.map((f) => el("tr", {},
+    el("td", { text: f.name }), el("td", { text: f.timezone }), el("td", { text: t(`billing.${f.billing_mode}`) }),
+    el("td", { text: t(`tiers.${f.size_tier}`) }), el("td", { text: t(`review.${f.review_mode}`) }),
+    el("td", {}, el("a", { href: `/app/admin.html?facility=${encodeURIComponent(f.id)}`,
+      text: t("facilities.open"), "aria-label": t("facilities.openLabel", { name: f.name }) })))));
+}
+
+$("facility-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  clearErrors(form);
+  const body = { name: $("f-name").value.trim(), timezone: $("f-timezone").value.trim(),
+    billing_mode: $("f-billing").value, size_tier: $("f-tier").value };
+  busy(form.querySelector("button[type=submit]"), async () => {
+    try {
+      const f = await api("/v1/facilities", { method: "POST", body });
+      form.reset();
+      say(formParts(form).status, t("facilities.added", { name: f.name }));
+      await showFacilities();
+    } catch (err) {
+      showProblem(form, err);
+    }
+  });
+});
+
+// ------------------------------------------------------------------ fees (M7)
+
+let feeCounter = 0;
+
+function feeRow(f) {
+  const n = feeCounter++;
+  const id = (part) => `fee-${n}-${part}`;
+  const label = (part, key) => el("label", { for: id(part), class: "visually-hidden", text: t(key, { n: n + 1 }) });
+  const remove = el("button", { type: "button", class: "secondary", text: t("fees.remove"),
+    "aria-label": t("fees.removeLabel", { n: n + 1 }) });
+  const row = el("tr", { class: "fee-row" },
+    el("td", {}, label("name", "fees.nameOf"), el("input", { id: id("name"), name: "name", value: f.name, maxlength: "100", required: true })),
+    el("td", {}, label("kind", "fees.kindOf"), el("select", { id: id("kind"), name: "kind" },
+      ...["fee", "tax"].map((k) => el("option", { value: k, selected: k === f.kind, text: t(`fees.kinds.${k}`) })))),
+    el("td", {}, label("amount", "fees.amountOf"), el("input", { id: id("amount"), name: "amount", type: "number", min: "0",
+      step: "0.01", inputmode: "decimal", value: fromCents(f.amount_cents) })),
+    el("td", {}, label("rate", "fees.rateOf"), el("input", { id: id("rate"), name: "rate", type: "number", min: "0", max: "100",
+      step: "0.01", inputmode: "decimal", value: (f.rate_basis_points / 100).toFixed(2) })),
+    el("td", {}, remove));
+  remove.addEventListener("click", () => {
+    row.remove();
+    $("fees-empty").hidden = $("fee-rows").children.length > 0;
+    $("fee-add").focus();
+  });
+  return row;
+}
+
+async function loadFees() {
+  if (!$("fees-facility").value) {
+    say(formParts($("fees-form")).alert, t("fees.noFacility"));
+    return;
+  }
+  const fees = await api(`/v1/facilities/${$("fees-facility").value}/fees`);
+  $("fee-rows").replaceChildren(...fees.map(feeRow));
+  $("fees-empty").hidden = fees.length > 0;
+}
+
+$("fees-facility").addEventListener("change", () => {
+  clearErrors($("fees-form"));
+  loadFees().catch((err) => say(formParts($("fees-form")).alert, err.message));
+});
+
+$("fee-add").addEventListener("click", () => {
+  const row = feeRow({ name: "", kind: "fee", amount_cents: 0, rate_basis_points: 0 });
+  $("fee-rows").append(row);
+  $("fees-empty").hidden = true;
+  row.querySelector("input").focus();
+});
+
+$("fees-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  clearErrors(form);
+  const fees = [...$("fee-rows").children].map((row) => ({
+    name: row.querySelector("[name=name]").value.trim(), kind: row.querySelector("[name=kind]").value,
+    amount_cents: toCents(row.querySelector("[name=amount]").value) ?? 0,
+    rate_basis_points: toCents(row.querySelector("[name=rate]").value) ?? 0,
+  }));
+  busy(form.querySelector("button[type=submit]"), async () => {
+    try {
+      const saved = await api(`/v1/facilities/${$("fees-facility").value}/fees`, { method: "PUT", body: { fees } });
+      $("fee-rows").replaceChildren(...saved.map(feeRow));
+      $("fees-empty").hidden = saved.length > 0;
+      say(formParts(form).status, t("fees.saved"));
+    } catch (err) {
+      const errors = err.problem && Array.isArray(err.problem.errors) ? err.problem.errors : [];
+      say(formParts(form).alert, errors.length
+        ? errors.map((e) => t("fees.rowProblem", { n: Number(e.location[2]) + 1, message: e.message })).join(" · ")
+        : err.message);
+    }
+  });
+});
+
+// ------------------------------------------------------------------ visits: find and cancel
+
+async function loadVisits() {
+  const facility = byId($("visits-facility").value);
+  if (!facility) {
+    say($("visits-status"), t("visits.noFacility"));
+    return;
+  }
+  if (!$("visits-day").value) $("visits-day").value = todayIn(facility.timezone);
+  const day = $("visits-day").value;
+  say($("visits-status"), t("common:loading"));
+  const visits = await api(`/v1/visits?facility_id=${facility.id}&from=${day}&to=${day}&limit=500`);
+  say($("visits-status"), visits.length ? t("visits.count", { count: visits.length, name: facility.name })
+    : t("visits.none", { name: facility.name }));
+  $("visits-table").hidden = visits.length === 0;
+  $("visit-rows").replaceChildren(...visits.map((v) => {
+    const actions = el("td", {});
+    if (["scheduled", "pending_review"].includes(v.status)) actions.append(cancelControl(v));
+    return el("tr", { "data-visit": v.id },
+      el("td", { text: dateTime(v.starts_at, facility.timezone, { ...WHEN, weekday: undefined, year: undefined,
+        month: undefined, day: undefined, timeZoneName: "short" }) }),
+      el("td", { text: v.resident_name || v.resident_id }), el("td", { text: t(`visit.types.${v.visit_type}`) }),
+      el("td", {}, badge(t(`visit.status.${v.status}`, { defaultValue: v.status }), v.status)),
+      el("td", { text: money(v.total_cents) }), actions);
+  }));
+}
+
+/** Cancel a visit: the first click asks for the reason and a confirmation (the visitor is credited, M3b). */
+function cancelControl(visit) {
+  const wrap = el("div", { class: "cancel" });
+  const open = el("button", { type: "button", class: "secondary", text: t("visits.cancel"), "aria-expanded": "false" });
+  const reasonId = `cancel-${visit.id}`;
+  const reason = el("input", { id: reasonId, maxlength: "500" });
+  const confirm = el("button", { type: "button", class: "danger", text: t("visits.confirmCancel") });
+  const alert = el("p", { class: "error", role: "alert", hidden: true });
+  const box = el("div", { class: "confirm", hidden: true }, el("p", { text: t("visits.cancelWarning") }),
+    el("label", { for: reasonId, text: t("visits.cancelReason") }), reason, confirm, alert);
+  open.addEventListener("click", () => {
+    box.hidden = !box.hidden;
+    open.setAttribute("aria-expanded", String(!box.hidden));
+    if (!box.hidden) reason.focus();
+  });
+  confirm.addEventListener("click", () => busy(confirm, async () => {
+    if (!reason.value.trim()) {
+      say(alert, t("visits.reasonNeeded"));
+      return;
+    }
+    try {
+      const result = await api(`/v1/visits/${visit.id}/cancel`, { method: "POST", body: { reason: reason.value.trim() } });
+      wrap.replaceChildren(el("p", { role: "status", text: t("visits.cancelled", { credit: money(result.credited_cents || 0) }) }));
+    } catch (err) {
+      say(alert, err.message);
+    }
+  }));
+  wrap.append(open, box);
+  return wrap;
+}
+
+$("visits-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  loadVisits().catch((err) => say($("visits-status"), t("common:error", { message: err.message })));
+});
+
+$("visits-facility").addEventListener("change", () => { $("visits-day").value = ""; });
+
+// ------------------------------------------------------------------ the audit chain
+
+async function loadAudit() {
+  const box = $("audit-state");
+  box.replaceChildren(el("p", { text: t("audit.checking") }));
+  box.classList.remove("intact", "broken");
+  try {
+    const state = await api("/v1/audit/verify");
+    box.classList.add(state.ok ? "intact" : "broken");
+    box.replaceChildren(
+      el("h3", { id: "audit-verdict" }, badge(t(state.ok ? "audit.intact" : "audit.broken"), state.ok ? "intact" : "broken"), " ",
+        t(!state.ok ? "audit.brokenText" : state.entries ? "audit.intactText" : "audit.emptyText", { count: state.entries })),
+      pairs([[t("audit.entries"), String(state.entries)],
+        [t("audit.head"), el("span", { class: "hash", text: state.head_hash })],
+        [t("audit.problem"), state.problem], [t("audit.badSeq"), state.bad_seq === null ? null : String(state.bad_seq)],
+        [t("audit.checkedAt"), dateTime(state.checked_at, "UTC", WHEN)]]));
+  } catch (err) {
+    box.replaceChildren(el("p", { class: "error", role: "alert", text: t("common:error", { message: err.message }) }));
+  }
+}
+
+$("audit-check").addEventListener("click", () => busy($("audit-check"), loadAudit));
+
+const SECTIONS = { credits: loadCredits, facilities: showFacilities, fees: loadFees, visits: loadVisits, audit: loadAudit };
+
+await start();
