@@ -105,8 +105,6 @@ async def journey(api: Api, chromium: Any, tmp_path: Path, language: str) -> Non
     await page.click("#photo-upload")
     await page.wait_for_selector("#photo-status:not([hidden])")
     await page.wait_for_selector("#photo-upload:disabled")
-    me = (await api.anonymous.post("/v1/auth/login", {"email": email, "password": PASSWORD})).ok()
-    assert me["role"] == "visitor"
     await check_page(page, "account-photo-uploaded", language=language)
 
     # Ask the facility for access (V1).
@@ -126,7 +124,7 @@ async def journey(api: Api, chromium: Any, tmp_path: Path, language: str) -> Non
     assert pending["applicant"]["legal_name"] == name and pending["applicant"]["has_photo_id"] is True
 
     # The admin denies with a reason; the page shows it; the visitor applies again.
-    reason = "La foto no se lee: súbala otra vez." if language == "es" else "The photo is blurred: upload a sharper one."
+    reason = {"es": "La foto no se lee: súbala otra vez.", "en": "The photo is blurred: send a sharper one."}[language]
     (await world.admin.post(world.path(f"/access-requests/{pending['id']}/decision"),
                             {"decision": "deny", "reason": reason})).ok()
     await page.reload()

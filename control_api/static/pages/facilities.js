@@ -72,6 +72,10 @@ function accessPart(facility, ready) {
   if (latest && latest.status === "denied" && latest.reason) {
     part.append(el("p", { class: "reason" }, el("strong", { text: t("reason") }), ` ${latest.reason}`));
   }
+  if (latest && latest.status === "denied") {  // V1: a denied visitor may apply again, after fixing what was wrong
+    part.append(el("p", { class: "fix" }, el("span", { text: t("find.fix") }), " ",
+      el("a", { href: "/app/account.html#photo-id", text: t("find.fixLink") })));
+  }
   if (!latest || latest.status === "denied") {
     const label = latest ? t("find.reapply") : t("find.request");
     part.append(el("button", { type: "button", class: latest ? "request reapply" : "request", disabled: !ready,
