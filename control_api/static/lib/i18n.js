@@ -77,8 +77,9 @@ export function money(cents, currency = "USD") {
 
 /** A date and time in the facility's zone, with the zone named (A1: facility time, not the browser's). */
 export function dateTime(iso, timeZone, options = {}) {
-  return new Intl.DateTimeFormat(locale(), { dateStyle: "medium", timeStyle: "short", timeZone, timeZoneName: "short",
-    ...options }).format(new Date(iso));
+  // Explicit fields: Intl refuses dateStyle/timeStyle together with timeZoneName.
+  return new Intl.DateTimeFormat(locale(), { weekday: "short", year: "numeric", month: "short", day: "numeric",
+    hour: "numeric", minute: "2-digit", timeZone, timeZoneName: "short", ...options }).format(new Date(iso));
 }
 
 export function date(iso, timeZone, options = {}) {
