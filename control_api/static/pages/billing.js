@@ -29,6 +29,7 @@ function visitLabel(visitId) {
 }
 
 const signed = (cents) => (cents > 0 ? `+${money(cents)}` : cents < 0 ? `−${money(-cents)}` : money(0));
+const capital = (text) => text.charAt(0).toLocaleUpperCase(language()) + text.slice(1);
 const ruleText = (rule) => t(`rules.${rule}`, { defaultValue: "" });
 
 function cell(label, content, cls = null) {
@@ -47,7 +48,7 @@ function showBalance(balance) {
   $("lots-wrap").hidden = balance.lots.length === 0;
   $("lots").tBodies[0].replaceChildren(...balance.lots.map((lot) => el("tr", {},
     cell(t("lots.issued"), when(lot.issued_at, lot.visit_id)),
-    cell(t("lots.why"), [ruleText(lot.rule) || lot.rule, lot.visit_id ? visitLabel(lot.visit_id) : ""].filter(Boolean).join(". ")),
+    cell(t("lots.why"), [capital(ruleText(lot.rule) || lot.rule), lot.visit_id ? visitLabel(lot.visit_id) : ""].filter(Boolean).join(". ")),
     cell(t("lots.amount"), money(lot.amount_cents), "num"),
     cell(t("lots.remaining"), money(lot.remaining_cents), "num"),
     cell(t("lots.expires"), when(lot.expires_at, lot.visit_id), "expires"))));
@@ -122,9 +123,8 @@ async function load() {
     visits = new Map(list.map((v) => [v.id, v]));
     facilities = new Map(places.map((f) => [f.id, f]));
     let now = Date.now();
-    const open = list.find((v) => ["scheduled", "pending_review"].includes(v.status));
-    if (open) {  // the server's clock, not this device's (the demo clock can move)
-      const preview = await api(`/v1/visits/${open.id}/cancellation`).catch(() => null);
+    if (list.length) {  // the server's clock, not this device's (the demo clock can move)
+      const preview = await api(`/v1/visits/${list[0].id}/cancellation`).catch(() => null);
       if (preview) now = Date.parse(preview.as_of);
     }
     showBalance(balance);
