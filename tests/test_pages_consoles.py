@@ -36,6 +36,26 @@ async def sign_in(api: Api, browser: Any, caller: As, home: str, language: str =
     return page
 
 
+async def audit_entries(api: Api, n: int) -> None:
+    """Entries in the audit log, as recording views would write them (R3)."""
+    from control_api.services import audit
+
+    for i in range(n):
+        async with api.ctx.sessions() as session, session.begin():
+            await audit.append(session, now=api.ctx.clock.now(), action="recording.view", actor_id=f"user-{i}",
+                               actor_role="investigator", detail={"file": f"visitor-{i}.webm"})
+
+
+async def tamper_with_entry(api: Api, seq: int) -> None:
+    from sqlalchemy import text, update
+
+    from control_api.db.models import AuditEntry
+
+    async with api.ctx.sessions() as session, session.begin():
+        await session.execute(text("DROP TRIGGER audit_entries_no_update"))  # SQLite only (browser tests)
+        await session.execute(update(AuditEntry).where(AuditEntry.seq == seq).values(action="recording.delete"))
+
+
 async def test_admin_console_approves_configures_imports_and_registers_a_kiosk(api: Api,
                                                                              chromium: Any) -> None:  # noqa: F811
     w = await build_facility(api)
@@ -81,10 +101,10 @@ async def test_admin_console_approves_configures_imports_and_registers_a_kiosk(a
     await page.wait_for_selector(f"{hours} [role=status]:has-text('saved')")
     rows = await page.query_selector_all("tr.option-row")
     for row in rows:
-        kind = await (await row.query_selector("[name=visit_type]")).input_value()  # type: ignore[union-attr]
-        length = await (await row.query_selector("[name=length_minutes]")).input_value()  # type: ignore[union-attr]
+        kind = await (await row.query_selector("[name=visit_type]")).input_value()
+        length = await (await row.query_selector("[name=length_minutes]")).input_value()
         if (kind, length) == ("social", "30"):
-            await (await row.query_selector("[name=price]")).fill("9.00")  # type: ignore[union-attr]
+            await (await row.query_selector("[name=price]")).fill("9.00")
     await page.click("#options-form button[type=submit]")
     await page.wait_for_selector("#options-form [role=status]:has-text('saved')")
     await check_page(page, "admin-hours")
@@ -205,9 +225,15 @@ async def test_operator_decides_credit_requests_overdue_first_and_sees_the_audit
     await page.click("#tab-visits")
     await page.wait_for_selector("#visits-status:has-text('at')")
     await check_page(page, "operator-visits")
+    await audit_entries(api, 3)
     await page.click("#tab-audit")
-    await page.wait_for_selector("#audit-verdict:has-text('Intact')")
+    await page.wait_for_selector("#audit-verdict:has-text('All 3 entries')")
     await check_page(page, "operator-audit")
+    await tamper_with_entry(api, 2)  # as a DBA could: the next check shows the break
+    await page.click("#audit-check")
+    await page.wait_for_selector("#audit-verdict:has-text('Broken')")
+    assert "2" in await page.inner_text("#audit-state")
+    await check_page(page, "operator-audit-broken")
     assert page.errors == []
 
     # In Spanish: the credit requests and the audit chain.
@@ -216,5 +242,5 @@ async def test_operator_decides_credit_requests_overdue_first_and_sees_the_audit
     await page.wait_for_selector(f"[data-credit='{new['id']}']")
     await check_page(page, "operator-credits", language="es")
     await page.click("#tab-audit")
-    await page.wait_for_selector("#audit-verdict:has-text('Íntegra')")
+    await page.wait_for_selector("#audit-verdict:has-text('Rota')")
     await check_page(page, "operator-audit", language="es")

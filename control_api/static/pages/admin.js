@@ -853,7 +853,7 @@ function kioskRow(k) {
   });
   return el("tr", { "data-kiosk": k.id }, el("td", { text: k.name }), el("td", { text: unitName(k.housing_unit_id) }),
     el("td", {}, badge(t(k.active ? "kiosks.active" : "kiosks.inactive"), k.active ? "ok" : "off")),
-    el("td", {}, el("code", { text: k.id })), el("td", {}, toggle));
+    el("td", { class: "col-id" }, el("code", { text: k.id })), el("td", {}, toggle));
 }
 
 $("kiosk-form").addEventListener("submit", (event) => {
