@@ -7,8 +7,10 @@ run in Spanish. Every page and state: screenshots at both sizes and an axe scan.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -148,7 +150,8 @@ async def test_visitor_books_pays_cancels_with_notice_and_reads_billing(api: Api
         await page.click("#download")
     download = await download_info.value
     path = await download.path()
-    rows = list(csv.DictReader(io.StringIO(open(path, encoding="utf-8").read())))
+    text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
+    rows = list(csv.DictReader(io.StringIO(text)))
     assert [(r["kind"], r["rule"], r["amount_usd"], r["card_usd"]) for r in rows] == [
         ("visit_payment", "B6", "-6.50", "6.50"), ("visit_payment", "B6", "-6.50", "6.50"),
         ("credit_issued", "M3a", "5.00", "0.00")]
@@ -164,7 +167,7 @@ async def test_visitor_books_pays_cancels_with_notice_and_reads_billing(api: Api
     await page.fill("#request-description", "The video froze after two minutes.")
     await page.click("#request-submit")
     await page.wait_for_selector("#request-done:has-text('answer by')")
-    await page.wait_for_selector(f"#requests li:has-text('Waiting for a decision'):has-text('Decision due by')")
+    await page.wait_for_selector("#requests li:has-text('Waiting for a decision'):has-text('Decision due by')")
     [request] = (await w.visitor.get("/v1/credit-requests")).ok()
     assert request["visit_id"] == first and request["status"] == "open"
     await check_page(page, "billing-credit-request")
