@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import uvloop
 
 from openvisit.settings import Mode, Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
@@ -43,18 +49,87 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
-async def _serve(settings: Settings, demo: bool) -> None:
-    from control_api.app import create_app, start_site
+class CannotListen(Exception):
+    """The address or port cannot be listened on; its message is the one line the person reads."""
 
+
+def _listen_problem(host: str, port: int, exc: OSError) -> CannotListen:
+    where = f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        why = (f"port {port} on {host} is already in use (another openvisit, or another program, is listening there); "
+               f"stop it, or choose another port: --port {port + 1 if port < 65535 else 8080} "
+               "(or OPENVISIT_PORT, or port in the settings file)")
+    elif exc.errno == errno.EACCES:
+        why = (f"not allowed to listen on port {port} on {host} (ports below 1024 need extra privileges); "
+               "choose a port from 1024 up with --port (or OPENVISIT_PORT)")
+    elif exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+        why = (f"{host} is not an address of this machine; choose another with --host "
+               "(127.0.0.1 for this computer only, 0.0.0.0 for every interface)")
+    else:
+        why = f"{exc.strerror or exc}"
+    return CannotListen(f"openvisit: cannot listen on {where}: {why}")
+
+
+async def _check_can_listen(host: str, port: int) -> None:
+    """Fail fast, before migrations and seeding, when host:port cannot be listened on: bind it the
+    way aiohttp will (loop.create_server) and let go at once."""
+    loop = asyncio.get_running_loop()
+    try:
+        server = await loop.create_server(asyncio.Protocol, host, port)
+    except OSError as exc:
+        raise _listen_problem(host, port, exc) from exc
+    server.close()
+    await server.wait_closed()
+
+
+async def _start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """start_site, with a port taken meanwhile (after the check) reported the same way."""
+    from control_api.app import start_site
+
+    try:
+        return await start_site(app, host, port)
+    except OSError as exc:
+        raise _listen_problem(host, port, exc) from exc
+
+
+# Every page, per role, for the startup message (issue 13): what each person opens.
+PAGES = (
+    ("landing page (sign in, every role)", "/app/"),
+    ("visitor and attorney: my visits", "/app/visits.html"),
+    ("visitor and attorney: book a visit", "/app/book.html"),
+    ("visitor and attorney: facilities and access", "/app/facilities.html"),
+    ("visitor and attorney: balance and statement", "/app/billing.html"),
+    ("everyone: account", "/app/account.html"),
+    ("new visitor or attorney: sign up", "/app/signup.html"),
+    ("camera, microphone and connection check", "/app/check.html"),
+    ("facility admin console", "/app/admin.html"),
+    ("platform operator console", "/app/operator.html"),
+    ("officer console (live visits)", "/app/officer.html"),
+    ("investigator review (recordings)", "/app/review.html"),
+    ("housing-unit kiosk", "/app/kiosk.html"),
+    ("API documentation (OpenAPI at /v1/openapi.json)", "/v1/docs"),
+)
+
+
+def startup_message(base: str) -> str:
+    width = max(len(name) for name, _ in PAGES)
+    lines = [f"openvisit is running at {base}/", "pages:"]
+    lines += [f"  {name:<{width}}  {base}{path}" for name, path in PAGES]
+    return "\n".join(lines)
+
+
+async def _serve(settings: Settings, demo: bool) -> None:
+    from control_api.app import create_app
+
+    await _check_can_listen(settings.host, settings.port)
     await _migrate(settings)
     if demo:
         from control_api.demo import seed_demo
 
         accounts = await seed_demo(settings)
-    runner, _port = await start_site(create_app(settings), settings.host, settings.port)
-    base = settings.public_url or f"http://{settings.host}:{settings.port}"
-    print(f"openvisit is running at {base}/  (visitor page: {base}/app/visitor.html, "
-          f"kiosk page: {base}/app/kiosk.html, API docs: {base}/v1/docs)", flush=True)
+    runner, _port = await _start_site(create_app(settings), settings.host, settings.port)
+    base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    print(startup_message(base), flush=True)
     if demo:
         print("demo accounts (password for all: demo-password):")
         for role, who in accounts.items():
@@ -64,7 +139,6 @@ async def _serve(settings: Settings, demo: bool) -> None:
 
 
 async def _media_node(settings: Settings, control_url: str) -> None:
-    from control_api.app import start_site
     from openvisit.keys import load_or_create_secret
     from sfu.node import media_node_from_control
     from sfu.recording.storage import LocalFolderStorage
@@ -77,7 +151,7 @@ async def _media_node(settings: Settings, control_url: str) -> None:
         recordings=LocalFolderStorage(settings.recordings_dir, min_free_bytes=settings.recordings_min_free_mb << 20),
         stall_seconds=settings.media_stall_seconds, heartbeat_seconds=settings.media_heartbeat_seconds,
         outbox_path=settings.media_outbox_file("node"))
-    runner, port = await start_site(app, settings.host, settings.port)
+    runner, port = await _start_site(app, settings.host, settings.port)
     print(f"openvisit media node: signaling at ws://{settings.host}:{port}/v1/signaling, reporting to {control_url}",
           flush=True)
     await _until_signalled()
@@ -204,6 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        _main(argv)
+    except CannotListen as exc:  # one clear line, not a traceback
+        print(exc, file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+
+
+def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "serve":

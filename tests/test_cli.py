@@ -120,3 +120,31 @@ def test_database_urls_select_the_async_drivers() -> None:
     assert Settings(database_url="sqlite:////tmp/x.db").database_url == "sqlite+aiosqlite:////tmp/x.db"
     with pytest.raises(ValueError, match="postgresql:// or sqlite://"):
         Settings(database_url="mysql://u@db/x")
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
+    """Issue 13: a port already in use is one clear line (where, what to do) and a non-zero exit,
+    not a traceback; nothing is migrated before the check."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        result = run_cli("serve", "--demo", "--port", str(port), data_dir=tmp_path)
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in lines[0] and "already in use" in lines[0], lines[0]
+    assert "--port" in lines[0]
+    assert not (tmp_path / "openvisit.sqlite3").exists()
+
+
+def test_startup_message_names_every_page() -> None:
+    from openvisit.cli import startup_message
+
+    message = startup_message("http://127.0.0.1:8080")
+    assert message.splitlines()[0] == "openvisit is running at http://127.0.0.1:8080/"
+    for page in ("/app/", "/app/visits.html", "/app/book.html", "/app/facilities.html", "/app/billing.html",
+                 "/app/account.html", "/app/signup.html", "/app/check.html", "/app/admin.html", "/app/operator.html",
+                 "/app/officer.html", "/app/review.html", "/app/kiosk.html", "/v1/docs"):
+        assert f"http://127.0.0.1:8080{page}\n" in message + "\n", page
