@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -48,3 +48,30 @@ async def test_production_clock_cannot_move(tmp_path: Path, sqlite_template: Pat
         await client.close()
     with pytest.raises(ClockLockedError):
         Clock(movable=False).set_offset(timedelta(seconds=1))
+
+
+async def test_moving_the_clock_signs_nobody_out(api: Api) -> None:
+    """Issue 13: a sign-in still open when the clock moves 30 days (longer than session_days)
+    stays open: its expiry moves with the clock; the access token expires by the moved clock and
+    the refresh token renews it. A session signed out before the move stays signed out."""
+    from tests.support import PASSWORD, As
+
+    op = await api.operator()
+    visitor = await api.sign_up()
+    email = visitor.extra["email"]
+    login = (await api.anonymous.post("/v1/auth/login", {"email": email, "password": PASSWORD})).ok()
+    ended = (await api.anonymous.post("/v1/auth/login", {"email": email, "password": PASSWORD})).ok()
+    (await As(api, ended["access_token"]).post("/v1/auth/logout")).ok()
+    session_end = datetime.fromisoformat(login["session_expires_at"])
+    assert api.ctx.settings.session_days < 30
+
+    # Straight through the route (Api.advance would renew the callers' sessions itself).
+    moved = (await op.post("/v1/test-clock/advance", {"seconds": 30 * 24 * 3600})).ok()
+    assert moved["offset_seconds"] >= 30 * 24 * 3600
+
+    (await As(api, login["access_token"]).get("/v1/me")).problem(401)  # the short-lived token expired
+    renewed = (await api.anonymous.post("/v1/auth/refresh", {"refresh_token": login["refresh_token"]})).ok()
+    assert datetime.fromisoformat(renewed["session_expires_at"]) > session_end + timedelta(days=29)
+    me = (await As(api, renewed["access_token"]).get("/v1/me")).ok()
+    assert me["email"] == email
+    (await api.anonymous.post("/v1/auth/refresh", {"refresh_token": ended["refresh_token"]})).problem(401)

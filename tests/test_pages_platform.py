@@ -84,3 +84,31 @@ async def test_not_found_page_in_both_languages(api: Api, chromium: Any) -> None
         assert await page.inner_text("#home") == home and await page.get_attribute("#home", "href") == "/app/"
         await check_page(page, "notfound", language=language)
         await page.context.close()
+
+
+async def test_the_officer_console_stays_signed_in_when_the_demo_clock_moves(api: Api, chromium: Any) -> None:  # noqa: F811
+    """Issue 13: moving the test clock 30 days signs nobody out. The console's access token has
+    expired by the server's (moved) clock while the browser's clock says it is fresh: the API's
+    401 makes call.js renew it once with the refresh token, and the console carries on."""
+    from tests.support import PASSWORD
+    from tests.support_facility import build_facility
+
+    world = await build_facility(api)
+    page = await new_page(chromium)
+    await page.goto(f"{base(api)}/app/officer.html")
+    await page.fill("#email", world.officer.extra["email"])
+    await page.fill("#password", PASSWORD)
+    await page.click("#login button[type=submit]")
+    await page.wait_for_selector("#list:has-text('No visits are live')")
+    statuses: list[tuple[str, int]] = []
+    page.on("response", lambda r: statuses.append((r.url.split("/v1/", 1)[-1], r.status)) if "/v1/" in r.url else None)
+    (await world.operator.post("/v1/test-clock/advance", {"seconds": 30 * 24 * 3600})).ok()
+    async with page.expect_response(lambda r: r.url.endswith("/v1/auth/refresh"), timeout=15000) as renewed:
+        pass
+    assert (await renewed.value).status == 200
+    async with page.expect_response(lambda r: "/live-visits" in r.url, timeout=15000) as listed:
+        pass
+    assert (await listed.value).status == 200, statuses
+    assert await page.is_visible("#list:has-text('No visits are live')")
+    assert not await page.is_visible("#login")
+    assert page.errors == [], page.errors

@@ -1,4 +1,9 @@
-"""The test clock: in demo and test mode an operator moves time forward (never back)."""
+"""The test clock: in demo and test mode an operator moves time forward (never back).
+
+Moving the clock does not sign anyone out (issue 13): every sign-in still open when the clock moves
+has its expiry moved forward by the same amount, so time travel does not age sign-ins. Access
+tokens still expire by the moved clock (they are short-lived and signed, not stored); the pages
+renew them with the refresh token on the 401 (lib/session.js, call.js)."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from sqlalchemy import select
 
 from control_api.api import ApiRequest, ApiRoutes
 from control_api.auth import Role
-from control_api.db.models import ClockState
+from control_api.db.models import AuthSession, ClockState
 from control_api.problems import ProblemError
 
 routes = ApiRoutes()
@@ -38,11 +43,18 @@ async def read_clock(req: ApiRequest[Any, Any]) -> ClockOut:
 @routes.post("/v1/test-clock/advance", summary="Move the test clock forward", roles={Role.OPERATOR},
              tags=TAGS, body=Advance, response=ClockOut, errors=(409,))
 async def advance_clock(req: ApiRequest[Advance, Any]) -> ClockOut:
-    """Then runs every sweep, so expiries and deadlines take effect at once."""
+    """Then runs every sweep, so expiries and deadlines take effect at once. Open sign-ins move
+    forward with the clock: nobody is signed out by it."""
     clock = req.ctx.clock
     if not clock.movable:
         raise ProblemError(409, "clock-locked", "the clock only moves in demo or test mode")
-    new_offset = clock.offset + timedelta(seconds=req.body.seconds)
+    step = timedelta(seconds=req.body.seconds)
+    new_offset = clock.offset + step
+    before = clock.now()
+    open_sessions = (await req.session.scalars(select(AuthSession).where(
+        AuthSession.revoked_at.is_(None), AuthSession.expires_at > before))).all()
+    for row in open_sessions:
+        row.expires_at = row.expires_at + step
     state = await req.session.scalar(select(ClockState).where(ClockState.id == 1))
     if state is None:
         req.session.add(ClockState(id=1, offset_seconds=int(new_offset.total_seconds())))

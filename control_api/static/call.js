@@ -15,8 +15,10 @@ class ApiError extends Error {
 }
 
 // The page's sign-in (issue 12): access tokens are short-lived, so api() renews them with the
-// refresh token shortly before they expire. Pages keep passing the token signInWith gave them;
-// any token of this sign-in is taken to mean "the sign-in's current token".
+// refresh token shortly before they expire by the browser's clock, and once more when the API
+// answers 401 anyway (issue 13: the server's clock is what counts, and the demo clock may have
+// moved). Pages keep passing the token signInWith gave them; any token of this sign-in is taken to
+// mean "the sign-in's current token".
 const signIn = { tokens: new Set(), access: null, refresh: null, expiresAt: 0, renewing: null };
 
 function remember(login) {
@@ -26,13 +28,17 @@ function remember(login) {
   signIn.expiresAt = Date.parse(login.expires_at);
 }
 
+function renew() {
+  signIn.renewing = signIn.renewing || rawApi("/v1/auth/refresh", { method: "POST", body: { refresh_token: signIn.refresh } })
+    .then(remember).finally(() => { signIn.renewing = null; });
+  return signIn.renewing;
+}
+
+const ours = (token) => Boolean(token) && signIn.tokens.has(token);
+
 async function currentToken(token) {
-  if (!token || !signIn.tokens.has(token)) return token;
-  if (signIn.refresh && signIn.expiresAt - Date.now() < 120000) {
-    signIn.renewing = signIn.renewing || rawApi("/v1/auth/refresh", { method: "POST", body: { refresh_token: signIn.refresh } })
-      .then(remember).finally(() => { signIn.renewing = null; });
-    await signIn.renewing;
-  }
+  if (!ours(token)) return token;
+  if (signIn.refresh && signIn.expiresAt - Date.now() < 120000) await renew();
   return signIn.access;
 }
 
@@ -47,7 +53,16 @@ async function rawApi(path, { token, method = "GET", body, idempotent = false } 
 }
 
 async function api(path, options = {}) {
-  return rawApi(path, { ...options, token: await currentToken(options.token) });
+  const token = await currentToken(options.token);
+  try {
+    return await rawApi(path, { ...options, token });
+  } catch (err) {
+    const renewable = ours(options.token) && signIn.refresh && err instanceof ApiError && err.status === 401
+      && err.slug !== "second-factor-required";
+    if (!renewable) throw err;
+    if (signIn.access === token) await renew();  // else another call renewed it meanwhile
+    return rawApi(path, { ...options, token: signIn.access });
+  }
 }
 
 function formatMoney(cents) {
