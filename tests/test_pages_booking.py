@@ -196,6 +196,10 @@ async def test_verified_attorney_books_a_privileged_visit_never_recorded(api: Ap
     assert visit["visit_type"] == "privileged" and visit["status"] == "scheduled"
     await page.click("#done a[href='/app/visits.html']")
     await page.wait_for_selector(f"li[data-visit='{visit['id']}']:has-text('Never recorded')")
+    # the call page takes ?visit= with the app's sign-in (Join on My visits links there); joining opens at S1
+    await page.goto(f"{base(api)}/app/visitor.html?visit={visit['id']}")
+    await page.wait_for_selector("#banner:has-text('joining opens')")
+    assert await page.is_hidden("#login")
 
 
 async def test_spanish_booking_and_my_visits(api: Api, chromium: Any) -> None:  # noqa: F811

@@ -258,8 +258,8 @@ function showQuote(answer) {
   $("problems").replaceChildren(...answer.problems.map((p) => el("li", { text: p.detail })));
   $("pay").hidden = !answer.bookable;
   $("card-fields").hidden = state.due === 0;
+  $("no-card").textContent = q.total_cents === 0 ? t("card.free") : t("card.none");
   $("no-card").hidden = state.due !== 0;
-  say($("no-card"), q.total_cents === 0 ? t("card.free") : t("card.none"));
   say($("pay-button"), state.due ? t("card.pay", { amount: money(state.due) }) : t("card.book"));
   $("quote-body").hidden = false;
 }
