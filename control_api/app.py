@@ -9,6 +9,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 from aiohttp import http_exceptions, web
 from aiohttp.web_protocol import RequestHandler
@@ -28,7 +29,7 @@ from control_api.metrics import METRICS, ApiMetrics
 from control_api.payments.gateway import PaymentGateway
 from control_api.payments.test_gateway import TestPaymentGateway
 from control_api.problems import ProblemError, problem_middleware, problem_response
-from control_api.security_headers import security_headers_middleware
+from control_api.security_headers import apply_security_headers, security_headers_middleware, signaling_origin
 from control_api.services.media_sessions import LeaseWatcher
 from openvisit.clock import Clock
 from openvisit.keys import load_or_create_secret, load_or_create_signing_key
@@ -164,7 +165,12 @@ def parser_problem(status: int, exc: BaseException | None) -> ProblemError:
 class ProblemRequestHandler(RequestHandler):
     """aiohttp answers what its HTTP parser refuses in `RequestHandler.handle_error`, before any
     middleware, as text/plain; aiohttp offers no hook for it (aio-libs/aiohttp#3287). This
-    subclass answers those requests with problem+json like every other error."""
+    subclass answers those requests with problem+json like every other error, and with the same
+    security headers (control_api.security_headers) as every other response."""
+
+    def __init__(self, manager: web.Server, *, signaling_origin: str | None = None, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self.signaling_origin = signaling_origin
 
     def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
@@ -175,21 +181,28 @@ class ProblemRequestHandler(RequestHandler):
         if request.writer.output_size > 0:
             raise ConnectionError("Response is sent already, cannot send another response with the error message")
         response = problem_response(parser_problem(status, exc))
+        apply_security_headers(response.headers, request.path, request.host, request.secure, self.signaling_origin)
         response.force_close()
         return response
 
 
 class ProblemServer(web.Server):
+    def __init__(self, *args: Any, signaling_origin: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.signaling_origin = signaling_origin
+
     def __call__(self) -> RequestHandler:
-        return ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+        return ProblemRequestHandler(self, loop=self._loop, signaling_origin=self.signaling_origin, **self._kwargs)
 
 
 class ProblemAppRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
+        server = await super()._make_server()  # runs the app's startup: its context is there
+        ctx = self.app.get(CONTEXT)
+        url = ctx.settings.signaling_url if ctx is not None else None
         return ProblemServer(server.request_handler, request_factory=server.request_factory,
                              handler_cancellation=server.handler_cancellation, loop=server._loop,
-                             **server._kwargs)
+                             signaling_origin=signaling_origin(url) if url else None, **server._kwargs)
 
 
 async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:

@@ -13,6 +13,8 @@ the same strict rules: React sets styles through the CSSOM, which style-src does
 Its policy only drops what it does not need (WebSockets, media, blob:).
 
 A response the handler already sent (the WebSocket upgrade) is left alone: its headers are gone.
+Requests aiohttp's HTTP parser refuses never reach the middleware; control_api.app answers them
+with the same headers (`apply_security_headers`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-CALL_PAGES = frozenset({"/app/visitor.html", "/app/kiosk.html"})
+# Pages that use the camera and microphone: the two call pages and the device check (issue 13).
+CALL_PAGES = frozenset({"/app/visitor.html", "/app/kiosk.html", "/app/check.html"})
 DOCS_PREFIX = "/v1/docs"
 HSTS = "max-age=63072000; includeSubDomains"
 
@@ -68,22 +71,37 @@ def permissions_policy(path: str) -> str:
                       *(f"{feature}=()" for feature in _DENIED_FEATURES)])
 
 
+def security_headers_for(path: str, host: str | None, secure: bool,
+                         signaling_origin: str | None = None) -> dict[str, str]:
+    """The headers every response carries: for a response to `path`, requested with `host` (the
+    Host header, echoed into connect-src when it is a plain host name), over HTTPS if `secure`."""
+    is_docs = path == DOCS_PREFIX or path.startswith(DOCS_PREFIX + "/")
+    headers = {
+        "Content-Security-Policy": DOCS_POLICY if is_docs else page_policy(host, signaling_origin),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "X-Frame-Options": "DENY",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Permissions-Policy": permissions_policy(path),
+    }
+    if secure:
+        headers["Strict-Transport-Security"] = HSTS
+    return headers
+
+
+def apply_security_headers(headers: MutableMapping[str, str], path: str, host: str | None, secure: bool,
+                           signaling_origin: str | None = None) -> None:
+    """Add the security headers to `headers`, keeping any a handler set itself."""
+    for name, value in security_headers_for(path, host, secure, signaling_origin).items():
+        headers.setdefault(name, value)
+
+
 def security_headers_middleware(signaling_url: str | None = None) -> Callable[..., Awaitable[web.StreamResponse]]:
     """The middleware; `signaling_url` is the setting of that name (a standalone media node)."""
     origin = signaling_origin(signaling_url) if signaling_url else None
 
     def apply(request: web.Request, headers: MutableMapping[str, str]) -> None:
-        path = request.path
-        is_docs = path == DOCS_PREFIX or path.startswith(DOCS_PREFIX + "/")
-        csp = DOCS_POLICY if is_docs else page_policy(request.host, origin)
-        headers.setdefault("Content-Security-Policy", csp)
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "no-referrer")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        headers.setdefault("Permissions-Policy", permissions_policy(path))
-        if request.secure:
-            headers.setdefault("Strict-Transport-Security", HSTS)
+        apply_security_headers(headers, request.path, request.host, request.secure, origin)
 
     @web.middleware
     async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:

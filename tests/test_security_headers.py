@@ -19,8 +19,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
+from multidict import CIMultiDict
 
+from control_api.app import create_app, start_site
 from control_api.security_headers import DOCS_POLICY, security_headers_middleware, signaling_origin
+from openvisit.settings import Settings
 from tests.support import PASSWORD, Api
 from tests.support_booking import at, book
 from tests.support_facility import build_facility
@@ -173,6 +176,42 @@ async def test_hsts_only_over_https_and_a_standalone_media_node_is_allowed() -> 
     assert signaling_origin("ws://10.0.0.5:9000/v1/signaling") == "ws://10.0.0.5:9000"
     with pytest.raises(ValueError):
         security_headers_middleware("/v1/signaling")
+
+
+@SQLITE
+async def test_requests_the_http_parser_refuses_carry_the_headers_too(settings: Settings) -> None:
+    """A 20 KB query string, a 20 KB header or a broken request line is refused by aiohttp's parser
+    before any middleware (control_api.app.ProblemRequestHandler): still problem+json, still every
+    security header, and the signaling origin of a standalone media node in connect-src."""
+    settings = settings.model_copy(update={"signaling_url": "wss://media.example:8443/v1/signaling"})
+    app = create_app(settings, run_sweeper=False)
+    runner, port = await start_site(app, "127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession() as http:
+            base = f"http://127.0.0.1:{port}"
+            for what, kw in (("a 20 KB query string", {"url": f"{base}/v1/visits?q={'a' * 20_000}"}),
+                             ("a 20 KB header", {"url": f"{base}/v1/visits", "headers": {"X-Big": "b" * 20_000}})):
+                async with http.get(**kw) as resp:
+                    assert resp.status == 400, what
+                    assert resp.content_type == "application/problem+json", what
+                    problem = await resp.json(content_type=None)
+                    assert problem["status"] == 400 and problem["type"].endswith("/request-line-too-long"), what
+                    csp = check_headers(resp.headers, f"the problem for {what}")
+                    assert "wss://media.example:8443" in csp["connect-src"], csp
+        # A request line that is not HTTP at all, on a raw socket.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /v1/visits HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header Line\r\n\r\n")
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        head, _, body = raw.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = CIMultiDict([(name, value) for name, _, value in (line.partition(": ") for line in lines)])
+        assert status_line.split()[1] == "400", raw
+        assert headers["Content-Type"].startswith("application/problem+json") and b'"status": 400' in body
+        check_headers(headers, "the problem for a malformed header line")
+    finally:
+        await runner.cleanup()
 
 
 CSP_WATCH = """document.addEventListener('securitypolicyviolation', (e) => {

@@ -158,9 +158,14 @@ async def import_residents(req: ApiRequest[Any, Any]) -> ImportResult:
         raise bad_request("the CSV file must be UTF-8", slug="bad-encoding") from exc
     if "\x00" in text:  # not text; PostgreSQL also refuses NUL characters in strings
         raise bad_request("the CSV file contains NUL characters", slug="bad-encoding")
-    reader = csv.DictReader(io.StringIO(text))
+    # newline="": the csv module reads CRLF, LF and bare CR line ends itself (and newlines inside quotes).
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     required = {"booking_number", "full_name", "housing_unit"}
-    if reader.fieldnames is None or not required <= {f.strip() for f in reader.fieldnames}:
+    try:
+        fieldnames = reader.fieldnames
+    except csv.Error as exc:
+        raise unprocessable(f"the CSV file is malformed: {exc}", slug="bad-csv") from exc
+    if fieldnames is None or not required <= {f.strip() for f in fieldnames}:
         raise unprocessable(f"the header row must name the columns {', '.join(sorted(required))}",
                             slug="bad-csv-header")
     units = {u.name: u.id for u in (await req.session.scalars(
