@@ -223,7 +223,11 @@ async def test_operator_decides_credit_requests_overdue_first_and_sees_the_audit
     await page.wait_for_selector("tr.fee-row input[name=name]")
     await check_page(page, "operator-fees")
     await page.click("#tab-visits")
-    await page.wait_for_selector("#visits-status:has-text('at')")
+    await page.wait_for_selector("#visits-status:has-text('No visits')")  # the demo clock's today
+    day = datetime.fromisoformat(first["starts_at"]).astimezone(ZoneInfo("America/Chicago")).date().isoformat()
+    await page.fill("#visits-day", day)
+    await page.click("#visits-form button[type=submit]")
+    await page.wait_for_selector(f"#visit-rows tr[data-visit='{first['id']}']")
     await check_page(page, "operator-visits")
     await audit_entries(api, 3)
     await page.click("#tab-audit")

@@ -95,9 +95,9 @@ export async function busy(button, work) {
 }
 
 /** Today's date (YYYY-MM-DD) in the facility's zone. */
-function todayIn(zone) {
+function todayIn(zone, now = new Date()) {
   return new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" })
-    .format(new Date());
+    .format(now);
 }
 
 /** Dollars typed in a field -> cents (null when not a number). */
@@ -134,6 +134,8 @@ const WHEN = { dateStyle: undefined, timeStyle: undefined, weekday: "short", yea
 
 await startPage("operator", { roles: ["operator"] });
 let facilities = [];
+// The server's clock (the demo clock may be moved; the browser's would show the wrong day).
+const serverNow = await api("/v1/test-clock").then((c) => new Date(c.now)).catch(() => new Date());
 const byId = (id) => facilities.find((f) => f.id === id);
 const loaded = new Set();
 
@@ -368,7 +370,7 @@ async function loadVisits() {
     say($("visits-status"), t("visits.noFacility"));
     return;
   }
-  if (!$("visits-day").value) $("visits-day").value = todayIn(facility.timezone);
+  if (!$("visits-day").value) $("visits-day").value = todayIn(facility.timezone, serverNow);
   const day = $("visits-day").value;
   say($("visits-status"), t("common:loading"));
   const visits = await api(`/v1/visits?facility_id=${facility.id}&from=${day}&to=${day}&limit=500`);
