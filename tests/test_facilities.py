@@ -378,3 +378,28 @@ async def test_a2_simultaneous_window_replacements_never_merge(api: Api) -> None
         assert all(r.status in (200, 409) for r in results)
         stored = (await w.admin.get(path)).ok()
         assert len(stored) == 1, stored  # one whole list won; overlapping windows were never merged
+
+
+async def test_rotating_a_kiosk_secret_ends_the_old_one_and_its_sessions(api: Api) -> None:
+    """Issue 13 (the admin console): rotate a lost or copied kiosk secret. The new secret is shown
+    once; the old one and every session opened with it stop working; other kiosks are untouched."""
+    w = await build_facility(api, units=("A", "B"))
+    rotate = w.path(f"/kiosks/{w.kiosk_id}/secret")
+    (await w.kiosk.get("/v1/kiosk/notifications")).ok()
+    rotated = (await w.admin.post(rotate)).ok()
+    assert rotated["id"] == w.kiosk_id and rotated["active"] is True
+    new_secret = rotated["secret"]
+    assert isinstance(new_secret, str) and len(new_secret) >= 24 and new_secret != w.kiosk_secret
+    assert all(k["secret"] is None for k in (await w.admin.get(w.path("/kiosks"))).ok())
+    (await w.kiosk.get("/v1/kiosk/notifications")).problem(401)  # its session ended
+    (await w.kiosks["B"].get("/v1/kiosk/notifications")).ok()  # the other unit's kiosk is untouched
+    (await api.anonymous.post("/v1/auth/kiosk", {"kiosk_id": w.kiosk_id, "secret": w.kiosk_secret})).problem(401)
+    login = (await api.anonymous.post("/v1/auth/kiosk", {"kiosk_id": w.kiosk_id, "secret": new_secret})).ok()
+    assert login["role"] == "kiosk"
+    (await w.operator.post(rotate)).ok()  # the operator may too
+    for caller in (w.officer, w.investigator, w.kiosks["B"], await api.sign_up()):
+        (await caller.post(rotate)).problem(403)
+    (await api.anonymous.post(rotate)).problem(401)
+    other = await build_facility(api, operator=w.operator)
+    (await other.admin.post(rotate)).problem(403)
+    (await other.admin.post(other.path(f"/kiosks/{w.kiosk_id}/secret"))).problem(404)

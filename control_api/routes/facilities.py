@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, EmailStr, Field, StringConstraints, field_validator, model_validator
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from control_api.api import ApiRequest, ApiRoutes
 from control_api.auth import USER_ROLES, Role, hash_password
 from control_api.db.models import (
+    AuthSession,
     Closure,
     Facility,
     FeeItem,
@@ -523,6 +524,22 @@ async def update_kiosk(req: ApiRequest[KioskUpdate, Any]) -> KioskOut:
     same_facility(req, kiosk.facility_id, facility.id, "kiosk")
     kiosk.active = req.body.active
     return KioskOut.of(kiosk)
+
+
+@routes.post("/v1/facilities/{facility_id}/kiosks/{kiosk_id}/secret", summary="Rotate a kiosk's secret",
+             roles=ADMINS, tags=TAGS, response=KioskOut)
+async def rotate_kiosk_secret(req: ApiRequest[Any, Any]) -> KioskOut:
+    """A new secret, shown once in this answer: the old one stops working at once and the kiosk's
+    open sessions end, so a lost or copied secret is useless. The kiosk signs in again with the new one."""
+    facility = await facility_for(req, req.path("facility_id"))
+    kiosk = await get_or_404(req.session, Kiosk, req.path("kiosk_id"), "kiosk")
+    same_facility(req, kiosk.facility_id, facility.id, "kiosk")
+    secret = secrets.token_urlsafe(24)
+    kiosk.secret_hash = hash_password(secret)
+    await req.session.execute(update(AuthSession).where(AuthSession.kiosk_id == kiosk.id,
+                                                        AuthSession.revoked_at.is_(None))
+                              .values(revoked_at=req.now, revoked_reason="kiosk-secret-rotated"))
+    return KioskOut.of(kiosk, secret)
 
 
 # ------------------------------------------------------------------ staff (V3)
