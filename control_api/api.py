@@ -174,7 +174,8 @@ def validation_problem(exc: ValidationError, where: str) -> ProblemError:
 def authenticate_media_node(request: web.Request, ctx: AppContext) -> Principal:
     """Media nodes present the shared media secret, not a user's access token."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), ctx.media_secret.encode()):
+    if (scheme.lower() != "bearer" or not token.isascii()
+            or not hmac.compare_digest(token.strip().encode(), ctx.media_secret.encode())):
         raise unauthorized("media nodes authenticate with 'Bearer <media secret>'")
     return Principal(id="media-node", role=Role.MEDIA)
 
@@ -186,6 +187,8 @@ def authenticate(request: web.Request, ctx: AppContext) -> Principal | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorized("Authorization must be 'Bearer <token>'")
+    if not token.isascii():  # tokens are ASCII; other bytes arrive as lone surrogates that cannot be encoded
+        raise unauthorized("the access token holds characters no token has")
     try:
         return ctx.access_tokens.verify(token.strip(), ctx.clock.now())
     except TokenError as exc:

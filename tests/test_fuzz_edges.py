@@ -642,13 +642,8 @@ def test_the_served_document_is_the_one_fuzzed(client: Client) -> None:
 NOT_UTF8_TOKENS = [b"Bearer \xed\xa0\x80", b"Bearer \xff\xfe", b"Bearer abc.def\xe9.ghi"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open: control_api/api.py authenticate() passes the token to auth.AccessTokens.verify, where PyJWT "
-    "encodes it (UnicodeEncodeError, a 500), and authenticate_media_node() encodes it itself; both should "
-    "refuse a token that is not ASCII with 401 first (tokens and the media secret are ASCII)"))
-@pytest.mark.allow_server_errors
 def test_an_authorization_header_that_is_not_utf8_is_401(world: World, client: Client) -> None:
-    """Found by the fuzz: kept out of its BAD_AUTH values until fixed, so it fails here alone."""
+    """Found by the fuzz (a 500 from PyJWT encoding a lone surrogate); now a 401."""
     failures = []
     for path in ("/v1/me", "/v1/internal/media-heartbeat"):
         for token in NOT_UTF8_TOKENS:
