@@ -153,6 +153,14 @@ async def test_admin_console_approves_configures_imports_and_registers_a_kiosk(a
     await page.reload()
     await page.wait_for_selector(f"#kiosk-rows tr[data-kiosk='{kiosk_id}']")
     assert secret not in await page.content()
+    # Rotating (after a confirmation) shows a new secret once; the old one stops working.
+    page.once("dialog", lambda dialog: dialog.accept())
+    await page.click(f"#kiosk-rows tr[data-kiosk='{kiosk_id}'] button.rotate")
+    await page.wait_for_selector("#kiosk-secret:not([hidden]):has-text('For Kiosk A-2')")
+    rotated = await page.inner_text("#kiosk-new-secret")
+    assert rotated and rotated != secret
+    (await api.anonymous.post("/v1/auth/kiosk", {"kiosk_id": kiosk_id, "secret": secret})).problem(401)
+    (await api.anonymous.post("/v1/auth/kiosk", {"kiosk_id": kiosk_id, "secret": rotated})).ok()
 
     # The other sections render cleanly too.
     await page.click("#tab-today")

@@ -844,8 +844,20 @@ function kioskRow(k) {
         const updated = await api(`${base}/kiosks/${k.id}`, { method: "PATCH", body: { active: !k.active } });
         const row = kioskRow(updated);
         toggle.closest("tr").replaceWith(row);
-        row.querySelector("button").focus();
+        row.querySelector("button:not(.rotate)").focus();
         say($("kiosks-status"), t(updated.active ? "kiosks.enabled" : "kiosks.disabled", { name: k.name }));
+      } catch (err) {
+        say($("kiosks-status"), err.message);
+      }
+    });
+  });
+  const rotate = el("button", { type: "button", class: "secondary rotate", text: t("kiosks.rotate"),
+    "aria-label": t("kiosks.rotateLabel", { name: k.name }) });
+  rotate.addEventListener("click", () => {
+    if (!confirm(t("kiosks.confirmRotate", { name: k.name }))) return;
+    busy(rotate, async () => {
+      try {
+        showSecret(await api(`${base}/kiosks/${k.id}/secret`, { method: "POST" }));
       } catch (err) {
         say($("kiosks-status"), err.message);
       }
@@ -853,7 +865,17 @@ function kioskRow(k) {
   });
   return el("tr", { "data-kiosk": k.id }, el("td", { text: k.name }), el("td", { text: unitName(k.housing_unit_id) }),
     el("td", {}, badge(t(k.active ? "kiosks.active" : "kiosks.inactive"), k.active ? "ok" : "off")),
-    el("td", { class: "col-id" }, el("code", { text: k.id })), el("td", {}, toggle));
+    el("td", { class: "col-id" }, el("code", { text: k.id })),
+    el("td", {}, el("div", { class: "actions" }, rotate, toggle)));
+}
+
+/** The kiosk's id and secret, once (after registering or rotating): never stored or listed again. */
+function showSecret(kiosk) {
+  say($("kiosk-secret-for"), t("kiosks.secretFor", { name: kiosk.name }));
+  $("kiosk-new-id").textContent = kiosk.id;
+  $("kiosk-new-secret").textContent = kiosk.secret;
+  $("kiosk-secret").hidden = false;
+  $("kiosk-secret").focus();
 }
 
 $("kiosk-form").addEventListener("submit", (event) => {
@@ -866,11 +888,8 @@ $("kiosk-form").addEventListener("submit", (event) => {
         name: $("k-name").value.trim() } });
       form.reset();
       unitOptions($("k-unit"));
-      $("kiosk-new-id").textContent = kiosk.id;
-      $("kiosk-new-secret").textContent = kiosk.secret;  // shown once: never stored or listed again
-      $("kiosk-secret").hidden = false;
-      $("kiosk-secret").focus();
       await loadKiosks();
+      showSecret(kiosk);
     } catch (err) {
       showProblem(form, err);
     }
