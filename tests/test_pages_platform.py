@@ -112,3 +112,61 @@ async def test_the_officer_console_stays_signed_in_when_the_demo_clock_moves(api
     assert await page.is_visible("#list:has-text('No visits are live')")
     assert not await page.is_visible("#login")
     assert page.errors == [], page.errors
+
+
+async def test_check_page_shows_the_camera_and_the_microphone_level(api: Api, chromium: Any) -> None:  # noqa: F811
+    """The device check with Chromium's fake camera and microphone: the preview plays, the level
+    meter moves, the connection is checked; English and Spanish."""
+    for language, heading, ready in (("en", "Check your camera, microphone and connection",
+                                      "All set: this device is ready for your visit."),
+                                     ("es", "Revise su cámara, micrófono y conexión",
+                                      "Todo listo: este dispositivo está preparado para su visita.")):
+        page = await new_page(chromium, language=language)
+        resp = await page.goto(f"{base(api)}/app/check.html?return=/app/visitor.html%3Fvisit%3Dabc")
+        assert resp.headers["permissions-policy"].startswith("camera=(self), microphone=(self)")
+        await page.wait_for_selector(f"h1:has-text('{heading}')")
+        await page.wait_for_selector("#net-status[data-state=ok]")
+        await page.wait_for_selector("#webrtc-status[data-state=ok]")
+        assert await page.get_attribute("#back-link", "href") == "/app/visitor.html?visit=abc"
+        await check_page(page, "check-start", language=language)
+        await page.click("#start")
+        await page.wait_for_selector("#preview[data-playing=true]", timeout=15000)
+        await page.wait_for_selector("#camera-status[data-state=ok]")
+        await page.wait_for_selector("#mic-status[data-state=ok]", timeout=15000)
+        assert int(await page.get_attribute("#mic-level", "data-peak") or 0) >= 8
+        await page.wait_for_selector(f"#summary:has-text('{ready}')")
+        assert await page.locator("#camera-select option").count() >= 1
+        assert await page.is_hidden("#problem")
+        await page.click("#tone")
+        await page.wait_for_selector("#speaker-status[data-state=ok]")
+        await check_page(page, "check-working", language=language)
+        await page.click("#stop")
+        await page.wait_for_selector("#camera-status[data-state=idle]")
+        assert await page.get_attribute("#preview", "data-playing") is None
+        await page.context.close()
+
+
+async def test_check_page_says_what_to_do_when_the_camera_is_blocked(api: Api, chromium: Any) -> None:  # noqa: F811
+    """A blocked camera and microphone (here: the page served with camera=() and microphone=(),
+    which the browser refuses like a person's "Block") is explained in plain words, with the
+    matching help opened."""
+    for language, words in (("en", "The browser did not allow the camera and microphone."),
+                            ("es", "El navegador no permitió usar la cámara y el micrófono.")):
+        page = await new_page(chromium, language=language)
+
+        async def blocked(route: Any) -> None:
+            response = await route.fetch()
+            headers = {**response.headers, "permissions-policy": "camera=(), microphone=()"}
+            await route.fulfill(response=response, headers=headers)
+
+        await page.route("**/app/check.html", blocked)
+        await page.goto(f"{base(api)}/app/check.html")
+        await page.wait_for_selector("#net-status[data-state=ok]")
+        await page.click("#start")
+        await page.wait_for_selector("#camera-status[data-state=failed]")
+        await page.wait_for_selector("#mic-status[data-state=failed]")
+        await page.wait_for_selector(f"#problem:not([hidden]):has-text('{words}')")
+        assert await page.get_attribute("#help-denied", "open") is not None
+        await page.wait_for_selector("#summary[data-state=warn]")
+        await check_page(page, "check-blocked", language=language)
+        await page.context.close()
