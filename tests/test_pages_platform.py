@@ -70,6 +70,10 @@ async def test_every_page_links_the_favicon(api: Api) -> None:
     for page in pages:
         assert '<link rel="icon" href="/app/favicon.svg"' in page.read_text(), page.name
     assert '<link rel="icon" href="/app/favicon.svg"' in await (await api.client.get("/v1/docs")).text()
+    # The device check is reachable from the landing page and from the visitor's call view.
+    assert 'href="/app/check.html"' in (STATIC / "index.html").read_text()
+    visitor = (STATIC / "visitor.html").read_text()
+    assert 'href="/app/check.html' in visitor.split('id="call"', 1)[1]
 
 
 async def test_not_found_page_in_both_languages(api: Api, chromium: Any) -> None:  # noqa: F811
