@@ -174,3 +174,43 @@ async def test_check_page_says_what_to_do_when_the_camera_is_blocked(api: Api, c
         await page.wait_for_selector("#summary[data-state=warn]")
         await check_page(page, "check-blocked", language=language)
         await page.context.close()
+
+
+async def test_staff_pages_use_the_app_sign_in_and_frame(api: Api, chromium: Any) -> None:  # noqa: F811
+    """Issue 13: the officer console, the review page and the kiosk are in the app's frame (the
+    header says who is signed in and signs out); signed in once at /app/, they skip their own
+    form; a kiosk signed in once stays signed in when the page reloads."""
+    from tests.support import PASSWORD
+    from tests.support_facility import build_facility
+
+    world = await build_facility(api)
+    for caller, target, ready in ((world.officer, "officer.html", "#list:has-text('No visits are live')"),
+                                  (world.investigator, "review.html", "#search:not([hidden])")):
+        page = await new_page(chromium)
+        await page.goto(f"{base(api)}/app/")
+        await page.fill("#email", caller.extra["email"])
+        await page.fill("#password", PASSWORD)
+        await page.click("#login button[type=submit]")
+        await page.wait_for_url(f"**/app/{target}")
+        await page.wait_for_selector(ready)
+        assert await page.is_hidden("#login")
+        await page.wait_for_selector("#app-header .who:has-text('Signed in as')")
+        await page.wait_for_selector(f"#app-header a[aria-current=page][href='/app/{target}']")
+        await page.click("#app-header .who button")
+        await page.wait_for_url(f"{base(api)}/app/")
+        await page.goto(f"{base(api)}/app/{target}")
+        await page.wait_for_selector("#login:not([hidden])")
+        assert page.errors == [], page.errors
+        await page.context.close()
+
+    page = await new_page(chromium)
+    await page.goto(f"{base(api)}/app/kiosk.html")
+    await page.fill("#kiosk-id", world.kiosk_id)
+    await page.fill("#secret", world.kiosk_secret)
+    await page.click("#login button")
+    await page.wait_for_selector("#list:not([hidden])")
+    await page.wait_for_selector("#app-header .who:has-text('kiosk')")
+    await page.reload()
+    await page.wait_for_selector("#list:not([hidden])")
+    assert await page.is_hidden("#login")
+    assert page.errors == [], page.errors

@@ -19,16 +19,60 @@ class ApiError extends Error {
 // answers 401 anyway (issue 13: the server's clock is what counts, and the demo clock may have
 // moved). Pages keep passing the token signInWith gave them; any token of this sign-in is taken to
 // mean "the sign-in's current token".
-const signIn = { tokens: new Set(), access: null, refresh: null, expiresAt: 0, renewing: null };
+//
+// The app's one sign-in (issue 13): pages that pass `roles` to signInWith start signed in when
+// the app's sign-in (lib/session.js, localStorage "openvisit.session") is one of those roles, and a
+// sign-in through their own form becomes the app's sign-in, so the header (lib/layout.js) shows who
+// is signed in and signs out. Each page keeps its own copy of the tokens in memory, so a kiosk tab
+// keeps being the kiosk when an officer signs in in another tab of the same browser; it writes
+// renewed tokens back only while the stored sign-in is still the same one.
+const signIn = { tokens: new Set(), access: null, refresh: null, expiresAt: 0, renewing: null, role: null,
+  subject: null, shared: false };
+const SHARED = "openvisit.session";  // lib/session.js's key and format
+
+function readShared() {
+  try {
+    return JSON.parse(localStorage.getItem(SHARED) || "null");
+  } catch {
+    return null;
+  }
+}
+
+function share(previousRefresh = null) {
+  if (!signIn.shared) return;
+  const stored = readShared();
+  if (stored && stored.refresh !== previousRefresh && stored.refresh !== signIn.refresh
+      && !(stored.subject === signIn.subject && stored.role === signIn.role)) return;  // someone else's now
+  localStorage.setItem(SHARED, JSON.stringify({ access: signIn.access, refresh: signIn.refresh,
+    expiresAt: signIn.expiresAt, role: signIn.role, subject: signIn.subject }));
+}
 
 function remember(login) {
+  const previousRefresh = signIn.refresh;
   signIn.tokens.add(login.access_token);
   signIn.access = login.access_token;
   signIn.refresh = login.refresh_token || signIn.refresh;
   signIn.expiresAt = Date.parse(login.expires_at);
+  signIn.role = login.role || signIn.role;
+  signIn.subject = login.subject_id || signIn.subject;
+  share(previousRefresh);
+}
+
+// Adopt a stored sign-in (lib/session.js's format) as this page's.
+function adopt(stored) {
+  signIn.shared = true;
+  signIn.tokens.add(stored.access);
+  Object.assign(signIn, { access: stored.access, refresh: stored.refresh, expiresAt: stored.expiresAt,
+    role: stored.role, subject: stored.subject });
 }
 
 function renew() {
+  const stored = readShared();
+  if (signIn.shared && stored && stored.subject === signIn.subject && stored.role === signIn.role
+      && stored.refresh !== signIn.refresh && stored.expiresAt - Date.now() > 120000) {
+    adopt(stored);  // another page of the app renewed this sign-in (refresh tokens are used once)
+    return Promise.resolve();
+  }
   signIn.renewing = signIn.renewing || rawApi("/v1/auth/refresh", { method: "POST", body: { refresh_token: signIn.refresh } })
     .then(remember).finally(() => { signIn.renewing = null; });
   return signIn.renewing;
@@ -219,10 +263,19 @@ function field(form, id, label, attrs) {
   return input;
 }
 
-function signInWith(path, body, then) {
+// The app's frame (lib/layout.js: header, who is signed in, language, sign-out) on pages that have
+// an #app-header; drawn again after a sign-in through the page's own form.
+function drawFrame() {
+  if (!$("app-header")) return Promise.resolve();
+  return import("/app/lib/layout.js").then((layout) => layout.startPage("common")).catch(() => {});
+}
+
+// `roles`: the roles this page is for; when the app's sign-in is one of them, the form is skipped.
+async function signInWith(path, body, then, roles = null) {
   const form = $("login");
   const code = field(form, "second-factor", "Authenticator code (or a recovery code)",
     { autocomplete: "one-time-code", inputMode: "numeric", maxLength: 20 });
+  const started = roles ? drawFrame() : Promise.resolve();
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     show($("login-error"), "");
@@ -231,9 +284,12 @@ function signInWith(path, body, then) {
     if (typed) request[/^[0-9]{6}$/.test(typed.replace(/\s/g, "")) ? "second_factor_code" : "recovery_code"] = typed;
     try {
       const login = await rawApi(path, { method: "POST", body: request });
+      signIn.shared = Boolean(roles);
+      if (signIn.shared) localStorage.removeItem(SHARED);  // this sign-in replaces the stored one
       remember(login);
       form.hidden = true;
       if (login.second_factor_enrolment_required) await enrol(login.access_token);
+      if (roles) drawFrame();
       await then(signIn.access);
     } catch (err) {
       if (err.slug === "second-factor-required") {
@@ -243,6 +299,18 @@ function signInWith(path, body, then) {
       show($("login-error"), err.message);
     }
   });
+  if (!roles) return;
+  await started;  // the header has renewed the stored sign-in if it was about to expire
+  const stored = readShared();
+  if (!stored || !stored.refresh || !roles.includes(stored.role) || signIn.access) return;
+  adopt(stored);
+  form.hidden = true;
+  try {
+    await then(signIn.access);
+  } catch (err) {
+    form.hidden = false;  // the stored sign-in has ended (or does not work here): sign in on the form
+    if (!(err instanceof ApiError) || err.status !== 401) show($("login-error"), err.message);
+  }
 }
 
 // Staff who must use two-step sign-in set up an authenticator app once, then go on.

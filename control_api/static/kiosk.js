@@ -2,7 +2,8 @@
 "use strict";
 const { api, signInWith, enterCall, $ } = window.openvisit;
 
-signInWith("/v1/auth/kiosk", () => ({ kiosk_id: $("kiosk-id").value, secret: $("secret").value }), listVisits);
+signInWith("/v1/auth/kiosk", () => ({ kiosk_id: $("kiosk-id").value, secret: $("secret").value }), listVisits,
+  ["kiosk"]);  // a kiosk signed in once stays signed in: no keyboard needed after that (issue 13)
 
 async function listVisits(token) {
   const visits = await api("/v1/visits", { token });

@@ -14,7 +14,7 @@ signInWith("/v1/auth/login", () => ({ email: $("email").value, password: $("pass
   $("list").hidden = false;
   await refresh(me.facility_id);
   setInterval(() => refresh(me.facility_id).catch(() => {}), 5000);
-});
+}, ["officer", "admin"]);
 
 async function refresh(facilityId) {
   const visits = await api(`/v1/facilities/${facilityId}/live-visits`, { token });

@@ -15,7 +15,7 @@ signInWith("/v1/auth/login", () => ({ email: $("email").value, password: $("pass
   facilityId = (await api("/v1/me", { token })).facility_id;
   for (const id of ["about", "search", "results"]) $(id).hidden = false;
   await search();
-});
+}, ["investigator"]);
 
 $("search").addEventListener("submit", (e) => { e.preventDefault(); search(); });
 
