@@ -196,6 +196,7 @@ async def test_staff_pages_use_the_app_sign_in_and_frame(api: Api, chromium: Any
         assert await page.is_hidden("#login")
         await page.wait_for_selector("#app-header .who:has-text('Signed in as')")
         await page.wait_for_selector(f"#app-header a[aria-current=page][href='/app/{target}']")
+        await check_page(page, target.removesuffix(".html"))
         await page.click("#app-header .who button")
         await page.wait_for_url(f"{base(api)}/app/")
         await page.goto(f"{base(api)}/app/{target}")
@@ -203,14 +204,34 @@ async def test_staff_pages_use_the_app_sign_in_and_frame(api: Api, chromium: Any
         assert page.errors == [], page.errors
         await page.context.close()
 
-    page = await new_page(chromium)
-    await page.goto(f"{base(api)}/app/kiosk.html")
-    await page.fill("#kiosk-id", world.kiosk_id)
-    await page.fill("#secret", world.kiosk_secret)
-    await page.click("#login button")
-    await page.wait_for_selector("#list:not([hidden])")
-    await page.wait_for_selector("#app-header .who:has-text('kiosk')")
-    await page.reload()
-    await page.wait_for_selector("#list:not([hidden])")
-    assert await page.is_hidden("#login")
-    assert page.errors == [], page.errors
+    for language, empty in (("en", "No visits right now."), ("es", "No hay visitas en este momento.")):
+        page = await new_page(chromium, language=language)
+        await page.goto(f"{base(api)}/app/kiosk.html")
+        await page.wait_for_selector(f"html[lang={language}] #app-header select")
+        await check_page(page, "kiosk-sign-in", language=language)
+        await page.fill("#kiosk-id", world.kiosk_id)
+        await page.fill("#secret", world.kiosk_secret)
+        await page.click("#login button")
+        await page.wait_for_selector(f"#visits:has-text('{empty}')")
+        await page.wait_for_selector("#app-header .who button")  # sign-out
+        await check_page(page, "kiosk", language=language)
+        await page.reload()
+        await page.wait_for_selector("#list:not([hidden])")
+        assert await page.is_hidden("#login")
+        assert page.errors == [], page.errors
+        await page.context.close()
+
+    # The officer console and the review page in Spanish, signed in on their own forms.
+    for caller, target, ready in ((world.officer, "officer", "#list:has-text('No hay visitas en curso')"),
+                                  (world.investigator, "review", "#results:has-text('Ninguna grabación coincide')")):
+        page = await new_page(chromium, language="es")
+        await page.goto(f"{base(api)}/app/{target}.html")
+        await page.wait_for_selector("#login button:has-text('Iniciar sesión')")
+        await check_page(page, f"{target}-sign-in", language="es")
+        await page.fill("#email", caller.extra["email"])
+        await page.fill("#password", PASSWORD)
+        await page.click("#login button[type=submit]")
+        await page.wait_for_selector(ready)
+        await check_page(page, target, language="es")
+        assert page.errors == [], page.errors
+        await page.context.close()

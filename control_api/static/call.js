@@ -109,6 +109,37 @@ async function api(path, options = {}) {
   }
 }
 
+// Strings (issue 13): on pages in the app's frame, i18next through lib/layout.js (the page's
+// namespace: locales/<language>/<page>.json, with the call's strings under "call."); elsewhere the
+// English given here.
+let translator = null;
+let locale = "en-US";
+
+function tr(key, english, vars = {}) {
+  if (translator) return translator(key, { ...vars, defaultValue: english });
+  return english.replace(/{{\s*(\w+)\s*}}/g, (_, name) => (name in vars ? String(vars[name]) : ""));
+}
+
+// A1: times in the facility's time zone, with the zone named (not the browser's zone).
+const zones = new Map();
+
+async function facilityZone(facilityId, token) {
+  if (!zones.has(facilityId)) {
+    zones.set(facilityId, api(`/v1/facilities/${facilityId}`, { token }).then((f) => f.timezone)
+      .catch(() => { zones.delete(facilityId); return undefined; }));
+  }
+  return zones.get(facilityId);
+}
+
+function facilityTime(iso, timeZone, { withDate = false } = {}) {
+  // Explicit fields: Intl refuses timeStyle together with timeZoneName.
+  const day = withDate ? { year: "numeric", month: "short", day: "numeric" } : {};
+  return new Intl.DateTimeFormat(locale, { ...day, hour: "numeric", minute: "2-digit", timeZone, timeZoneName: "short" })
+    .format(new Date(iso));
+}
+
+const escapeHtml = (text) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
 function formatMoney(cents) {
   return `$${(cents / 100).toFixed(2)}`;
 }
@@ -135,7 +166,7 @@ async function startCall(accessToken, visitId, ui) {
   const ends = new Date(join.visit.ends_at);
   const timer = setInterval(() => {
     const left = Math.max(0, Math.round((ends - Date.now()) / 1000));
-    show(ui.countdown, `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left`);
+    show(ui.countdown, tr("call.left", "{{time}} left", { time: `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}` }));
   }, 500);
 
   let pc = null;
@@ -186,27 +217,29 @@ async function startCall(accessToken, visitId, ui) {
         show(ui.banner, "");
       } else if (msg.type === "warning") {
         state.warnings.push(msg.seconds_left);
-        const minutes = msg.seconds_left >= 60 ? `${Math.round(msg.seconds_left / 60)} minutes` : `${msg.seconds_left} seconds`;
-        show(ui.banner, `The visit ends in ${minutes}.`);
+        show(ui.banner, msg.seconds_left >= 60
+          ? tr("call.endsInMinutes", "The visit ends in {{count}} minutes.", { count: Math.round(msg.seconds_left / 60) })
+          : tr("call.endsInSeconds", "The visit ends in {{count}} seconds.", { count: msg.seconds_left }));
       } else if (msg.type === "participant_joined") {
         show(ui.banner, "");
       } else if (msg.type === "participant_left") {
-        show(ui.banner, "The other party left; they can rejoin until the end.");
+        show(ui.banner, tr("call.otherLeft", "The other party left; they can rejoin until the end."));
       } else if (msg.type === "ended") {
         state.status = "ended";
         state.ended = msg;
         const why = msg.reason === "disconnected"
-          ? `The visit was disconnected by the facility (${msg.disconnect_reason}).`
-          : msg.reason === "failed" ? "The visit ended because of a system problem; it will be credited."
-          : "The visit has ended.";
+          ? tr("call.disconnected", "The visit was disconnected by the facility ({{reason}}).",
+            { reason: tr(`call.reasons.${msg.disconnect_reason}`, msg.disconnect_reason) })
+          : msg.reason === "failed" ? tr("call.failed", "The visit ended because of a system problem; it will be credited.")
+          : tr("call.ended", "The visit has ended.");
         finish(why);
       } else if (msg.type === "error") {
         state.error = msg;
         if (msg.code === "bad-resume") resumeToken = null; // ask the API for a new join token instead
         if (RECONNECT_CODES.has(msg.code) || NON_FATAL_CODES.has(msg.code)) return; // the socket's close reconnects
         state.status = "error";
-        finish(msg.code === "replaced" ? "This visit was opened in another window or on another device."
-          : `Could not join: ${msg.message}`);
+        finish(msg.code === "replaced" ? tr("call.replaced", "This visit was opened in another window or on another device.")
+          : tr("call.couldNotJoin", "Could not join: {{message}}", { message: msg.message }));
       }
     };
     socket.onopen = () => socket.send(JSON.stringify(first));
@@ -220,11 +253,11 @@ async function startCall(accessToken, visitId, ui) {
   const reconnect = async () => {
     if (pc) pc.close();
     if (Date.now() >= ends) {
-      finish("The visit has ended.");
+      finish(tr("call.ended", "The visit has ended."));
       return;
     }
     state.status = "reconnecting";
-    show(ui.banner, "The connection dropped; reconnecting...");
+    show(ui.banner, tr("call.reconnecting", "The connection dropped; reconnecting…"));
     attempts += 1;
     await sleep(Math.min(8000, 250 * 2 ** Math.min(attempts - 1, 5)));
     if (over) return;
@@ -265,19 +298,26 @@ function field(form, id, label, attrs) {
 
 // The app's frame (lib/layout.js: header, who is signed in, language, sign-out) on pages that have
 // an #app-header; drawn again after a sign-in through the page's own form.
-function drawFrame() {
+function drawFrame(page) {
   if (!$("app-header")) return Promise.resolve();
-  return import("/app/lib/layout.js").then((layout) => layout.startPage("common")).catch(() => {});
+  return import("/app/lib/layout.js").then(async (layout) => {
+    await layout.startPage(page);
+    translator = layout.t;
+    locale = document.documentElement.lang === "es" ? "es-US" : "en-US";
+  }).catch(() => {});
 }
 
 // `roles`: the roles this page is for; when the app's sign-in is one of them, the form is skipped.
+// The page's name (its strings' namespace) is its file name.
 async function signInWith(path, body, then, roles = null) {
   const form = $("login");
-  const code = field(form, "second-factor", "Authenticator code (or a recovery code)",
+  const page = location.pathname.split("/").pop().replace(/\.html$/, "");
+  const code = field(form, "second-factor", tr("signIn.code", "Authenticator code (or a recovery code)"),
     { autocomplete: "one-time-code", inputMode: "numeric", maxLength: 20 });
-  const started = roles ? drawFrame() : Promise.resolve();
+  const started = roles ? drawFrame(page) : Promise.resolve();
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    await started;  // the page's strings
     show($("login-error"), "");
     const request = body();
     const typed = code.value.trim();
@@ -289,7 +329,7 @@ async function signInWith(path, body, then, roles = null) {
       remember(login);
       form.hidden = true;
       if (login.second_factor_enrolment_required) await enrol(login.access_token);
-      if (roles) drawFrame();
+      if (roles) await drawFrame(page);  // who is signed in, in the header
       await then(signIn.access);
     } catch (err) {
       if (err.slug === "second-factor-required") {
@@ -301,6 +341,7 @@ async function signInWith(path, body, then, roles = null) {
   });
   if (!roles) return;
   await started;  // the header has renewed the stored sign-in if it was about to expire
+  code.parentElement.firstChild.textContent = `${tr("signIn.code", "Authenticator code (or a recovery code)")} `;
   const stored = readShared();
   if (!stored || !stored.refresh || !roles.includes(stored.role) || signIn.access) return;
   adopt(stored);
@@ -318,16 +359,18 @@ function enrol(token) {
   return new Promise((resolve, reject) => {
     const box = document.createElement("form");
     box.id = "enrol";
-    box.innerHTML = `<h2>Set up two-step sign-in</h2>
-      <p>Staff accounts sign in with a code from an authenticator app as well as the password.
-      Add this account to the app with the link or the key below, then type the code it shows.</p>
-      <p><a id="enrol-link">Open in an authenticator app</a></p>
-      <p>Key: <code id="enrol-secret"></code></p>
-      <label>Code from the app <input id="enrol-code" autocomplete="one-time-code" inputmode="numeric" maxlength="6" required></label>
-      <button type="submit">Turn on</button>
-      <p id="enrol-error" class="error" hidden></p>
-      <div id="enrol-done" hidden><p>Keep these recovery codes somewhere safe: each signs you in once if you lose the phone.</p>
-      <ul id="enrol-codes"></ul><button type="button" id="enrol-continue">Continue</button></div>`;
+    const x = (key, english) => escapeHtml(tr(key, english));
+    box.innerHTML = `<h2>${x("enrol.heading", "Set up two-step sign-in")}</h2>
+      <p>${x("enrol.intro", "Staff accounts sign in with a code from an authenticator app as well as the password. "
+        + "Add this account to the app with the link or the key below, then type the code it shows.")}</p>
+      <p><a id="enrol-link">${x("enrol.link", "Open in an authenticator app")}</a></p>
+      <p>${x("enrol.key", "Key:")} <code id="enrol-secret"></code></p>
+      <label for="enrol-code">${x("enrol.code", "Code from the app")}</label>
+      <input id="enrol-code" autocomplete="one-time-code" inputmode="numeric" maxlength="6" required>
+      <button type="submit">${x("enrol.submit", "Turn on")}</button>
+      <p id="enrol-error" class="error" role="alert" hidden></p>
+      <div id="enrol-done" hidden><p>${x("enrol.codes", "Keep these recovery codes somewhere safe: each signs you in once if you lose the phone.")}</p>
+      <ul id="enrol-codes"></ul><button type="button" id="enrol-continue">${x("enrol.continue", "Continue")}</button></div>`;
     $("login").after(box);
     rawApi("/v1/me/second-factor/setup", { token, method: "POST" }).then((setup) => {
       $("enrol-link").href = setup.otpauth_uri;
@@ -359,9 +402,13 @@ async function enterCall(token, visitId, before) {
     await startCall(token, visitId, ui);
   } catch (err) {
     $("call").hidden = false;
-    show(ui.banner, `Could not join: ${err.message}`);
+    show(ui.banner, tr("call.couldNotJoin", "Could not join: {{message}}", { message: err.message }));
   }
 }
 
-window.openvisit = { api, startCall, formatMoney, show, signInWith, enterCall, $, ApiError };
+// The current access token of this page's sign-in (renewed when due), for a raw fetch().
+const freshToken = (token) => currentToken(token);
+
+window.openvisit = { api, startCall, formatMoney, show, signInWith, enterCall, $, ApiError, tr, facilityZone,
+  facilityTime, freshToken };
 })();

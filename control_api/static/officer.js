@@ -3,13 +3,16 @@
 // Privileged visits are listed as locked, with no media and no watch button (P1).
 (() => {
 "use strict";
-const { api, signInWith, show, $ } = window.openvisit;
+const { api, signInWith, show, $, tr, facilityZone, facilityTime } = window.openvisit;
 window.monitorState = {};  // visit id -> { status, pc } (read by the browser tests)
 let token = null;
+let zone;  // the facility's time zone (A1)
+const REASONS = ["conduct", "facility", "technical"];
 
 signInWith("/v1/auth/login", () => ({ email: $("email").value, password: $("password").value }), async (t) => {
   token = t;
   const me = await api("/v1/me", { token });
+  zone = await facilityZone(me.facility_id, token);
   $("about").hidden = false;
   $("list").hidden = false;
   await refresh(me.facility_id);
@@ -20,29 +23,33 @@ async function refresh(facilityId) {
   const visits = await api(`/v1/facilities/${facilityId}/live-visits`, { token });
   const box = $("list");
   box.replaceChildren();
-  if (!visits.length) box.textContent = "No visits are live right now.";
+  if (!visits.length) box.textContent = tr("empty", "No visits are live right now.");
   for (const v of visits) {
     const row = document.createElement("div");
     row.className = v.locked ? "visit locked" : "visit";
     row.dataset.visit = v.id;
     const label = document.createElement("span");
-    const until = new Date(v.ends_at).toLocaleTimeString();
-    label.textContent = `${v.resident_name} (${v.housing_unit}) with ${v.visitor_name}, until ${until}` +
-      (v.locked ? " — privileged: never monitored" : v.on_media_server ? "" : " — not connected yet");
+    const vars = { resident: v.resident_name, unit: v.housing_unit, visitor: v.visitor_name,
+      until: facilityTime(v.ends_at, zone) };
+    label.textContent = tr("row", "{{resident}} ({{unit}}) with {{visitor}}, until {{until}}", vars) +
+      (v.locked ? tr("locked", " — privileged: never monitored") : v.on_media_server ? "" : tr("notConnected", " — not connected yet"));
     row.append(label);
     if (!v.locked) {
       const watchButton = document.createElement("button");
-      watchButton.textContent = "Watch";
+      watchButton.textContent = tr("watch", "Watch");
       watchButton.className = "watch";
       watchButton.disabled = !v.on_media_server || Boolean(window.monitorState[v.id]);
       watchButton.addEventListener("click", () => watch(v).catch((err) => alert(err.message)));
       const reason = document.createElement("select");
-      for (const r of ["conduct", "facility", "technical"]) reason.append(new Option(r, r));
+      reason.setAttribute("aria-label", tr("reasonLabel", "Reason to disconnect"));
+      for (const r of REASONS) reason.append(new Option(tr(`reasons.${r}`, r), r));
       const stop = document.createElement("button");
-      stop.textContent = "Disconnect";
+      stop.textContent = tr("disconnect", "Disconnect");
       stop.className = "disconnect";
       stop.addEventListener("click", async () => {
-        if (!confirm(`Disconnect this visit now (${reason.value})? Both parties will see the reason.`)) return;
+        const why = tr(`reasons.${reason.value}`, reason.value);
+        if (!confirm(tr("confirmDisconnect", "Disconnect this visit now ({{reason}})? Both parties will see the reason.",
+          { reason: why }))) return;
         await api(`/v1/visits/${v.id}/disconnect`, { token, method: "POST", body: { reason: reason.value } })
           .catch((err) => alert(err.message));
       });
@@ -58,13 +65,16 @@ async function watch(visit) {
   tile.className = "tile";
   tile.dataset.visit = visit.id;
   const caption = document.createElement("figcaption");
-  caption.textContent = `${visit.resident_name} with ${visit.visitor_name}`;
+  caption.textContent = tr("tile", "{{resident}} with {{visitor}}", { resident: visit.resident_name, visitor: visit.visitor_name });
   const visitorVideo = Object.assign(document.createElement("video"), { autoplay: true, playsInline: true });
   const residentVideo = Object.assign(document.createElement("video"), { autoplay: true, playsInline: true });
+  visitorVideo.setAttribute("aria-label", tr("visitorVideo", "Visitor: {{name}}", { name: visit.visitor_name }));
+  residentVideo.setAttribute("aria-label", tr("residentVideo", "Resident: {{name}}", { name: visit.resident_name }));
   visitorVideo.className = "visitor";
   residentVideo.className = "resident";
   const status = document.createElement("p");
-  const close = Object.assign(document.createElement("button"), { textContent: "Stop watching" });
+  status.setAttribute("role", "status");
+  const close = Object.assign(document.createElement("button"), { textContent: tr("stopWatching", "Stop watching") });
   tile.append(caption, visitorVideo, residentVideo, status, close);
   $("tiles").append(tile);
 
@@ -92,7 +102,7 @@ async function watch(visit) {
   };
   close.addEventListener("click", () => {
     if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "leave" }));
-    end("Stopped watching.");
+    end(tr("stopped", "Stopped watching."));
   });
   pc.onicecandidate = (e) => {
     if (ws.readyState !== WebSocket.OPEN) return;
@@ -108,9 +118,11 @@ async function watch(visit) {
       await pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
       state.status = "watching";
     } else if (msg.type === "ended") {
-      end(msg.reason === "disconnected" ? `Disconnected (${msg.disconnect_reason}).` : "The visit has ended.");
+      end(msg.reason === "disconnected"
+        ? tr("disconnected", "Disconnected ({{reason}}).", { reason: tr(`reasons.${msg.disconnect_reason}`, msg.disconnect_reason) })
+        : tr("ended", "The visit has ended."));
     } else if (msg.type === "error") {
-      end(`Cannot watch: ${msg.message}`);
+      end(tr("cannotWatch", "Cannot watch: {{message}}", { message: msg.message }));
     }
   };
 }

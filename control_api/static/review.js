@@ -2,10 +2,11 @@
 // seekable (the server answers HTTP range requests), flag moments, export a verifiable archive.
 (() => {
 "use strict";
-const { api, signInWith, $ } = window.openvisit;
+const { api, signInWith, $, tr, facilityZone, facilityTime, freshToken } = window.openvisit;
 window.reviewState = { status: "idle", visitId: null };
 let token = null;
 let facilityId = null;
+let zone;  // the facility's time zone (A1)
 let current = null;
 const players = () => [$("visitor"), $("resident")];
 const clock = (s) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, "0")}`;
@@ -13,6 +14,7 @@ const clock = (s) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStar
 signInWith("/v1/auth/login", () => ({ email: $("email").value, password: $("password").value }), async (t) => {
   token = t;
   facilityId = (await api("/v1/me", { token })).facility_id;
+  zone = await facilityZone(facilityId, token);
   for (const id of ["about", "search", "results"]) $(id).hidden = false;
   await search();
 }, ["investigator"]);
@@ -28,14 +30,15 @@ async function search() {
   const box = $("results");
   box.replaceChildren();
   const shown = found.filter((r) => !needle || `${r.resident_name} ${r.visitor_name}`.toLowerCase().includes(needle));
-  if (!shown.length) box.textContent = "No recordings match.";
+  if (!shown.length) box.textContent = tr("empty", "No recordings match.");
   for (const r of shown) {
     const row = document.createElement("div");
     row.className = "visit";
     const label = document.createElement("span");
-    label.textContent = `${new Date(r.started_at).toLocaleString()} — ${r.resident_name} (${r.housing_unit}) with ` +
-      `${r.visitor_name}${r.legal_hold ? " — legal hold" : ""}`;
-    const open = Object.assign(document.createElement("button"), { textContent: "Review" });
+    label.textContent = tr("row", "{{when}} — {{resident}} ({{unit}}) with {{visitor}}", { when: facilityTime(r.started_at,
+      zone, { withDate: true }), resident: r.resident_name, unit: r.housing_unit, visitor: r.visitor_name })
+      + (r.legal_hold ? tr("legalHold", " — legal hold") : "");
+    const open = Object.assign(document.createElement("button"), { textContent: tr("review", "Review") });
     open.dataset.visit = r.visit_id;
     open.addEventListener("click", () => review(r));
     row.append(label, open);
@@ -48,23 +51,25 @@ async function review(summary) {
   current = detail;
   window.reviewState = { status: "loading", visitId: detail.visit_id };
   $("review").hidden = false;
-  $("title").textContent = `${summary.resident_name} with ${summary.visitor_name}, ${new Date(detail.started_at).toLocaleString()}`;
+  $("title").textContent = tr("title2", "{{resident}} with {{visitor}}, {{when}}", { resident: summary.resident_name,
+    visitor: summary.visitor_name, when: facilityTime(detail.started_at, zone, { withDate: true }) });
   // R1: a visit's recording may be several segments (a restart, a rejoin, a crash recovered).
   const segments = [...new Set(detail.files.map((f) => f.segment))];
   const pick = $("segment");
   pick.replaceChildren(...segments.map((n) => {
     const first = detail.files.find((f) => f.segment === n);
-    const when = first.segment_started_at ? new Date(first.segment_started_at).toLocaleTimeString() : "";
-    const marks = detail.files.some((f) => f.segment === n && f.truncated) ? " (ended early)" : "";
-    return Object.assign(document.createElement("option"), { value: String(n), textContent: `${n}: from ${when}${marks}` });
+    const when = first.segment_started_at ? facilityTime(first.segment_started_at, zone) : "";
+    const marks = detail.files.some((f) => f.segment === n && f.truncated) ? tr("endedEarly", " (ended early)") : "";
+    return Object.assign(document.createElement("option"), { value: String(n),
+      textContent: tr("segmentOption", "{{n}}: from {{when}}", { n, when }) + marks });
   }));
   $("segment-pick").hidden = segments.length < 2;
   pick.onchange = () => showSegment(Number(pick.value));
   showSegment(segments[0]);
   const note = $("recording-note");
   note.hidden = !detail.incomplete;
-  note.textContent = detail.incomplete ? "This recording is incomplete: " + (detail.problems.map((p) => p.detail).join("; ")
-    || "a segment ended early") : "";
+  note.textContent = detail.incomplete ? tr("incomplete", "This recording is incomplete: {{problems}}", {
+    problems: detail.problems.map((p) => p.detail).join("; ") || tr("segmentEndedEarly", "a segment ended early") }) : "";
   const duration = (new Date(detail.ended_at) - new Date(detail.started_at)) / 1000;
   $("seek").max = String(duration);
   showFlags(detail.flags);
@@ -83,10 +88,10 @@ $("play").addEventListener("click", async () => {
   const [leader] = players();
   if (leader.paused) {
     await Promise.all(players().map((v) => v.play().catch(() => {})));
-    $("play").textContent = "Pause";
+    $("play").textContent = tr("pause", "Pause");
   } else {
     players().forEach((v) => v.pause());
-    $("play").textContent = "Play";
+    $("play").textContent = tr("play", "Play");
   }
 });
 $("seek").addEventListener("input", () => seekTo(Number($("seek").value)));
@@ -121,8 +126,9 @@ function showFlags(flags) {
 }
 
 $("export").addEventListener("click", async () => {
-  const resp = await fetch(`/v1/recordings/${current.visit_id}/export`, { method: "POST", headers: { Authorization: `Bearer ${token}` } });
-  if (!resp.ok) return alert(`Export failed: ${resp.status}`);
+  const bearer = await freshToken(token);  // the sign-in's current token (renewed when due)
+  const resp = await fetch(`/v1/recordings/${current.visit_id}/export`, { method: "POST", headers: { Authorization: `Bearer ${bearer}` } });
+  if (!resp.ok) return alert(tr("exportFailed", "Export failed: {{status}}", { status: resp.status }));
   const link = $("download");
   link.href = URL.createObjectURL(await resp.blob());
   link.download = `visit-${current.visit_id}.zip`;
