@@ -33,7 +33,7 @@ SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 STATIC = Path(__file__).parent.parent / "control_api" / "static"
 PAGES = sorted(p.name for p in STATIC.glob("*.html"))
-CALL_PAGES = {"visitor.html", "kiosk.html"}
+CALL_PAGES = {"visitor.html", "kiosk.html", "check.html"}  # check.html: the device check needs them too
 WIRING = ("wire security_headers_middleware(settings.signaling_url) into create_app in control_api/app.py, "
           "between metrics.middleware() and problem_middleware")
 
