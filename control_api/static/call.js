@@ -144,6 +144,9 @@ function formatMoney(cents) {
   return `$${(cents / 100).toFixed(2)}`;
 }
 
+// Money in the page's language (issue 13).
+const money = (cents, currency = "USD") => new Intl.NumberFormat(locale, { style: "currency", currency }).format(cents / 100);
+
 function show(el, text) {
   el.textContent = text;
   el.hidden = !text;
@@ -155,19 +158,133 @@ const RECONNECT_CODES = new Set(["bad-resume", "media-stopped", "token-used"]);
 const NON_FATAL_CODES = new Set(["bad-candidate"]);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function startCall(accessToken, visitId, ui) {
+const capitalise = (text) => text.charAt(0).toLocaleUpperCase(locale) + text.slice(1);
+
+// "12:34" (or "1:02:03"): a span of time on the countdown.
+function span(ms) {
+  const total = Math.max(0, Math.ceil(ms / 1000));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = String(total % 60).padStart(2, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
+}
+
+// Why the browser could not start the camera and microphone, in plain words.
+function deviceProblem(err) {
+  if (err && err.name === "NotAllowedError") {
+    return tr("call.noPermission", "This browser was not allowed to use the camera and microphone. Allow them (the camera icon in the address bar), then reload this page.");
+  }
+  if (err && (err.name === "NotFoundError" || err.name === "OverconstrainedError")) {
+    return tr("call.noDevices", "No camera or microphone was found. Connect one, then reload this page.");
+  }
+  if (err && (err.name === "NotReadableError" || err.name === "AbortError")) {
+    return tr("call.deviceBusy", "The camera or microphone is in use by another app. Close that app, then reload this page.");
+  }
+  return null;
+}
+
+// ui: { self, remote, banner, countdown } and, on pages that have them, the waiting room
+// (waiting, waitingFor, schedule, present), videos, the toggles (controls, mute, camera, mediaState)
+// and `after` (shown once the visit is over). about: { resident (the resident's name), zone }.
+async function startCall(accessToken, visitId, ui, about = {}) {
   const state = window.callState;
   state.status = "joining";
   let join = await api(`/v1/visits/${visitId}/join`, { token: accessToken, method: "POST" });
-  const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
+  let media;
+  try {
+    media = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
+  } catch (err) {
+    const plain = deviceProblem(err);
+    if (plain) err.message = plain;
+    throw err;
+  }
   ui.self.srcObject = media;
   const remote = new MediaStream();
   ui.remote.srcObject = remote;
-  const ends = new Date(join.visit.ends_at);
-  const timer = setInterval(() => {
-    const left = Math.max(0, Math.round((ends - Date.now()) / 1000));
-    show(ui.countdown, tr("call.left", "{{time}} left", { time: `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}` }));
-  }, 500);
+
+  // The server's clock (rule S2: the visit ends at its scheduled end by the server's clock, not
+  // this device's): the offset between the server's time and Date.now(), from `joined`'s
+  // server_time (set again on each rejoin, and corrected by the S3 warnings' seconds_left).
+  let offset = 0;
+  let synced = false;
+  const serverNow = () => Date.now() + offset;
+  let starts = Date.parse(join.visit.starts_at);
+  let ends = Date.parse(join.visit.ends_at);
+  const zone = about.zone;
+  const other = join.participant_role === "resident"  // the kiosk: the resident waits for the visitor
+    ? (join.visit.visit_type === "privileged" ? tr("call.yourAttorney", "your attorney") : tr("call.yourVisitor", "your visitor"))
+    : about.resident || tr("call.theResident", "the resident");
+  const present = new Map(); // side -> server time it joined (null: it was here before us)
+  let mySide = null;
+  let myJoin = null;
+
+  const say = (node, text) => { if (node && node.textContent !== text) node.textContent = text; };
+  const inWaitingRoom = () => present.size === 0 || serverNow() < starts;
+  const drawWaiting = () => {
+    state.waiting = !state.ended && inWaitingRoom();
+    if (ui.videos) ui.videos.classList.toggle("alone", present.size === 0 && !state.ended);
+    if (!ui.waiting) return;
+    ui.waiting.hidden = !state.waiting;
+    if (!state.waiting) return;
+    const now = serverNow();
+    const times = { start: facilityTime(starts, zone), end: facilityTime(ends, zone), name: other };
+    say(ui.waitingFor, capitalise(present.size === 0 ? tr("call.waitingFor", "Waiting for {{name}} to join.", times)
+      : tr("call.otherHereEarly", "{{name}} is here. You will see and hear each other from {{start}}.", times)));
+    say(ui.schedule, now < starts ? tr("call.startsAt", "The visit starts at {{start}} and ends at {{end}} (facility time).", times)
+      : tr("call.startedAt", "The visit started at {{start}} and ends at {{end}} (facility time); joining late does not make it longer.", times));
+    const lines = [];
+    if (myJoin !== null) lines.push(tr("call.youJoined", "You joined at {{time}}.", { time: facilityTime(myJoin, zone) }));
+    const theirs = [...present.values()][0];
+    lines.push(capitalise(present.size === 0 ? tr("call.otherNotYet", "{{name}} has not joined yet.", times)
+      : theirs === null ? tr("call.otherWasHere", "{{name}} was already here when you joined.", times)
+      : tr("call.otherJoined", "{{name}} joined at {{time}}.", { ...times, time: facilityTime(theirs, zone) })));
+    if (ui.present) {
+      const items = lines.map((line) => Object.assign(document.createElement("li"), { textContent: line }));
+      ui.present.replaceChildren(...items);
+    }
+  };
+  const tick = () => {
+    if (!synced) return;
+    const now = serverNow();
+    show(ui.countdown, now < starts ? tr("call.startsIn", "Starts in {{time}}", { time: span(starts - now) })
+      : tr("call.left", "{{time}} left", { time: span(ends - now) }));
+    state.secondsLeft = Math.max(0, Math.ceil((ends - now) / 1000));
+    drawWaiting();
+  };
+  const timer = setInterval(tick, 250);
+  // Media flows only from the start (S1): the other party's first frame means the server's clock
+  // has reached the start, even if it jumped since `joined` (the demo and test clock can move).
+  ui.remote.addEventListener("loadeddata", () => {
+    if (synced && serverNow() < starts) {
+      offset = starts - Date.now();
+      tick();
+    }
+  });
+
+  // Mute and camera: the local tracks are turned off (enabled = false: silence and black frames,
+  // the connection stays up), the button says so with aria-pressed and how it looks.
+  const stateLine = () => {
+    const off = [];
+    if (state.muted) off.push(tr("call.micOff", "Your microphone is off."));
+    if (state.cameraOff) off.push(tr("call.cameraOff", "Your camera is off."));
+    show(ui.mediaState || document.createElement("p"), off.join(" "));
+  };
+  const toggle = (button, kind, flag) => {
+    if (!button) return;
+    button.disabled = false;
+    button.setAttribute("aria-pressed", "false");
+    button.onclick = () => {
+      const off = button.getAttribute("aria-pressed") !== "true";
+      for (const track of media.getTracks()) if (track.kind === kind) track.enabled = !off;
+      button.setAttribute("aria-pressed", String(off));
+      state[flag] = off;
+      stateLine();
+    };
+  };
+  state.muted = false;
+  state.cameraOff = false;
+  toggle(ui.mute, "audio", "muted");
+  toggle(ui.camera, "video", "cameraOff");
 
   let pc = null;
   let ws = null;
@@ -181,7 +298,11 @@ async function startCall(accessToken, visitId, ui) {
     media.getTracks().forEach((t) => t.stop());
     if (pc) pc.close();
     if (ws && ws.readyState === WebSocket.OPEN) ws.close();
+    // The view says why it ended, instead of the countdown, the videos and the toggles.
+    for (const part of [ui.waiting, ui.videos, ui.controls, ui.mediaState]) if (part) part.hidden = true;
+    show(ui.countdown, "");
     show(ui.banner, message);
+    if (ui.after) ui.after.hidden = false;
   };
 
   // One connection: a new peer connection and socket, joined with `first` (a join or a resume).
@@ -202,6 +323,19 @@ async function startCall(accessToken, visitId, ui) {
       const msg = JSON.parse(event.data);
       if (msg.type === "joined") {
         if (msg.resume_token) resumeToken = msg.resume_token;
+        if (msg.server_time) {
+          offset = Date.parse(msg.server_time) - Date.now();
+          synced = true;
+        }
+        if (msg.starts_at) starts = Date.parse(msg.starts_at);
+        if (msg.ends_at) ends = Date.parse(msg.ends_at);
+        mySide = msg.side;
+        if (myJoin === null) myJoin = serverNow();
+        const before = new Map(present);
+        present.clear();
+        for (const side of msg.others || []) present.set(side, before.has(side) ? before.get(side) : null);
+        state.others = [...present.keys()];
+        tick();
         // Trickle ICE: send the offer at once, then each candidate as the browser finds it.
         peer.onicecandidate = (e) => {
           if (socket.readyState !== WebSocket.OPEN) return;
@@ -217,13 +351,25 @@ async function startCall(accessToken, visitId, ui) {
         show(ui.banner, "");
       } else if (msg.type === "warning") {
         state.warnings.push(msg.seconds_left);
+        // S3: the warning says how long is left by the server's clock; follow it if we drifted.
+        const drift = (ends - msg.seconds_left * 1000) - serverNow();
+        if (!synced || Math.abs(drift) > 2000) {
+          offset += drift;
+          synced = true;
+        }
         show(ui.banner, msg.seconds_left >= 60
           ? tr("call.endsInMinutes", "The visit ends in {{count}} minutes.", { count: Math.round(msg.seconds_left / 60) })
           : tr("call.endsInSeconds", "The visit ends in {{count}} seconds.", { count: msg.seconds_left }));
       } else if (msg.type === "participant_joined") {
+        if (msg.side !== mySide) present.set(msg.side, serverNow());
+        state.others = [...present.keys()];
         show(ui.banner, "");
+        tick();
       } else if (msg.type === "participant_left") {
+        present.delete(msg.side);
+        state.others = [...present.keys()];
         show(ui.banner, tr("call.otherLeft", "The other party left; they can rejoin until the end."));
+        tick();
       } else if (msg.type === "ended") {
         state.status = "ended";
         state.ended = msg;
@@ -239,6 +385,7 @@ async function startCall(accessToken, visitId, ui) {
         if (RECONNECT_CODES.has(msg.code) || NON_FATAL_CODES.has(msg.code)) return; // the socket's close reconnects
         state.status = "error";
         finish(msg.code === "replaced" ? tr("call.replaced", "This visit was opened in another window or on another device.")
+          : msg.code === "visit-ended" ? tr("call.ended", "The visit has ended.")
           : tr("call.couldNotJoin", "Could not join: {{message}}", { message: msg.message }));
       }
     };
@@ -252,7 +399,7 @@ async function startCall(accessToken, visitId, ui) {
   // control API is down), then a new join token from the API; backing off between tries.
   const reconnect = async () => {
     if (pc) pc.close();
-    if (Date.now() >= ends) {
+    if (serverNow() >= ends) {
       finish(tr("call.ended", "The visit has ended."));
       return;
     }
@@ -392,23 +539,35 @@ function enrol(token) {
   });
 }
 
-// Both pages: leave the list (#list) for the call view (#call) and join.
+// Both pages: leave the list (#list) for the call view (#call) and join. The waiting room names
+// the other party (the resident's name for the visitor) and shows times in the facility's zone (A1).
 async function enterCall(token, visitId, before) {
-  const ui = { self: $("self"), remote: $("remote"), banner: $("banner"), countdown: $("countdown") };
+  const ids = { self: "self", remote: "remote", banner: "banner", countdown: "countdown", videos: "videos",
+    waiting: "waiting", waitingFor: "waiting-for", schedule: "waiting-schedule", present: "present",
+    controls: "call-controls", mute: "mute", camera: "camera", mediaState: "media-state", after: "after-call" };
+  const ui = Object.fromEntries(Object.entries(ids).map(([key, id]) => [key, $(id)]));
   try {
     if (before) await before();
     $("list").hidden = true;
     $("call").hidden = false;
-    await startCall(token, visitId, ui);
+    const visit = await api(`/v1/visits/${visitId}`, { token }).catch(() => null);
+    const about = {};
+    if (visit) {
+      about.zone = await facilityZone(visit.facility_id, token);
+      if (visit.resident_name) about.resident = visit.resident_name;
+    }
+    await startCall(token, visitId, ui, about);
   } catch (err) {
     $("call").hidden = false;
+    for (const part of [ui.waiting, ui.videos, ui.controls]) if (part) part.hidden = true;
     show(ui.banner, tr("call.couldNotJoin", "Could not join: {{message}}", { message: err.message }));
+    if (ui.after) ui.after.hidden = false;
   }
 }
 
 // The current access token of this page's sign-in (renewed when due), for a raw fetch().
 const freshToken = (token) => currentToken(token);
 
-window.openvisit = { api, startCall, formatMoney, show, signInWith, enterCall, $, ApiError, tr, facilityZone,
+window.openvisit = { api, startCall, formatMoney, money, show, signInWith, enterCall, $, ApiError, tr, facilityZone,
   facilityTime, freshToken };
 })();

@@ -27,3 +27,6 @@ async function listVisits(token) {
   if (!visits.length) box.textContent = tr("empty", "No visits right now.");
   $("list").hidden = false;
 }
+
+// After the visit: back to this kiosk's list (the kiosk stays signed in).
+$("done").addEventListener("click", () => location.reload());
