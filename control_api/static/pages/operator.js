@@ -208,11 +208,11 @@ function creditCard(r, visit) {
       [t("credits.paid"), visit && money(visit.total_cents)],
       [t("credits.decided"), r.decided_at && dateTime(r.decided_at, zone, WHEN)], [t("credits.note"), r.decision_note],
       [t("credits.credited"), r.credited_cents !== null && r.credited_cents !== undefined ? money(r.credited_cents) : null]]));
-  if (r.status === "open") card.append(decisionForm(r, visit));
+  if (r.status === "open") card.append(decisionForm(r, visit, state));
   return card;
 }
 
-function decisionForm(r, visit) {
+function decisionForm(r, visit, state) {
   const key = `web-credit-${r.id}-${crypto.randomUUID()}`;  // one key per decision: a retry cannot credit twice
   const noteId = `note-${r.id}`;
   const note = el("textarea", { id: noteId, rows: "2", maxlength: "500" });
@@ -242,6 +242,8 @@ function decisionForm(r, visit) {
         const done = await api(`/v1/credit-requests/${r.id}/decision`, { method: "POST", body, idempotent: key });
         say(status, yes ? t("credits.approvedNow", { amount: money(done.credited_cents || 0) }) : t("credits.deniedNow"));
         decided = true;
+        const outcome = yes ? "approved" : "denied";  // the heading's badge follows the decision
+        state.replaceWith(badge(t(`credits.status.${outcome}`), outcome));
         countOverdue();
       } catch (err) {
         say(alert, err.message);
