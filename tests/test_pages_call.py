@@ -140,6 +140,7 @@ async def test_waiting_room_countdown_and_toggles(api: Api, chromium: Any, loopb
     await family.click("#camera")
     assert await family.get_attribute("#camera", "aria-pressed") == "true"
     assert await family.evaluate(LOCAL_TRACKS) == {"audio": False, "video": False}
+    await check_page(family, "call-muted", language="es")
     await family.click("#mute")
     assert await family.get_attribute("#mute", "aria-pressed") == "false"
     assert await family.evaluate(LOCAL_TRACKS) == {"audio": True, "video": False}
@@ -159,8 +160,11 @@ async def test_waiting_room_countdown_and_toggles(api: Api, chromium: Any, loopb
     end = datetime.fromisoformat(visit["ends_at"])
     await api.advance(w.operator, int((end - api.ctx.clock.now()).total_seconds()) - 1)
     for page in (family, kiosk):
-        await page.wait_for_selector("#banner:has-text('The visit has ended.')")
+        await page.wait_for_selector("#banner:has-text('The visit has ended at its scheduled end')")
         await page.wait_for_selector("#after-call:not([hidden])")
         assert await page.is_hidden("#countdown") and await page.is_hidden("#videos")
+        local_end = end.astimezone(ZoneInfo("America/Chicago"))
+        assert f"{local_end.hour % 12 or 12}:{local_end:%M}" in await page.inner_text("#banner")  # A1
     assert await family.get_attribute("#after-call a", "href") == "/app/visits.html"
     await check_page(family, "call-ended")
+    await check_page(kiosk, "call-kiosk-ended")

@@ -222,14 +222,15 @@ async function startCall(accessToken, visitId, ui, about = {}) {
   const inWaitingRoom = () => present.size === 0 || serverNow() < starts;
   const drawWaiting = () => {
     state.waiting = !state.ended && inWaitingRoom();
-    if (ui.videos) ui.videos.classList.toggle("alone", present.size === 0 && !state.ended);
+    // Alone, or before the start (no media yet, S1): the self view is the preview, no empty black box.
+    if (ui.videos) ui.videos.classList.toggle("alone", state.waiting);
     if (!ui.waiting) return;
     ui.waiting.hidden = !state.waiting;
     if (!state.waiting) return;
     const now = serverNow();
     const times = { start: facilityTime(starts, zone), end: facilityTime(ends, zone), name: other };
     say(ui.waitingFor, capitalise(present.size === 0 ? tr("call.waitingFor", "Waiting for {{name}} to join.", times)
-      : tr("call.otherHereEarly", "{{name}} is here. You will see and hear each other from {{start}}.", times)));
+      : tr("call.otherHereEarly", "{{name}} is here.", times)));
     say(ui.schedule, now < starts ? tr("call.startsAt", "The visit starts at {{start}} and ends at {{end}} (facility time).", times)
       : tr("call.startedAt", "The visit started at {{start}} and ends at {{end}} (facility time); joining late does not make it longer.", times));
     const lines = [];
@@ -299,7 +300,7 @@ async function startCall(accessToken, visitId, ui, about = {}) {
     if (pc) pc.close();
     if (ws && ws.readyState === WebSocket.OPEN) ws.close();
     // The view says why it ended, instead of the countdown, the videos and the toggles.
-    for (const part of [ui.waiting, ui.videos, ui.controls, ui.mediaState]) if (part) part.hidden = true;
+    for (const part of [ui.waiting, ui.videos, ui.controls, ui.mediaState, ui.help]) if (part) part.hidden = true;
     show(ui.countdown, "");
     show(ui.banner, message);
     if (ui.after) ui.after.hidden = false;
@@ -377,7 +378,7 @@ async function startCall(accessToken, visitId, ui, about = {}) {
           ? tr("call.disconnected", "The visit was disconnected by the facility ({{reason}}).",
             { reason: tr(`call.reasons.${msg.disconnect_reason}`, msg.disconnect_reason) })
           : msg.reason === "failed" ? tr("call.failed", "The visit ended because of a system problem; it will be credited.")
-          : tr("call.ended", "The visit has ended.");
+          : tr("call.endedOnTime", "The visit has ended at its scheduled end ({{end}}).", { end: facilityTime(ends, zone) });
         finish(why);
       } else if (msg.type === "error") {
         state.error = msg;
@@ -544,7 +545,8 @@ function enrol(token) {
 async function enterCall(token, visitId, before) {
   const ids = { self: "self", remote: "remote", banner: "banner", countdown: "countdown", videos: "videos",
     waiting: "waiting", waitingFor: "waiting-for", schedule: "waiting-schedule", present: "present",
-    controls: "call-controls", mute: "mute", camera: "camera", mediaState: "media-state", after: "after-call" };
+    controls: "call-controls", mute: "mute", camera: "camera", mediaState: "media-state", after: "after-call",
+    help: "call-help" };
   const ui = Object.fromEntries(Object.entries(ids).map(([key, id]) => [key, $(id)]));
   try {
     if (before) await before();
