@@ -73,6 +73,22 @@ async def test_waiting_room_countdown_and_toggles(api: Api, chromium: Any, loopb
     start = datetime.fromisoformat(visit["starts_at"])
     await api.advance(w.operator, int((start - api.ctx.clock.now()).total_seconds()) - 180)  # the lobby (S1)
 
+    # Signed out, the call page asks to sign in first (its own form, the app's sign-in); without
+    # ?visit= it lists the visits to join, in the facility's time (A1).
+    for language, submit in (("es", "Iniciar sesión"), ("en", "Sign in")):
+        page = await new_page(chromium, language=language)
+        await page.goto(f"{base(api)}/app/visitor.html{'?visit=' + visit['id'] if language == 'es' else ''}")
+        await page.wait_for_selector(f"html[lang={language}] #login button:has-text('{submit}')")
+        await check_page(page, "call-sign-in", language=language)
+        if language == "en":
+            await page.fill("#email", visitor.extra["email"])
+            await page.fill("#password", PASSWORD)
+            await page.click("#login button[type=submit]")
+            await page.wait_for_selector(f"button[data-visit='{visit['id']}']:has-text('Join')")
+            assert re.search(r"Ana Reyes – .* C[SD]T \(20 min\)", await page.inner_text("#visits"))
+            await check_page(page, "call-list")
+        await page.context.close()
+
     # The visitor signs in, and joins from My visits: the waiting room, alone.
     family = await new_page(chromium)
     family.set_default_timeout(15000)
