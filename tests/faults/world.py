@@ -226,7 +226,7 @@ def build_world(base: str, env: ServerEnv, *, pairs: int = 2) -> World:
 def approved_visitor(world: World, n: int) -> Caller:
     email = f"visitor{n}-{secrets.token_hex(4)}@faults.example.org"
     anonymous = Caller(world.base)
-    anonymous.post("/v1/accounts", {
+    anonymous.request("POST", "/v1/accounts", expect=(202,), body={
         "role": "visitor", "email": email, "password": PASSWORD, "legal_name": f"Fault Visitor {n}",
         "postal_address": "1 Main Street, Springfield, IL 62701", "date_of_birth": "1980-05-17",
         "phone": "+1 217 555 0100"})
