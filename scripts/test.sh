@@ -28,4 +28,7 @@ fi
 
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
-echo "== pytest"; .venv/bin/pytest -q -p no:cacheprovider "$@"
+# Two workers, a file each at a time (each worker has its own PostgreSQL database and temp dirs);
+# OPENVISIT_TEST_WORKERS=0 runs everything in one process.
+echo "== pytest"; .venv/bin/pytest -q -p no:cacheprovider -n "${OPENVISIT_TEST_WORKERS:-2}" --dist loadfile \
+  --durations=15 "$@"
