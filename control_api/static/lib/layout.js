@@ -47,8 +47,10 @@ function header(session, me) {
   select.addEventListener("change", () => setLanguage(select.value));
   const who = el("div", { class: "who" });
   if (session) {
-    const name = me ? me.legal_name : t(`common:role.${session.role}`);
-    who.append(el("span", { text: t("common:signedInAs", { name, role: t(`common:role.${session.role}`) }) }),
+    const text = session.role === "kiosk" ? t("common:signedInKiosk")
+      : t("common:signedInAs", { name: me ? me.legal_name : t(`common:role.${session.role}`),
+        role: t(`common:role.${session.role}`) });
+    who.append(el("span", { text }),
       el("button", { type: "button", class: "link", text: t("common:signOut"), onclick: async () => {
         await signOut();
         location.assign("/app/");
