@@ -1,99 +1,10 @@
 // The facility admin's console (issue 13): access requests with the photo ID (V1), Bar verifications (V2),
 // bookings awaiting review (A7), the day's visits per unit, facility settings (A1-A8, M8), hours, closures,
 // lengths and prices, the resident roster and its CSV import, kiosk devices and staff accounts (V3).
-// Uses only the public API. The helpers below are shared in spirit with pages/operator.js.
+// Uses only the public API. Shared console helpers: lib/console.js.
 import { api, el, say, startPage, t } from "../lib/layout.js";
 import { dateTime, money, time } from "../lib/i18n.js";
-
-/** WAI-ARIA tabs: arrow keys, Home and End move between tabs; the chosen tab is kept in the URL hash. */
-function setUpTabs(tablist, onShow) {
-  const tabs = [...tablist.querySelectorAll("[role=tab]")];
-  const panelOf = (tab) => document.getElementById(tab.getAttribute("aria-controls"));
-  const show = (tab, focus = false) => {
-    for (const other of tabs) {
-      const selected = other === tab;
-      other.setAttribute("aria-selected", String(selected));
-      other.tabIndex = selected ? 0 : -1;
-      panelOf(other).hidden = !selected;
-    }
-    if (focus) tab.focus();
-    history.replaceState(null, "", `#${tab.id.replace(/^tab-/, "")}`);
-    onShow(tab.id.replace(/^tab-/, ""));
-  };
-  tablist.addEventListener("click", (event) => {
-    const tab = event.target.closest("[role=tab]");
-    if (tab) show(tab);
-  });
-  tablist.addEventListener("keydown", (event) => {
-    const index = tabs.indexOf(document.activeElement);
-    if (index < 0) return;
-    const next = { ArrowRight: index + 1, ArrowLeft: index - 1, Home: 0, End: tabs.length - 1 }[event.key];
-    if (next === undefined) return;
-    event.preventDefault();
-    show(tabs[(next + tabs.length) % tabs.length], true);
-  });
-  const wanted = tabs.find((tab) => tab.id === `tab-${location.hash.slice(1)}`) || tabs[0];
-  tablist.hidden = false;
-  show(wanted);
-  return { show: (name) => show(tabs.find((tab) => tab.id === `tab-${name}`)) };
-}
-
-/** The form's alert and status paragraphs (the first `.error` / `.ok` directly inside it). */
-function formParts(form) {
-  return { alert: form.querySelector(":scope > .error"), status: form.querySelector(":scope > .ok") };
-}
-
-function fieldError(form, name) {
-  return form.querySelector(`[data-field="${name}"]`) || form.querySelector(`#err-${CSS.escape(name)}`);
-}
-
-function clearErrors(form) {
-  form.querySelectorAll(".field-error").forEach((p) => say(p, ""));
-  form.querySelectorAll("[aria-invalid]").forEach((input) => input.removeAttribute("aria-invalid"));
-  const { alert, status } = formParts(form);
-  if (alert) say(alert, "");
-  if (status) say(status, "");
-}
-
-function markField(form, name, message) {
-  const target = fieldError(form, name);
-  if (!target) return false;
-  say(target, message);
-  const input = form.querySelector(`[name="${name}"]`);
-  if (input) input.setAttribute("aria-invalid", "true");
-  return true;
-}
-
-/**
- * Show an API error on a form: request validation errors next to their fields (the 422's
- * `errors[].location`), rule problems in the form's alert, plus next to `fields` when given.
- */
-function showProblem(form, err, fields = []) {
-  const { alert } = formParts(form);
-  const errors = err && err.problem && Array.isArray(err.problem.errors) ? err.problem.errors : [];
-  let placed = 0;
-  for (const e of errors) {
-    const path = (e.location || []).slice(1);
-    const name = path.find((p) => Number.isNaN(Number(p))) || path[0];
-    if (name && markField(form, name, e.message)) placed += 1;
-  }
-  for (const name of fields) markField(form, name, err.message);
-  const message = placed && placed === errors.length ? t("fixFields", { message: err.message }) : err.message;
-  if (alert) say(alert, message || t("common:error", { message: String(err) }));
-  return message;
-}
-
-/** Run `work` with the form's submit button disabled, showing errors on the form. */
-export async function busy(button, work) {
-  button.disabled = true;
-  button.setAttribute("aria-busy", "true");
-  try {
-    return await work();
-  } finally {
-    button.disabled = false;
-    button.removeAttribute("aria-busy");
-  }
-}
+import { busy, clearErrors, formParts, markField, setUpTabs, showProblem } from "../lib/console.js";
 
 /** Minutes east of UTC of `zone` at the instant `ms`. */
 function offsetMinutes(ms, zone) {
