@@ -40,7 +40,9 @@ from tests.support import Api
 
 PG_ADMIN_URL = os.environ.get("OPENVISIT_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-pytest_plugins = ("pytester",)  # tests/test_bad_input.py runs the server error check on a sample session
+# pytester: tests/test_bad_input.py runs the server error check on a sample session;
+# tests.support_browser: the `chromium` fixture for the browser tests.
+pytest_plugins = ("pytester", "tests.support_browser")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -4,9 +4,6 @@ on asks for the app's code after the password. Headless Debian Chromium through 
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pyotp
@@ -14,30 +11,8 @@ import pytest
 
 from openvisit.settings import Settings
 from tests.support import PASSWORD, Api
+from tests.support_browser import SHOTS
 from tests.support_facility import build_facility
-from tests.test_browser_e2e import CHROMIUM, FLAGS, HAVE_CHROMIUM
-
-SHOTS = Path(os.environ.get("OPENVISIT_SCREENSHOTS", "/tmp/openvisit-screenshots"))
-SHOTS.mkdir(parents=True, exist_ok=True)
-
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    if not HAVE_CHROMIUM:
-        message = "Chromium is not installed (apt-get install chromium)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        launched = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 def code_now(secret: str, api: Api) -> str:
@@ -46,8 +21,8 @@ def code_now(secret: str, api: Api) -> str:
 
 @pytest.mark.parametrize("viewport", [{"width": 390, "height": 844}, {"width": 1280, "height": 800}],
                          ids=["phone", "desktop"])
-async def test_officer_sets_up_and_uses_an_authenticator_app(api: Api, settings: Settings, browser: Any,
-                                                             viewport: dict[str, int]) -> None:
+async def test_officer_sets_up_and_uses_an_authenticator_app(
+        api: Api, settings: Settings, chromium: Any, viewport: dict[str, int]) -> None:
     world = await build_facility(api)
     operator, officer = world.operator, world.officer
     settings.staff_second_factor = True  # as in production mode: from the next sign-in on
@@ -55,7 +30,7 @@ async def test_officer_sets_up_and_uses_an_authenticator_app(api: Api, settings:
     name = "phone" if viewport["width"] < 600 else "desktop"
     errors: list[str] = []
 
-    page = await browser.new_page(viewport=viewport)
+    page = await chromium.new_page(viewport=viewport)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     await page.goto(f"{base}/app/officer.html")
     await page.fill("#email", officer.extra["email"])
@@ -80,7 +55,7 @@ async def test_officer_sets_up_and_uses_an_authenticator_app(api: Api, settings:
 
     # Next time: the password, then the app's code (the next time step: the set-up used this one).
     await api.advance(operator, 30)
-    page = await browser.new_page(viewport=viewport)
+    page = await chromium.new_page(viewport=viewport)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     await page.goto(f"{base}/app/officer.html")
     await page.fill("#email", officer.extra["email"])
@@ -98,7 +73,7 @@ async def test_officer_sets_up_and_uses_an_authenticator_app(api: Api, settings:
     assert await page.is_hidden("#login")
 
     # A recovery code works in the same field, once.
-    page2 = await browser.new_page(viewport=viewport)
+    page2 = await chromium.new_page(viewport=viewport)
     await page2.goto(f"{base}/app/officer.html")
     await page2.fill("#email", officer.extra["email"])
     await page2.fill("#password", PASSWORD)
@@ -110,13 +85,14 @@ async def test_officer_sets_up_and_uses_an_authenticator_app(api: Api, settings:
     assert errors == []
 
 
-async def test_forgotten_password_and_email_confirmation_from_the_mailed_links(api: Api, browser: Any) -> None:
+async def test_forgotten_password_and_email_confirmation_from_the_mailed_links(
+        api: Api, chromium: Any) -> None:
     """The links in the mail open /app/account.html, which confirms the email or sets a new password."""
     base = f"http://{api.client.server.host}:{api.client.server.port}"
     visitor = await api.sign_up(confirm=False)
     email = visitor.extra["email"]
     errors: list[str] = []
-    page = await browser.new_page(viewport={"width": 390, "height": 844})
+    page = await chromium.new_page(viewport={"width": 390, "height": 844})
     page.on("pageerror", lambda exc: errors.append(str(exc)))
 
     link = next(w for w in (await api.mail(email, "confirm-email"))[0]["body"].split() if "#confirm=" in w)
