@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -21,14 +20,8 @@ import pytest
 
 from tests.support import PASSWORD, Api
 from tests.support_booking import at, book
+from tests.support_browser import CHROMIUM, FLAGS, HAVE_CHROMIUM
 from tests.support_facility import build_facility
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-HAVE_CHROMIUM = Path(CHROMIUM).exists()
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-         "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection"]
 
 INBOUND = """async () => {
   if (!window.callPc) return null;

@@ -26,8 +26,9 @@ from control_api.security_headers import DOCS_POLICY, security_headers_middlewar
 from openvisit.settings import Settings
 from tests.support import PASSWORD, Api
 from tests.support_booking import at, book
+from tests.support_browser import CHROMIUM, FLAGS, HAVE_CHROMIUM
 from tests.support_facility import build_facility
-from tests.test_browser_e2e import CHROMIUM, FLAGS, HAVE_CHROMIUM, _wait_state
+from tests.test_browser_e2e import _wait_state
 
 SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 

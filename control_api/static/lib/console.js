@@ -1,7 +1,7 @@
 // Back-office console helpers shared by the facility admin's and the operator's consoles (issue 13):
 // WAI-ARIA tabs, and API problems shown on forms (422 validation errors next to their fields).
 // `t("fixFields")` comes from the page's own namespace.
-import { say, t } from "./layout.js";
+import { el, say, t } from "./layout.js";
 
 /** WAI-ARIA tabs: arrow keys, Home and End move between tabs; the chosen tab is kept in the URL hash. */
 export function setUpTabs(tablist, onShow) {
@@ -91,4 +91,27 @@ export async function busy(button, work) {
     button.disabled = false;
     button.removeAttribute("aria-busy");
   }
+}
+
+/** Dollars typed in a field -> cents (null when not a number). */
+export function toCents(value) {
+  const n = Number(String(value).replace(",", "."));
+  return value === "" || Number.isNaN(n) ? null : Math.round(n * 100);
+}
+
+export const fromCents = (cents) => (cents / 100).toFixed(2);
+
+/** A small definition list from [label, value] pairs (values may be nodes). */
+export function pairs(rows) {
+  const dl = el("dl", { class: "pairs" });
+  for (const [label, value] of rows) {
+    if (value === null || value === undefined || value === "") continue;
+    dl.append(el("dt", { text: label }), el("dd", {}, value));
+  }
+  return dl;
+}
+
+/** A status badge (text, never colour alone). */
+export function badge(text, kind = "") {
+  return el("span", { class: `badge ${kind}`.trim(), text });
 }

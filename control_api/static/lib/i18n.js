@@ -86,6 +86,11 @@ export function date(iso, timeZone, options = {}) {
   return new Intl.DateTimeFormat(locale(), { dateStyle: "full", timeZone, ...options }).format(new Date(iso));
 }
 
+/** Today's date (YYYY-MM-DD) in `timeZone` (the facility's day, not the browser's; A1). */
+export function todayIn(timeZone, now = new Date()) {
+  return new Intl.DateTimeFormat("en-CA", { timeZone, year: "numeric", month: "2-digit", day: "2-digit" }).format(now);
+}
+
 export function time(iso, timeZone) {
   return new Intl.DateTimeFormat(locale(), { timeStyle: "short", timeZone }).format(new Date(iso));
 }

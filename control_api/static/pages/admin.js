@@ -3,8 +3,10 @@
 // lengths and prices, the resident roster and its CSV import, kiosk devices and staff accounts (V3).
 // Uses only the public API. Shared console helpers: lib/console.js.
 import { api, el, say, startPage, t } from "../lib/layout.js";
-import { dateTime, money, time } from "../lib/i18n.js";
-import { busy, clearErrors, formParts, markField, setUpTabs, showProblem } from "../lib/console.js";
+import { dateTime, money, time, todayIn } from "../lib/i18n.js";
+import {
+  badge, busy, clearErrors, formParts, fromCents, markField, pairs, setUpTabs, showProblem, toCents,
+} from "../lib/console.js";
 
 /** Minutes east of UTC of `zone` at the instant `ms`. */
 function offsetMinutes(ms, zone) {
@@ -26,34 +28,6 @@ function zonedToIso(local, zone) {
   return new Date(guess).toISOString();
 }
 
-/** Today's date (YYYY-MM-DD) in the facility's zone. */
-function todayIn(zone) {
-  return new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" })
-    .format(new Date());
-}
-
-/** Dollars typed in a field -> cents (null when not a number). */
-function toCents(value) {
-  const n = Number(String(value).replace(",", "."));
-  return value === "" || Number.isNaN(n) ? null : Math.round(n * 100);
-}
-
-const fromCents = (cents) => (cents / 100).toFixed(2);
-
-/** A small definition list from [label, value] pairs (values may be nodes). */
-function pairs(rows) {
-  const dl = el("dl", { class: "pairs" });
-  for (const [label, value] of rows) {
-    if (value === null || value === undefined || value === "") continue;
-    dl.append(el("dt", { text: label }), el("dd", {}, value));
-  }
-  return dl;
-}
-
-/** A status badge (text, never colour alone). */
-function badge(text, kind = "") {
-  return el("span", { class: `badge ${kind}`.trim(), text });
-}
 
 // ------------------------------------------------------------------ the page
 
@@ -73,10 +47,7 @@ const loaded = new Set();
 
 const unitName = (id) => (units.find((u) => u.id === id) || {}).name || "—";
 const zone = () => facility.timezone;
-// lib/i18n.js dateTime() combines dateStyle/timeStyle with timeZoneName, which Intl refuses; spell it out.
-const WHEN = { dateStyle: undefined, timeStyle: undefined, weekday: "short", year: "numeric", month: "short", day: "numeric",
-  hour: "numeric", minute: "2-digit" };
-const when = (iso) => dateTime(iso, zone(), WHEN);
+const when = (iso) => dateTime(iso, zone());
 
 async function start() {
   if (!facilityId) {

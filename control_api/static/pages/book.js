@@ -4,7 +4,7 @@
 // privacy notice before paying (B6, P1), then payment: credit first (M5), the rest by card through
 // the test-mode tokeniser (M1), with an Idempotency-Key.
 import { api, el, say, startPage, t } from "../lib/layout.js";
-import { language, money, time } from "../lib/i18n.js";
+import { dateTime, language, money, time, todayIn } from "../lib/i18n.js";
 import { CardError, EXAMPLE_NUMBER, formatNumber, tokenise } from "./test_card.js";
 
 const $ = (id) => document.getElementById(id);
@@ -28,13 +28,6 @@ const state = {
 
 // ------------------------------------------------------------------ facility-local dates (A1)
 
-function todayIn(zone) {
-  const parts = new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" })
-    .formatToParts(new Date());
-  const get = (type) => parts.find((p) => p.type === type).value;
-  return `${get("year")}-${get("month")}-${get("day")}`;
-}
-
 function addDays(ymd, n) {
   const d = new Date(`${ymd}T12:00:00Z`);
   d.setUTCDate(d.getUTCDate() + n);
@@ -51,13 +44,6 @@ function zoneName(zone) {
   const part = new Intl.DateTimeFormat(locale(), { timeZone: zone, timeZoneName: "long" }).formatToParts(new Date())
     .find((p) => p.type === "timeZoneName");
   return part ? part.value : zone;
-}
-
-/** A date and time in the facility's zone, with the zone named (A1). lib/i18n.js dateTime() combines
- * dateStyle with timeZoneName, which Intl refuses ("Invalid option"), so the fields are spelt out here. */
-function dateTime(iso, zone) {
-  return new Intl.DateTimeFormat(locale(), { weekday: "short", year: "numeric", month: "short", day: "numeric", hour: "numeric",
-    minute: "2-digit", timeZone: zone, timeZoneName: "short" }).format(new Date(iso));
 }
 
 const typeName = (type) => t(`type.${type}`);

@@ -5,11 +5,8 @@
 import { api, el, say, startPage, t } from "../lib/layout.js";
 import { dateTime, language } from "../lib/i18n.js";
 
-// lib/i18n.js dateTime() combines dateStyle/timeStyle with timeZoneName, which Intl refuses
-// ("Invalid option"); these options replace the styles and keep the zone named (A1).
-const WHEN = { dateStyle: undefined, timeStyle: undefined, year: "numeric", month: "short", day: "numeric",
-  hour: "numeric", minute: "2-digit" };
-const when = (iso, timeZone) => dateTime(iso, timeZone, WHEN);
+// The facility's time with the zone named (A1), without the weekday.
+const when = (iso, timeZone) => dateTime(iso, timeZone, { weekday: undefined });
 
 const $ = (id) => document.getElementById(id);
 const { me } = await startPage("facilities", { roles: ["visitor", "attorney"] });

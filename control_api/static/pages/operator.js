@@ -2,46 +2,16 @@
 // (Idempotency-Key), facilities, fees (M7), finding and cancelling visits, and the audit chain's state.
 // Uses only the public API. Shared console helpers: lib/console.js.
 import { api, el, say, startPage, t } from "../lib/layout.js";
-import { dateTime, money } from "../lib/i18n.js";
-import { busy, clearErrors, formParts, setUpTabs, showProblem } from "../lib/console.js";
-
-/** Today's date (YYYY-MM-DD) in the facility's zone. */
-function todayIn(zone, now = new Date()) {
-  return new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" })
-    .format(now);
-}
-
-/** Dollars typed in a field -> cents (null when not a number). */
-function toCents(value) {
-  const n = Number(String(value).replace(",", "."));
-  return value === "" || Number.isNaN(n) ? null : Math.round(n * 100);
-}
-
-const fromCents = (cents) => (cents / 100).toFixed(2);
-
-/** A small definition list from [label, value] pairs (values may be nodes). */
-function pairs(rows) {
-  const dl = el("dl", { class: "pairs" });
-  for (const [label, value] of rows) {
-    if (value === null || value === undefined || value === "") continue;
-    dl.append(el("dt", { text: label }), el("dd", {}, value));
-  }
-  return dl;
-}
-
-/** A status badge (text, never colour alone). */
-function badge(text, kind = "") {
-  return el("span", { class: `badge ${kind}`.trim(), text });
-}
+import { dateTime, money, todayIn } from "../lib/i18n.js";
+import {
+  badge, busy, clearErrors, formParts, fromCents, pairs, setUpTabs, showProblem, toCents,
+} from "../lib/console.js";
 
 
 // ------------------------------------------------------------------ the page
 
 const $ = (id) => document.getElementById(id);
 const TIERS = ["prison", "jail_1000_plus", "jail_350_999", "jail_100_349", "jail_50_99", "jail_under_50"];
-// lib/i18n.js dateTime() combines dateStyle/timeStyle with timeZoneName, which Intl refuses; spell it out.
-const WHEN = { dateStyle: undefined, timeStyle: undefined, weekday: "short", year: "numeric", month: "short", day: "numeric",
-  hour: "numeric", minute: "2-digit" };
 
 await startPage("operator", { roles: ["operator"] });
 let facilities = [];
@@ -109,15 +79,15 @@ function creditCard(r, visit) {
   const card = el("article", { class: `card request${r.overdue ? " overdue" : ""}`, "aria-labelledby": headingId,
     "data-credit": r.id },
     el("h3", { id: headingId }, visit ? t("credits.title", { facility: facility ? facility.name : visit.facility_id,
-      resident: visit.resident_name || visit.resident_id, when: dateTime(visit.starts_at, zone, WHEN) }) : r.visit_id, " ", state),
+      resident: visit.resident_name || visit.resident_id, when: dateTime(visit.starts_at, zone) }) : r.visit_id, " ", state),
     el("blockquote", { class: "quote", text: r.description }),
-    pairs([[t("credits.filed"), dateTime(r.filed_at, zone, WHEN)], [t("credits.decideBy"), dateTime(r.decide_by, zone, WHEN)],
+    pairs([[t("credits.filed"), dateTime(r.filed_at, zone)], [t("credits.decideBy"), dateTime(r.decide_by, zone)],
       [t("credits.visitState"), visit && t(`visit.status.${visit.status}`, { defaultValue: visit.status })],
       [t("credits.connected"), visit && visit.connected_seconds !== null && visit.connected_seconds !== undefined
         ? t("credits.minutes", { count: Math.round(visit.connected_seconds / 60) }) : null],
       [t("credits.why"), visit && (visit.disconnect_reason || visit.ended_reason)],
       [t("credits.paid"), visit && money(visit.total_cents)],
-      [t("credits.decided"), r.decided_at && dateTime(r.decided_at, zone, WHEN)], [t("credits.note"), r.decision_note],
+      [t("credits.decided"), r.decided_at && dateTime(r.decided_at, zone)], [t("credits.note"), r.decision_note],
       [t("credits.credited"), r.credited_cents !== null && r.credited_cents !== undefined ? money(r.credited_cents) : null]]));
   if (r.status === "open") card.append(decisionForm(r, visit, state));
   return card;
@@ -294,7 +264,7 @@ async function loadVisits() {
     const actions = el("td", {});
     if (["scheduled", "pending_review"].includes(v.status)) actions.append(cancelControl(v));
     return el("tr", { "data-visit": v.id },
-      el("td", { text: dateTime(v.starts_at, facility.timezone, { ...WHEN, weekday: undefined, year: undefined,
+      el("td", { text: dateTime(v.starts_at, facility.timezone, { weekday: undefined, year: undefined,
         month: undefined, day: undefined, timeZoneName: "short" }) }),
       el("td", { text: v.resident_name || v.resident_id }), el("td", { text: t(`visit.types.${v.visit_type}`) }),
       el("td", {}, badge(t(`visit.status.${v.status}`, { defaultValue: v.status }), v.status)),
@@ -355,7 +325,7 @@ async function loadAudit() {
       pairs([[t("audit.entries"), String(state.entries)],
         [t("audit.head"), el("span", { class: "hash", text: state.head_hash })],
         [t("audit.problem"), state.problem], [t("audit.badSeq"), state.bad_seq === null ? null : String(state.bad_seq)],
-        [t("audit.checkedAt"), dateTime(state.checked_at, "UTC", WHEN)]]));
+        [t("audit.checkedAt"), dateTime(state.checked_at, "UTC")]]));
   } catch (err) {
     box.replaceChildren(el("p", { class: "error", role: "alert", text: t("common:error", { message: err.message }) }));
   }
