@@ -111,7 +111,8 @@ async def sign_up(page: Any, api: Api, tmp_path: Path, *, name: str, email: str,
     await page.set_input_files("#photo-file", str(photo))
     await page.wait_for_selector("#photo-figure:not([hidden]) #photo-preview[src^='blob:']")
     await page.click("#photo-upload")
-    await page.wait_for_selector("#photo-status:not([hidden])")
+    # The status says "Uploading…" first: wait for the answer (its text has no ellipsis), not the start.
+    await page.wait_for_selector("#photo-status:not([hidden]):not(:has-text('…'))")
 
 
 async def ask_for_access(page: Any, api: Api, w: FacilityWorld, *, bar: bool = False) -> None:

@@ -103,7 +103,8 @@ async def journey(api: Api, chromium: Any, tmp_path: Path, language: str) -> Non
     await page.set_input_files("#photo-file", str(photo))
     await page.wait_for_selector("#photo-figure:not([hidden]) #photo-preview[src^='blob:']")
     await page.click("#photo-upload")
-    await page.wait_for_selector("#photo-status:not([hidden])")
+    # The status says "Uploading…" first: wait for the answer (its text has no ellipsis), not the start.
+    await page.wait_for_selector("#photo-status:not([hidden]):not(:has-text('…'))")
     await page.wait_for_selector("#photo-upload:disabled")
     await check_page(page, "account-photo-uploaded", language=language)
 
