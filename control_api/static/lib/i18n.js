@@ -3,7 +3,7 @@
 // Markup names its strings: data-i18n="key" (text), data-i18n-attr="placeholder:key,aria-label:key".
 // Each page has its own namespace (its file name) besides "common", so pages grow independently.
 import i18next from "../vendor/i18next/i18next.js";
-import { api, currentSession } from "./session.js";
+import { api, currentSession, setProblemLocalizer } from "./session.js";
 
 export const LANGUAGES = { en: "English", es: "Español" };
 const LANG_KEY = "openvisit.language";
@@ -33,10 +33,18 @@ export async function initI18n(page, language = null) {
     resources, interpolation: { escapeValue: false }, returnNull: false });
   document.documentElement.lang = lng;
   translate(document);
+  setProblemLocalizer(problemText);
   return lng;
 }
 
 export const t = (key, options) => i18next.t(key, options);
+
+/** A problem in the page's language: the language's sentence for its type when there is one,
+ * else the API's own detail (English carries the most precise words, with numbers and rules). */
+function problemText(slug, status, detail) {
+  const own = language() !== "en" && slug ? i18next.getResource(language(), "common", `problems.${slug}`) : null;
+  return typeof own === "string" ? own : detail;
+}
 export const language = () => i18next.language || "en";
 
 export function translate(root) {

@@ -3,11 +3,21 @@
 // renews them with the refresh token shortly before they expire and once more on a 401.
 const KEY = "openvisit.session";
 
+// Problem details come in English; a page in another language puts its own sentence for the
+// problem's type (its slug, the API's stable contract) in their place (lib/i18n.js sets this).
+let localizeProblem = (_slug, _status, detail) => detail;
+
+export function setProblemLocalizer(fn) {
+  localizeProblem = fn;
+}
+
 export class ApiError extends Error {
   constructor(status, problem) {
-    super(problem.detail || `${status}`);
+    const slug = (problem.type || "").split("/").pop();
+    super(localizeProblem(slug, status, problem.detail || `${status}`));
     this.status = status;
-    this.slug = (problem.type || "").split("/").pop();
+    this.slug = slug;
+    this.detail = problem.detail;  // the API's own words (English), for logs and support
     this.problem = problem;
   }
 }
