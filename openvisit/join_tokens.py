@@ -78,6 +78,11 @@ class JoinTokenVerifier:
     def __init__(self, public_key: Ed25519PublicKey) -> None:
         self._key = public_key
 
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        """The same key verifies device-check tokens (openvisit/device_check_tokens.py)."""
+        return self._key
+
     def verify(self, token: str, now: datetime, *, visit_id: str | None = None) -> JoinClaims:
         try:
             p = jwt.decode(token, self._key, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,

@@ -18,6 +18,7 @@ from typing import Any
 
 from openvisit.join_tokens import JoinClaims
 from sfu.aiortc_adapter import install_fast_clock
+from sfu.device_check import DeviceChecks
 from sfu.events import VisitEvent, VisitEventSink
 from sfu.node_state import NodeState
 from sfu.recording.recovery import recover_orphans, unreported_segments
@@ -57,6 +58,7 @@ class Sfu:
         self.media_timeout = media_timeout
         self.recordings = recordings
         self.rooms: dict[str, Room] = {}
+        self.device_checks = DeviceChecks(ice_servers)  # loopback tests: no room, no events (issue 13)
         # Used join tokens, resume tokens and ended visits, kept across a restart (sfu/node_state.py).
         self.state = state or NodeState()
         self.ended: set[str] = set(self.state.ended)  # visits that ended here: a late join must not reopen them (S2)
@@ -198,4 +200,5 @@ class Sfu:
         """Shutting down with nowhere to hand the visits: each ends `failed` (credited, M6) and its
         parties are told why and disconnected; all rooms at once, so shutdown takes one room's time."""
         await asyncio.gather(*(room.end("failed", message="the media server shut down; the visit will be credited")
-                               for room in list(self.rooms.values())), return_exceptions=True)
+                               for room in list(self.rooms.values())), self.device_checks.close(),
+                             return_exceptions=True)

@@ -15,10 +15,12 @@ from typing import Any
 import jwt
 from aiohttp import WSMsgType, web
 
+from openvisit.device_check_tokens import looks_like_device_check
 from openvisit.join_tokens import JoinTokenError, JoinTokenVerifier
 from sfu.room import Room, RoomClosedError, Send, side_of
 from sfu.router import PrivilegeViolationError
 from sfu.service import Sfu
+from signaling.device_check import serve_device_check
 
 log = logging.getLogger(__name__)
 JOIN_TIMEOUT = 10.0
@@ -71,13 +73,20 @@ def signaling_handler(get_sfu: Callable[[], Sfu], get_verifier: Callable[[], Joi
         except TimeoutError:
             return await fail("join-timeout", "send a join message first")
         msg = _parse(first)
+        if msg is not None and msg.get("type") == "check":  # a device check (section 8), never a visit
+            return await serve_device_check(ws, sfu, verifier, msg.get("token"), now=now, send=send, fail=fail,
+                                            add_candidate=_add_candidate, source=request.remote)
         token, resume = (msg.get("token"), msg.get("resume")) if msg is not None else (None, None)
         if msg is None or msg.get("type") != "join" or not (isinstance(token, str) or isinstance(resume, str)):
-            return await fail("bad-message", "the first message must be {type: join, token} or {type: join, resume}")
+            return await fail("bad-message", "the first message must be {type: join, token}, {type: join, resume} "
+                                             "or {type: check, token}")
         if isinstance(token, str):
             try:
                 claims = verifier.verify(token, now())  # S1: visit, participant, window
             except JoinTokenError as exc:
+                if looks_like_device_check(token):  # names no visit: refused, nothing to audit it against
+                    log.warning("a device-check token was presented to join a visit (from %s)", request.remote)
+                    return await fail("bad-token", "a device-check token never joins a visit")
                 claimed = _unverified_claims(token)
                 if claimed is not None:  # audited against the visit it names, as an attempt
                     await sfu.report_refusal(claimed[0], claimed[1], f"bad token: {exc}", source=request.remote)

@@ -18,6 +18,7 @@ AREAS = (
     "billing",  # balance, statements, credit requests (M)
     "media",  # join tokens and media-plane event reports (S1, S6, M6)
     "monitoring",  # officers' live visits and monitor tokens (P1)
+    "device_checks",  # loopback connection tests against the media server (issue 13)
     "privilege",  # attestations of privileged visits (P3)
     "recordings",  # investigator search, playback, flags, export, legal hold (R3, R4)
     "clock",  # the test clock
