@@ -24,7 +24,7 @@ from control_api.db.models import Visit
 from control_api.db.outage import describe, is_database_outage
 from control_api.metrics import METRICS
 from openvisit.join_tokens import JoinTokenVerifier
-from sfu.aiortc_adapter import restrict_host_candidates, restrict_udp_ports
+from sfu.aiortc_adapter import announce_host_address, restrict_host_candidates, restrict_udp_ports
 from sfu.events import DeliveryFailed, DeliveryRefused, VisitEvent
 from sfu.heartbeat import Heartbeat, Transport
 from sfu.metrics import EventLoopLag, SfuCollector
@@ -112,6 +112,8 @@ def install_embedded_media(app: web.Application) -> None:
         undo = [restrict_host_candidates(ctx.settings.media_addresses)] if ctx.settings.media_addresses else []
         if ctx.settings.udp_port_range is not None:
             undo.append(restrict_udp_ports(*ctx.settings.udp_port_range))
+        if ctx.settings.media_announced_address is not None:  # behind a 1:1 NAT
+            undo.append(announce_host_address(ctx.settings.media_announced_address))
         outbox_path = ctx.settings.media_outbox_file("embedded")
         # attempt_timeout: applying `recording_closed` re-hashes every file of the visit (R2);
         # long recordings on a slow disk must not time out, roll back and retry forever.

@@ -147,6 +147,7 @@ async def _media_node(settings: Settings, control_url: str) -> None:
     app, _sfu = await media_node_from_control(
         control_url, secret, ice_servers=[s.model_dump(exclude_none=True) for s in settings.ice_servers],
         addresses=settings.media_addresses, udp_ports=settings.udp_port_range,
+        announced_address=settings.media_announced_address,
         media_timeout=settings.media_timeout_seconds,
         recordings=LocalFolderStorage(settings.recordings_dir, min_free_bytes=settings.recordings_min_free_mb << 20),
         stall_seconds=settings.media_stall_seconds, heartbeat_seconds=settings.media_heartbeat_seconds,

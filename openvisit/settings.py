@@ -7,7 +7,9 @@ bad value stops the process with a message naming the setting, instead of failin
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from enum import StrEnum
 from pathlib import Path
@@ -71,6 +73,49 @@ class Settings(BaseSettings):
     recordings_min_free_mb: int = Field(
         default=256, ge=0, description="a media node starts no new recording with less free space than this in "
                                        "the recordings folder (reported as recording_failed, shown on /v1/health)")
+
+    # --- TURN relay and the SFU's announced address (issue 14; control_api/domain/turn_credentials.py) ---
+    media_announced_address: str | None = Field(
+        default=None, description="the public IP the SFU puts in its ICE candidates instead of the address it "
+        "binds (media_addresses), when it sits behind a 1:1 NAT (e.g. a cloud machine's elastic IP)")
+    turn_urls: list[str] = Field(
+        default_factory=list, description="TURN URLs offered to participants with per-participant credentials, "
+        "e.g. turn:turn.example.org:3478?transport=udp, turn:turn.example.org:3478?transport=tcp, "
+        "turns:turn.example.org:443?transport=tcp (needs turn_secret)")
+    turn_secret: str | None = Field(
+        default=None, description="the relay's static-auth-secret (coturn use-auth-secret): TURN credentials are "
+                                  "HMACs of it, minted per participant")
+    turn_credential_margin_seconds: int = Field(
+        default=300, ge=0, le=3600, description="TURN credentials outlive the participant's join window (S1, S2) "
+                                                "by this much")
+
+    @field_validator("turn_urls")
+    @classmethod
+    def _turn_url_shape(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not re.fullmatch(r"turns?:[A-Za-z0-9.\-\[\]:]+?(:\d{1,5})?(\?transport=(udp|tcp))?", url.strip()):
+                raise ValueError(f"{url!r} is not a TURN URL (turn:HOST:PORT?transport=udp|tcp, "
+                                 "turns:HOST:443?transport=tcp)")
+        return [url.strip() for url in value]
+
+    @field_validator("media_announced_address")
+    @classmethod
+    def _announced_ip(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ipaddress.ip_address(value.strip())
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address (ICE candidates carry addresses, not names)") \
+                    from None
+            return value.strip()
+        return value
+
+    @model_validator(mode="after")
+    def _turn_needs_secret(self) -> Settings:
+        if self.turn_urls and not self.turn_secret:
+            raise ValueError("turn_urls need turn_secret (the relay's static-auth-secret) to mint credentials")
+        return self
+    # --- end of issue 14 TURN block ---
 
     access_token_minutes: int = Field(
         default=15, ge=1, le=24 * 60,

@@ -49,12 +49,16 @@ The process:
   the configured ones (tests use 127.0.0.1).
 - `restrict_udp_ports`: aioice binds an ephemeral port per connection; a firewall-friendly SFU
   binds only in the configured range.
+- `announce_host_address`: behind a 1:1 NAT the SFU binds its private address but must put the
+  public one in its SDP candidates (mediasoup's announced IP); aioice keeps the real address.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import ipaddress
 import itertools
 import logging
 import random
@@ -66,9 +70,10 @@ from typing import Any
 
 import aioice.ice
 import aiortc.clock
+import aiortc.rtcicetransport
 import av
 import pylibsrtp
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCRtpReceiver, RTCRtpSender
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceCandidate, RTCIceServer, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rate import MIN_FRAME_PERIOD_HISTORY_LENGTH, OveruseEstimator, RateCounter, RemoteBitrateEstimator
@@ -1055,6 +1060,28 @@ def restrict_host_candidates(addresses: Sequence[str]) -> Callable[[], None]:
 
     def undo() -> None:
         aioice.ice.get_host_addresses = _original_get_host_addresses
+
+    return undo
+
+
+_original_get_local_candidates = aiortc.rtcicetransport.RTCIceGatherer.getLocalCandidates
+
+
+def announce_host_address(address: str) -> Callable[[], None]:
+    """Announce host candidates with `address` instead of the bound one (process-wide), for an
+    SFU behind a 1:1 NAT; only what the SDP says changes, aioice's sockets and pairs do not.
+    Returns an undo function."""
+    ipaddress.ip_address(address)  # a name would be a broken candidate: refuse it here
+
+    def getLocalCandidates(self: aiortc.rtcicetransport.RTCIceGatherer) -> list[RTCIceCandidate]:
+        return [dataclasses.replace(c, ip=address) if c.type == "host" else c
+                for c in _original_get_local_candidates(self)]
+
+    aiortc.rtcicetransport.RTCIceGatherer.getLocalCandidates = getLocalCandidates  # type: ignore[method-assign]
+
+    def undo() -> None:
+        aiortc.rtcicetransport.RTCIceGatherer.getLocalCandidates = (  # type: ignore[method-assign]
+            _original_get_local_candidates)
 
     return undo
 

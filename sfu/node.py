@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from openvisit.join_tokens import JoinTokenVerifier
 from openvisit.keys import load_public_key
-from sfu.aiortc_adapter import restrict_host_candidates, restrict_udp_ports
+from sfu.aiortc_adapter import announce_host_address, restrict_host_candidates, restrict_udp_ports
 from sfu.events import HttpDelivery, VisitEventSink
 from sfu.heartbeat import FollowingClock, Heartbeat, Transport, http_transport
 from sfu.metrics import SfuCollector
@@ -82,6 +82,7 @@ def _cache_key(cache: Path, pem: str) -> None:
 def create_media_node_app(verifier: JoinTokenVerifier, sink: VisitEventSink, *,
                           now: Callable[[], datetime] = real_now, ice_servers: list[dict[str, object]] | None = None,
                           addresses: list[str] | None = None, udp_ports: tuple[int, int] | None = None,
+                          announced_address: str | None = None,
                           media_timeout: float = DEFAULT_MEDIA_TIMEOUT,
                           recordings: RecordingStorage | None = None, stall_seconds: float = DEFAULT_STALL_SECONDS,
                           heartbeat: Transport | None = None, heartbeat_seconds: float = 2.0,
@@ -94,6 +95,8 @@ def create_media_node_app(verifier: JoinTokenVerifier, sink: VisitEventSink, *,
         restrict_host_candidates(addresses)
     if udp_ports:
         restrict_udp_ports(*udp_ports)
+    if announced_address:
+        announce_host_address(announced_address)  # behind a 1:1 NAT: candidates carry the public address
     if clock is not None:
         now = clock.now
     sfu = Sfu(sink, now, ice_servers=ice_servers or [], media_timeout=media_timeout, recordings=recordings,

@@ -14,6 +14,7 @@ from control_api.db.models import Visit
 from control_api.problems import conflict, forbidden, not_found
 from control_api.routes.common import Id, Instant, Strict
 from control_api.services import media_sessions
+from control_api.services.ice_servers import ice_servers_for
 from control_api.services.visit_outcomes import record_event
 from openvisit.keys import public_pem
 
@@ -74,7 +75,8 @@ async def join(req: ApiRequest[Any, Any]) -> JoinOut:
         visit_id=visit.id, participant_id=participant_id, participant_role=participant_role,
         visit_type=visit.visit_type, visit_starts_at=visit.starts_at, visit_ends_at=visit.ends_at,
         not_before=opens, expires_at=expires)
-    servers = [IceServerOut(**s.model_dump()) for s in req.ctx.settings.ice_servers]
+    servers = [IceServerOut(**s.model_dump()) for s in ice_servers_for(
+        req.ctx.settings, participant_id=participant_id, valid_until=visit.ends_at, now=now)]
     return JoinOut(join_token=token, expires_at=expires, signaling_url=signaling_url_for(req),
                    ice_servers=servers, participant_role=participant_role,
                    visit=JoinVisit(id=visit.id, starts_at=visit.starts_at, ends_at=visit.ends_at,

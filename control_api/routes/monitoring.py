@@ -16,6 +16,7 @@ from control_api.db.models import HousingUnit, Resident, User, Visit
 from control_api.problems import ProblemError, conflict, forbidden, not_found
 from control_api.routes.media import IceServerOut, JoinOut, JoinVisit, signaling_url_for
 from control_api.services import audit
+from control_api.services.ice_servers import ice_servers_for
 
 routes = ApiRoutes()
 TAGS = ("monitoring",)
@@ -90,7 +91,8 @@ async def monitor(req: ApiRequest[Any, Any]) -> JoinOut:
         await audit.append(session, now=now, action="monitor.authorized", actor=p, facility_id=visit.facility_id,
                            visit_id=visit.id, detail={"token_expires_at": expires.isoformat()})
     return JoinOut(join_token=token, expires_at=expires, signaling_url=signaling_url_for(req),
-                   ice_servers=[IceServerOut(**s.model_dump()) for s in req.ctx.settings.ice_servers],
+                   ice_servers=[IceServerOut(**s.model_dump()) for s in ice_servers_for(
+                       req.ctx.settings, participant_id=p.id, valid_until=visit.ends_at, now=now)],
                    participant_role="monitor",
                    visit=JoinVisit(id=visit.id, starts_at=visit.starts_at, ends_at=visit.ends_at,
                                    visit_type=visit.visit_type))
