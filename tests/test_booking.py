@@ -95,7 +95,8 @@ async def test_b1_a_visit_type_never_changes(api: Api) -> None:
     (await w.admin.patch(f"/v1/visits/{visit['id']}", {"visit_type": "privileged"})).problem(422)
     (await w.operator.patch(f"/v1/visits/{visit['id']}", {"visit_type": "privileged"})).problem(422)
     # Moving keeps the type (and the length and the price).
-    moved = (await w.admin.post(f"/v1/visits/{visit['id']}/move", {"starts_at": at(api, days=3).isoformat()})).ok()
+    moved = (await w.admin.post(f"/v1/visits/{visit['id']}/move",
+                                {"starts_at": at(api, days=3).isoformat()}, idempotency_key=True)).ok()
     assert (moved["visit_type"], moved["length_minutes"]) == ("social", 30)
     assert (await visitor.get(f"/v1/visits/{visit['id']}")).ok()["visit_type"] == "social"
 
@@ -242,7 +243,8 @@ async def test_b7_kiosk_is_told_of_booked_moved_and_cancelled_visits(api: Api) -
     visitor = await w.approved_visitor(api)
     start = at(api)
     visit = (await book(visitor, w.resident_id, start)).ok(201)
-    (await w.admin.post(f"/v1/visits/{visit['id']}/move", {"starts_at": at(api, days=3).isoformat()})).ok()
+    (await w.admin.post(f"/v1/visits/{visit['id']}/move",
+                        {"starts_at": at(api, days=3).isoformat()}, idempotency_key=True)).ok()
     (await visitor.post(f"/v1/visits/{visit['id']}/cancel", {"reason": "sick"}, idempotency_key=True)).ok()
     notes = (await w.kiosk.get("/v1/kiosk/notifications")).ok()
     assert sorted(n["kind"] for n in notes) == ["booked", "cancelled", "moved"]
@@ -395,17 +397,24 @@ async def test_move_rechecks_every_rule_keeps_the_price_and_ignores_the_visit_it
     day = (api.ctx.clock.now() + timedelta(days=3)).astimezone(CHICAGO).date()
     v = (await book(visitor, w.resident_id, local(day, 9))).ok(201)
     (await book(visitor, second, local(day, 10))).ok(201)
-    moved = (await w.admin.post(f"/v1/visits/{v['id']}/move", {"starts_at": local(day, 9, 15).isoformat()})).ok()
+    moved = (await w.admin.post(f"/v1/visits/{v['id']}/move",
+                                {"starts_at": local(day, 9, 15).isoformat()}, idempotency_key=True)).ok()
     assert _utc(moved["starts_at"]) == local(day, 9, 15).astimezone(UTC)  # overlapping only its old self
-    (await w.admin.post(f"/v1/visits/{v['id']}/move", {"starts_at": local(day, 10).isoformat()})).problem(
+    (await w.admin.post(f"/v1/visits/{v['id']}/move",
+                        {"starts_at": local(day, 10).isoformat()}, idempotency_key=True)).problem(
         409, "slot-taken")
-    (await w.admin.post(f"/v1/visits/{v['id']}/move", {"starts_at": local(day, 11, 45).isoformat()})).problem(
+    (await w.admin.post(f"/v1/visits/{v['id']}/move",
+                        {"starts_at": local(day, 11, 45).isoformat()}, idempotency_key=True)).problem(
         422, "outside-visitation-window")
-    (await visitor.post(f"/v1/visits/{v['id']}/move", {"starts_at": local(day, 11).isoformat()})).problem(403)
-    (await other.admin.post(f"/v1/visits/{v['id']}/move", {"starts_at": local(day, 11).isoformat()})).problem(403)
+    stranger = await w.approved_visitor(api)  # visitors move only their own visits (tests/test_visit_move.py)
+    (await stranger.post(f"/v1/visits/{v['id']}/move", {"starts_at": local(day, 11).isoformat()},
+                         idempotency_key=True)).problem(404)
+    (await other.admin.post(f"/v1/visits/{v['id']}/move",
+                            {"starts_at": local(day, 11).isoformat()}, idempotency_key=True)).problem(403)
     (await w.admin.put(f"/v1/facilities/{w.facility_id}/session-options", {"options": [
         {"visit_type": "social", "length_minutes": 30, "price_cents": 900}]})).ok()
-    moved = (await w.admin.post(f"/v1/visits/{v['id']}/move", {"starts_at": local(day, 11).isoformat()})).ok()
+    moved = (await w.admin.post(f"/v1/visits/{v['id']}/move",
+                                {"starts_at": local(day, 11).isoformat()}, idempotency_key=True)).ok()
     assert (moved["price_cents"], moved["total_cents"], moved["card_charged_cents"]) == (750, 750, 750)
     assert len(api.gateway.settled_charges()) == 2  # moving never charges
 

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_api.auth import Principal
 from control_api.context import AppContext
 from control_api.db.models import (
     Closure,
@@ -28,9 +29,10 @@ from control_api.db.models import (
     VisitationWindow,
 )
 from control_api.domain.cancellation import CancelledBy, cancellation_credit_rule, rejection_credit_rule
+from control_api.domain.moving import may_move, status_after_move
 from control_api.domain.schedule import ACTIVE_STATUSES, BookedVisit, Policy, Schedule, Span, Violation, Window
 from control_api.problems import ProblemError, conflict
-from control_api.services import billing
+from control_api.services import audit, billing
 from control_api.services.sweeps import sweep
 
 VisitType = Literal["social", "privileged"]
@@ -256,26 +258,54 @@ async def cancel_visit(session: AsyncSession, app: AppContext, visit: Visit, *, 
     return credited, rule
 
 
-async def move_visit(session: AsyncSession, visit: Visit, *, starts_at: datetime, now: datetime) -> None:
+async def move_visit(session: AsyncSession, visit: Visit, *, ctx: ResidentContext, starts_at: datetime,
+                     now: datetime, actor: Principal, by_booker: bool) -> bool:
     """Move a visit to a new start: every rule is checked again for the new time, with the visit
-    itself not competing (B2-B5); type, length and price stay (B1); the resident is told (B7).
-    `visit` should be locked; the unit and the resident are locked here, as for a booking."""
-    if visit.status not in ("pending_review", "scheduled"):
-        raise conflict(f"a {visit.status} visit cannot be moved", slug="not-movable")
-    if now >= visit.starts_at:
-        raise conflict("the visit has started and can no longer be moved", slug="visit-started")
-    ctx = await resident_context(session, visit.resident_id, lock=True)
-    assert ctx is not None
+    itself not competing (B2-B5); type, length and price stay and nothing is charged (B1); the
+    resident is told (B7) and the move is audited with the old and new start.
+
+    The booker may move only until the facility's cancellation notice before the current start
+    (A6/M3a, domain.moving); under manual review their new time waits for approval again (A7).
+    `visit` should be locked, and `ctx` come from a locking `resident_context` (B8). Returns
+    False when the visit is already at `starts_at` (a retried request): nothing changes then."""
+    facility = ctx.facility
+    verdict = may_move(status=visit.status, starts_at=visit.starts_at, now=now, by_booker=by_booker,
+                       notice_hours=facility.cancellation_notice_hours, timezone=facility.timezone)
+    if not verdict.allowed:
+        deadline = {"move_deadline": verdict.deadline.isoformat()} if verdict.deadline else None
+        raise ProblemError(409, verdict.slug, verdict.message, extra=deadline)
     starts_at = starts_at.astimezone(UTC)
     span = Span(starts_at, starts_at + timedelta(minutes=visit.length_minutes))
     if span.start == visit.starts_at and ctx.unit.id == visit.housing_unit_id:
-        return  # already there (a retried request): nothing to tell the resident
+        return False  # already there: nothing to tell the resident
     raise_first(await check_rules(session, ctx, span, now, ignore_visit_id=visit.id))
-    old = visit.starts_at
+    old, old_status = visit.starts_at, visit.status
     visit.starts_at, visit.ends_at, visit.updated_at = span.start, span.end, now
     visit.housing_unit_id = ctx.unit.id
-    was = old.astimezone(ZoneInfo(ctx.facility.timezone))
-    notify_kiosk(session, visit, "moved", now, ctx.facility.timezone, f"was {was:%a %b %d, %H:%M}")
+    visit.status = status_after_move(visit.status, by_booker=by_booker, review_mode=facility.review_mode)
+    was = old.astimezone(ZoneInfo(facility.timezone))
+    extra = f"was {was:%a %b %d, %H:%M}"
+    if visit.status == "pending_review":
+        extra += ", awaiting the facility's approval"
+    notify_kiosk(session, visit, "moved", now, facility.timezone, extra)
+    await audit.append(session, now=now, action="visit.moved", actor=actor, facility_id=visit.facility_id,
+                       visit_id=visit.id, detail={"from": old.isoformat(), "to": span.start.isoformat(),
+                                                  "status_before": old_status, "status": visit.status})
+    return True
+
+
+async def move_slots(session: AsyncSession, visit: Visit, ctx: ResidentContext, first: date, last: date,
+                     now: datetime) -> list[Span]:
+    """Where this visit could move, local dates first..last: the bookable starts for its length,
+    with the visit itself not competing (as `move_visit` checks), its current start left out."""
+    zone_margin = timedelta(days=1)
+    start = datetime.combine(first, time(0), tzinfo=UTC) - zone_margin
+    end = datetime.combine(last, time(0), tzinfo=UTC) + 2 * zone_margin
+    if not ctx.resident.active:
+        return []
+    schedule = await load_schedule(session, ctx, start, end, ignore_visit_id=visit.id)
+    spans = schedule.available_slots(first, last, timedelta(minutes=visit.length_minutes), now)
+    return [s for s in spans if s.start != visit.starts_at]
 
 
 def check_in(visit: Visit, *, now: datetime, lobby_minutes: int) -> None:
