@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -29,9 +30,11 @@ from control_api.metrics import METRICS, ApiMetrics
 from control_api.payments.gateway import PaymentGateway
 from control_api.payments.test_gateway import TestPaymentGateway
 from control_api.problems import ProblemError, problem_middleware, problem_response
+from control_api.readiness import install_readiness
 from control_api.security_headers import apply_security_headers, security_headers_middleware, signaling_origin
 from control_api.services.media_sessions import LeaseWatcher
 from openvisit.clock import Clock
+from openvisit.forwarded import TrustedProxies, forwarded_middleware
 from openvisit.keys import load_or_create_secret, load_or_create_signing_key
 from openvisit.settings import Mode, Settings
 
@@ -61,7 +64,10 @@ def create_app(settings: Settings, *, gateway: PaymentGateway | None = None,
                run_sweeper: bool = True, embedded_media: bool | None = None) -> web.Application:
     metrics = ApiMetrics()
     # Security headers sit inside metrics and outside problem_middleware, so error answers carry them too.
-    app = web.Application(middlewares=[metrics.middleware(), security_headers_middleware(settings.signaling_url),
+    # The forwarded-headers middleware is outermost: every later step sees the client's address and
+    # scheme, as a trusted reverse proxy reported them (openvisit/forwarded.py, issue 14).
+    app = web.Application(middlewares=[forwarded_middleware(TrustedProxies(settings.trusted_proxies)),
+                                       metrics.middleware(), security_headers_middleware(settings.signaling_url),
                                        problem_middleware], client_max_size=32 * 1024 * 1024)
     app[METRICS] = metrics
     routes = build_routes()
@@ -128,7 +134,9 @@ def create_app(settings: Settings, *, gateway: PaymentGateway | None = None,
 
     install_docs(app, routes)
     app.router.add_get("/metrics", metrics.handler)
-    if settings.embedded_media if embedded_media is None else embedded_media:
+    embedded = settings.embedded_media if embedded_media is None else embedded_media
+    install_readiness(app, settings, embedded_media=embedded)  # /livez, /readyz (issue 14)
+    if embedded:
         from control_api.media_bridge import install_embedded_media
 
         install_embedded_media(app)
@@ -205,15 +213,17 @@ class ProblemAppRunner(web.AppRunner):
                              signaling_origin=signaling_origin(url) if url else None, **server._kwargs)
 
 
-async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Run `app` on host:port (port 0 picks a free one); returns the runner and the bound port."""
+async def start_site(app: web.Application, host: str, port: int,
+                     ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
+    """Run `app` on host:port (port 0 picks a free one), over TLS with `ssl_context` (openvisit/tls.py);
+    returns the runner and the bound port."""
     # shutdown_timeout: live visits are ended (and their sockets closed) in on_shutdown; what
     # is still open after this is cut, so SIGTERM finishes within seconds.
     runner = ProblemAppRunner(app, access_log=logging.getLogger("openvisit.access"),
                               shutdown_timeout=SHUTDOWN_TIMEOUT, max_line_size=MAX_REQUEST_LINE_BYTES,
                               max_field_size=MAX_HEADER_FIELD_BYTES)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     server = site._server
     bound = server.sockets[0].getsockname()[1] if server is not None and server.sockets else port  # type: ignore[attr-defined]

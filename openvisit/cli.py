@@ -8,6 +8,7 @@ import errno
 import logging
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 import uvloop
 
 from openvisit.settings import Mode, Settings, SettingsError, load_settings
+from openvisit.tls import CertificateWatcher, TlsProblem, server_context
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -82,14 +84,25 @@ async def _check_can_listen(host: str, port: int) -> None:
     await server.wait_closed()
 
 
-async def _start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def _start_site(app: web.Application, host: str, port: int,
+                      ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
     """start_site, with a port taken meanwhile (after the check) reported the same way."""
     from control_api.app import start_site
 
     try:
-        return await start_site(app, host, port)
+        return await start_site(app, host, port, ssl_context)
     except OSError as exc:
         raise _listen_problem(host, port, exc) from exc
+
+
+def _tls(settings: Settings) -> tuple[ssl.SSLContext | None, CertificateWatcher | None]:
+    """The HTTPS context (TlsProblem, one line, when the files cannot be used) and the watcher
+    that reloads a renewed certificate into it; (None, None) for plain HTTP (issue 14)."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None, None
+    context = server_context(settings.tls_cert_file, settings.tls_key_file)
+    return context, CertificateWatcher(context, settings.tls_cert_file, settings.tls_key_file,
+                                       interval=settings.tls_reload_seconds)
 
 
 # Every page, per role, for the startup message (issue 13): what each person opens.
@@ -120,21 +133,26 @@ def startup_message(base: str) -> str:
 
 async def _serve(settings: Settings, demo: bool) -> None:
     from control_api.app import create_app
+    from control_api.services.account_mail import base_url
 
+    context, watcher = _tls(settings)  # before anything else: a bad certificate is found at once
     await _check_can_listen(settings.host, settings.port)
     await _migrate(settings)
     if demo:
         from control_api.demo import seed_demo
 
         accounts = await seed_demo(settings)
-    runner, _port = await _start_site(create_app(settings), settings.host, settings.port)
-    base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
-    print(startup_message(base), flush=True)
+    runner, _port = await _start_site(create_app(settings), settings.host, settings.port, context)
+    if watcher is not None:
+        watcher.start()
+    print(startup_message(base_url(settings)), flush=True)
     if demo:
         print("demo accounts (password for all: demo-password):")
         for role, who in accounts.items():
             print(f"  {role:<13} {who}")
     await _until_signalled()
+    if watcher is not None:
+        await watcher.stop()
     await runner.cleanup()
 
 
@@ -143,6 +161,7 @@ async def _media_node(settings: Settings, control_url: str) -> None:
     from sfu.node import media_node_from_control
     from sfu.recording.storage import LocalFolderStorage
 
+    context, watcher = _tls(settings)
     secret = settings.media_secret or load_or_create_secret(settings.keys_dir, "media-secret")
     app, _sfu = await media_node_from_control(
         control_url, secret, ice_servers=[s.model_dump(exclude_none=True) for s in settings.ice_servers],
@@ -151,11 +170,16 @@ async def _media_node(settings: Settings, control_url: str) -> None:
         media_timeout=settings.media_timeout_seconds,
         recordings=LocalFolderStorage(settings.recordings_dir, min_free_bytes=settings.recordings_min_free_mb << 20),
         stall_seconds=settings.media_stall_seconds, heartbeat_seconds=settings.media_heartbeat_seconds,
-        outbox_path=settings.media_outbox_file("node"))
-    runner, port = await _start_site(app, settings.host, settings.port)
-    print(f"openvisit media node: signaling at ws://{settings.host}:{port}/v1/signaling, reporting to {control_url}",
-          flush=True)
+        outbox_path=settings.media_outbox_file("node"), trusted_proxies=settings.trusted_proxies)
+    runner, port = await _start_site(app, settings.host, settings.port, context)
+    if watcher is not None:
+        watcher.start()
+    scheme = "wss" if context is not None else "ws"
+    print(f"openvisit media node: signaling at {scheme}://{settings.host}:{port}/v1/signaling, "
+          f"reporting to {control_url}", flush=True)
     await _until_signalled()
+    if watcher is not None:
+        await watcher.stop()
     await runner.cleanup()
 
 
@@ -237,6 +261,11 @@ def _recordings_verify(settings: Settings, visit_ids: list[str]) -> int:
     return 1 if problems else 0
 
 
+def _tls_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-cert", help="PEM certificate chain: serve HTTPS and WSS (also tls_cert_file)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert (also tls_key_file)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openvisit", description="openvisit video visitation")
     parser.add_argument("--config", help="TOML settings file (also OPENVISIT_CONFIG)")
@@ -247,11 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--demo", action="store_true",
                        help="demo mode: demo facility and accounts, movable test clock")
+    _tls_flags(serve)
 
     node = sub.add_parser("sfu", help="run a standalone media node (SFU + signaling)")
     node.add_argument("--control-url", required=True, help="the control API's base URL")
     node.add_argument("--host")
     node.add_argument("--port", type=int)
+    _tls_flags(node)
 
     sub.add_parser("migrate", help="create or upgrade the database schema")
     sub.add_parser("demo", help="create the demo facility and accounts in the database")
@@ -284,19 +315,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     except CannotListen as exc:  # one clear line, not a traceback
         print(exc, file=sys.stderr, flush=True)
         raise SystemExit(1) from None
+    except TlsProblem as exc:
+        print(f"openvisit: cannot serve HTTPS: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
 
 
 def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
-        overrides: dict[str, object] = {"host": args.host, "port": args.port}
+        overrides: dict[str, object] = {"host": args.host, "port": args.port, "tls_cert_file": args.tls_cert,
+                                        "tls_key_file": args.tls_key}
         if args.demo:
             overrides["mode"] = Mode.DEMO
         settings = _settings(args, **overrides)
         uvloop.run(_serve(settings, demo=args.demo))
     elif args.command == "sfu":
-        settings = _settings(args, host=args.host, port=args.port)
+        settings = _settings(args, host=args.host, port=args.port, tls_cert_file=args.tls_cert,
+                             tls_key_file=args.tls_key)
         uvloop.run(_media_node(settings, args.control_url))
     elif args.command == "migrate":
         uvloop.run(_migrate(_settings(args)))

@@ -142,6 +142,41 @@ class Settings(BaseSettings):
         default="starttls", description="starttls (port 587), tls (implicit, port 465) or none (a local relay)")
     mail_from: str = Field(default="openvisit <no-reply@openvisit.invalid>", description="the From: of account mail")
 
+    # --- HTTPS, reverse proxies, readiness (issue 14; openvisit/tls.py, forwarded.py, health.py) ---
+    tls_cert_file: Path | None = Field(
+        default=None, description="PEM certificate chain: serve HTTPS/WSS (with tls_key_file); a renewed file is "
+                                  "picked up without a restart")
+    tls_key_file: Path | None = Field(default=None, description="PEM private key of tls_cert_file")
+    tls_reload_seconds: float = Field(
+        default=30.0, gt=0, le=24 * 3600, description="how often the certificate files are checked for a renewal "
+                                                      "(SIGHUP checks at once)")
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="addresses or CIDR networks of reverse proxies whose X-Forwarded-For, "
+        "X-Forwarded-Proto and Forwarded headers are believed (client address, https); nobody else's are")
+    readiness_cache_seconds: float = Field(
+        default=1.5, ge=0, le=60, description="/readyz reuses a database check this recent")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network (10.0.0.5, 10.0.0.0/24)") from None
+        return [item.strip() for item in value]
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: give both (HTTPS) or neither (HTTP)")
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None and self.tls_key_file is not None
+    # --- end of issue 14 HTTPS block ---
+
     jwt_secret: str | None = Field(default=None, description="HS256 key for access tokens; generated if unset")
     media_secret: str | None = Field(
         default=None, description="Bearer secret media nodes use to report visit events; generated if unset"

@@ -23,6 +23,8 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 
+from openvisit.forwarded import TrustedProxies, forwarded_middleware
+from openvisit.health import CheckResult, Readiness, install_health, recordings_folder_check
 from openvisit.join_tokens import JoinTokenVerifier
 from openvisit.keys import load_public_key
 from sfu.aiortc_adapter import announce_host_address, restrict_host_candidates, restrict_udp_ports
@@ -31,7 +33,7 @@ from sfu.heartbeat import FollowingClock, Heartbeat, Transport, http_transport
 from sfu.metrics import SfuCollector
 from sfu.node_state import NodeState, state_file_next_to
 from sfu.outbox import Outbox, OutboxCollector
-from sfu.recording.storage import RecordingStorage
+from sfu.recording.storage import LocalFolderStorage, RecordingStorage
 from sfu.room import DEFAULT_MEDIA_TIMEOUT, DEFAULT_STALL_SECONDS
 from sfu.service import Sfu
 from signaling.server import create_signaling_app
@@ -87,10 +89,13 @@ def create_media_node_app(verifier: JoinTokenVerifier, sink: VisitEventSink, *,
                           recordings: RecordingStorage | None = None, stall_seconds: float = DEFAULT_STALL_SECONDS,
                           heartbeat: Transport | None = None, heartbeat_seconds: float = 2.0,
                           clock: FollowingClock | None = None,
-                          state: NodeState | None = None) -> tuple[web.Application, Sfu]:
+                          state: NodeState | None = None,
+                          trusted_proxies: list[str] | None = None) -> tuple[web.Application, Sfu]:
     """The node's app. With a heartbeat transport it renews its lease at the control plane (S5, S6)
     and, given a `FollowingClock` (whose `now` it then uses), follows the control plane's test clock.
-    An `Outbox` sink and the `state` store are closed by the app's shutdown."""
+    An `Outbox` sink and the `state` store are closed by the app's shutdown. Behind a reverse proxy,
+    `trusted_proxies` say whose forwarded headers name the client (refused-join audit, issue 14);
+    `/livez` and `/readyz` report the node's health (openvisit/health.py)."""
     if addresses:
         restrict_host_candidates(addresses)
     if udp_ports:
@@ -102,6 +107,8 @@ def create_media_node_app(verifier: JoinTokenVerifier, sink: VisitEventSink, *,
     sfu = Sfu(sink, now, ice_servers=ice_servers or [], media_timeout=media_timeout, recordings=recordings,
               stall_seconds=stall_seconds, state=state)
     app = create_signaling_app(sfu, verifier, now)
+    if trusted_proxies:
+        app.middlewares.insert(0, forwarded_middleware(TrustedProxies(trusted_proxies)))
     registry = CollectorRegistry()
     registry.register(SfuCollector(sfu))
     if isinstance(sink, Outbox):
@@ -138,7 +145,28 @@ def create_media_node_app(verifier: JoinTokenVerifier, sink: VisitEventSink, *,
         """The node's recordings folder, free space, threshold and whether new recordings start."""
         return web.json_response(sfu.health())
 
+    accepting: list[bool] = [False]  # between startup and shutdown: joins are taken
+
+    async def media() -> CheckResult:
+        if not accepting[0]:
+            return CheckResult(False, "the media node is starting or shutting down")
+        return CheckResult(True, f"accepting visits ({len(sfu.rooms)} live)")
+
+    async def opened(_app: web.Application) -> None:
+        accepting[0] = True
+
+    async def closing(_app: web.Application) -> None:
+        accepting[0] = False
+
+    readiness = Readiness()
+    readiness.add("media", media)
+    if isinstance(recordings, LocalFolderStorage):
+        readiness.add("recordings", recordings_folder_check(recordings.root, recordings.min_free_bytes),
+                      cache_seconds=1.5)
+    install_health(app, readiness)  # the TURN relay check is added to app[READINESS] the same way
     app.on_startup.append(startup)
+    app.on_startup.append(opened)
+    app.on_shutdown.insert(0, closing)
     app.on_shutdown.append(shutdown)
     app.router.add_get("/v1/health", health)
     return app, sfu

@@ -15,7 +15,8 @@ from openvisit.settings import Settings
 
 
 def base_url(settings: Settings) -> str:
-    return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    scheme = "https" if settings.tls_enabled else "http"  # `openvisit serve --tls-cert` (issue 14)
+    return (settings.public_url or f"{scheme}://{settings.host}:{settings.port}").rstrip("/")
 
 
 def _minutes(ttl: timedelta) -> int:
