@@ -35,7 +35,8 @@ _DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>openvisit API</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="/app/favicon.svg" type="image/svg+xml">
-<link rel="stylesheet" href="/v1/docs/static/swagger-ui.css"></head>
+<link rel="stylesheet" href="/v1/docs/static/swagger-ui.css">
+<link rel="stylesheet" href="/app/docs-contrast.css"></head>
 <body><main id="swagger-ui"></main>
 <script src="/v1/docs/static/swagger-ui-bundle.js"></script>
 <script src="/v1/docs/init.js"></script>
@@ -43,9 +44,11 @@ _DOCS_PAGE = """<!doctype html>
 
 # A file, not an inline <script>: the Content-Security-Policy allows scripts from 'self' only
 # (control_api/security_headers.py). No validator badge: it would load an image from swagger.io.
+# No deep links: they put a link inside each operation's toggle button (a control inside a
+# control, which screen readers cannot reach: axe's nested-interactive).
 _DOCS_INIT = """"use strict";
 window.ui = SwaggerUIBundle({url: "/v1/openapi.json", dom_id: "#swagger-ui", validatorUrl: null,
-                             deepLinking: true});
+                             deepLinking: false});
 """
 
 

@@ -37,10 +37,7 @@ async def test_docs_render_every_operation_of_the_openapi_document(api: Api, chr
     # Every operation opens (the schemas render too), under the docs' strict CSP.
     await page.locator(".opblock-summary-control").first.click()
     await page.wait_for_selector(".opblock.is-open .opblock-body")
-    from tests.support_browser import SHOTS
-
-    await page.screenshot(path=str(SHOTS / "docs-en-desktop.png"))
-    assert page.errors == [], page.errors
+    await check_page(page, "docs")  # screenshots and axe, like every page
     assert not [line for line in console if "Content Security Policy" in line], console
 
 
