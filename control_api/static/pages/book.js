@@ -4,11 +4,11 @@
 // privacy notice before paying (B6, P1), then payment: credit first (M5), the rest by card through
 // the test-mode tokeniser (M1), with an Idempotency-Key.
 import { api, el, say, startPage, t } from "../lib/layout.js";
-import { dateTime, language, money, time, todayIn } from "../lib/i18n.js";
+import { addDays, dayLabel, zoneName } from "../lib/calendar.js";
+import { dateTime, money, time, todayIn } from "../lib/i18n.js";
 import { CardError, EXAMPLE_NUMBER, formatNumber, tokenise } from "./test_card.js";
 
 const $ = (id) => document.getElementById(id);
-const locale = () => (language() === "es" ? "es-US" : "en-US");
 const { session } = await startPage("book", { roles: ["visitor", "attorney"] });
 
 const state = {
@@ -25,26 +25,6 @@ const state = {
   due: 0,
   key: null,  // the Idempotency-Key of this payment attempt (kept across a network failure)
 };
-
-// ------------------------------------------------------------------ facility-local dates (A1)
-
-function addDays(ymd, n) {
-  const d = new Date(`${ymd}T12:00:00Z`);
-  d.setUTCDate(d.getUTCDate() + n);
-  return d.toISOString().slice(0, 10);
-}
-
-function dayLabel(ymd, style = "short") {
-  const opts = style === "long" ? { weekday: "long", month: "long", day: "numeric", year: "numeric" }
-    : { weekday: "short", month: "short", day: "numeric" };
-  return new Intl.DateTimeFormat(locale(), { ...opts, timeZone: "UTC" }).format(new Date(`${ymd}T12:00:00Z`));
-}
-
-function zoneName(zone) {
-  const part = new Intl.DateTimeFormat(locale(), { timeZone: zone, timeZoneName: "long" }).formatToParts(new Date())
-    .find((p) => p.type === "timeZoneName");
-  return part ? part.value : zone;
-}
 
 const typeName = (type) => t(`type.${type}`);
 

@@ -1,8 +1,11 @@
 // My visits, the visitor's home (issue 13): upcoming and past visits in the facility's time with
 // the zone named (A1), status and outcome (S6), the price paid and how (M9); join while the join
-// window is open (S1); cancel after being told whether a credit will be given and why (M3, M4).
+// window is open (S1); cancel after being told whether a credit will be given and why (M3, M4);
+// move to another bookable time until the facility's cancellation notice before the start (A6, M3a,
+// B2-B5), told first whether moving is still allowed and until when.
 import { api, el, say, startPage, t } from "../lib/layout.js";
-import { language, money } from "../lib/i18n.js";
+import { addDays, dayLabel, zoneName } from "../lib/calendar.js";
+import { language, money, time } from "../lib/i18n.js";
 
 const $ = (id) => document.getElementById(id);
 const LOBBY_MINUTES = 10;  // S1: participants may join from ten minutes before the start
@@ -51,6 +54,7 @@ function card(v, upcoming) {
     actions.append(el("span", { class: "hint", text: t("joinOpens", { minutes: LOBBY_MINUTES }) }));
   }
   if (upcoming) actions.append(el("a", { href: "/app/check.html", text: t("check") }));
+  if (cancellable) moveAction(v, f, now, actions);
   if (cancellable) {
     actions.append(el("button", { type: "button", class: "danger-outline", "data-cancel": v.id,
       "aria-label": t("cancelFor", { name: v.resident_name, when: when(v.starts_at, f.timezone) }),
@@ -63,6 +67,21 @@ function card(v, upcoming) {
     el("p", { class: "meta", text: paid(v) }),
     v.visit_type === "privileged" ? el("p", { class: "meta privileged", text: t("privileged") }) : null,
     actions);
+}
+
+/** The Move button while the booker may still move the visit (A6, M3a), else why not, on the card itself. */
+function moveAction(v, f, now, actions) {
+  const notice = f.cancellation_notice_hours;
+  if (notice === undefined) return;
+  const deadline = Date.parse(v.starts_at) - notice * 3600000;
+  if (now <= deadline) {
+    actions.append(el("button", { type: "button", "data-move": v.id,
+      "aria-label": t("move.openFor", { name: v.resident_name, when: when(v.starts_at, f.timezone) }),
+      text: t("move.open"), onclick: () => openMove(v, f) }));
+  } else {
+    actions.append(el("span", { class: "hint move-closed", "data-move-closed": v.id,
+      text: t("move.closedHint", { hours: notice, deadline: when(new Date(deadline).toISOString(), f.timezone) }) }));
+  }
 }
 
 async function load() {
@@ -175,6 +194,159 @@ $("cancel-form").addEventListener("submit", async (event) => {
     say($("cancel-error"), t("common:error", { message: err.message }));
   } finally {
     button.disabled = false;
+  }
+});
+
+// ------------------------------------------------------------------ move (A6, A7, B2-B5)
+
+const moveDialog = $("move-dialog");
+let moving = null;
+
+async function openMove(v, f) {
+  moving = { visit: v, facility: f, key: `web-move-${crypto.randomUUID()}`, opener: document.activeElement,
+    today: null, horizon: 0, noticeHours: 0, weekStart: null, chosen: null };
+  say($("move-visit"), t("move.visit", { name: v.resident_name, when: when(v.starts_at, f.timezone), minutes: v.length_minutes }));
+  say($("move-error"), "");
+  $("move-answer").hidden = true;
+  $("move-picker").hidden = true;
+  $("move-confirm").hidden = true;
+  say($("move-loading"), t("common:loading"));
+  moveDialog.showModal();
+  await loadMoveWeek();
+}
+
+/** One week of times the visit could move to (the server's answer also says whether it may move at all). */
+async function loadMoveWeek() {
+  const m = moving;
+  const query = m.weekStart ? `?${new URLSearchParams({ from: m.weekStart, to: addDays(m.weekStart, 6) })}` : "";
+  $("move-week").replaceChildren();
+  $("move-day").hidden = true;
+  choose(null);
+  if (m.weekStart) say($("move-slots-status"), t("common:loading"));
+  let o;
+  try {
+    o = await api(`/v1/visits/${m.visit.id}/move-options${query}`);
+  } catch (err) {
+    say($("move-loading"), "");
+    say($("move-slots-status"), "");
+    say($("move-error"), t("common:error", { message: err.message }));
+    return;
+  }
+  clockOffset = Date.parse(o.as_of) - Date.now();
+  say($("move-loading"), "");
+  if (!o.movable) {
+    explainRefusal(o);
+    return;
+  }
+  if (!m.weekStart) {
+    m.today = o.first;
+    m.horizon = o.booking_horizon_days;
+  }
+  m.noticeHours = o.move_deadline ? o.notice_hours : 0;
+  m.weekStart = o.first;
+  showPicker(o);
+}
+
+function explainRefusal(o) {
+  const zone = moving.facility.timezone;
+  const deadline = o.move_deadline ? when(o.move_deadline, zone) : "";
+  const key = o.reason === "no_access" && o.visit_type === "privileged" ? "no_access_privileged" : o.reason;
+  say($("move-answer-title"), t("move.notMovable"));
+  say($("move-answer-why"), t(`move.why.${key}`, { hours: o.notice_hours, deadline, defaultValue: o.detail }));
+  $("move-answer").hidden = false;
+  $("move-picker").hidden = true;
+  $("move-confirm").hidden = true;
+  $("move-keep").textContent = t("move.close");
+}
+
+function showPicker(o) {
+  const m = moving;
+  const zone = m.facility.timezone;
+  say($("move-deadline"), o.move_deadline ? t("move.deadline", { deadline: when(o.move_deadline, zone) }) : "");
+  $("move-review").hidden = !o.review_after_move;
+  say($("move-zone"), t("move.zone", { zone: zoneName(zone), id: zone }));
+  const last = addDays(m.weekStart, 6);
+  say($("move-week-label"), t("move.week", { from: dayLabel(m.weekStart), to: dayLabel(last) }));
+  $("move-prev").disabled = m.weekStart <= m.today;
+  $("move-next").disabled = addDays(m.weekStart, 7) > addDays(m.today, m.horizon);
+  const byDay = new Map();
+  for (let i = 0; i < 7; i += 1) byDay.set(addDays(m.weekStart, i), []);
+  for (const s of o.slots) {
+    const day = s.local_start.slice(0, 10);
+    if (byDay.has(day)) byDay.get(day).push(s);
+  }
+  say($("move-slots-status"), o.slots.length ? "" : t("move.none"));
+  const buttons = [];
+  for (const [day, slots] of byDay) {
+    const button = el("button", { type: "button", class: "day", "data-day": day, disabled: !slots.length, "aria-pressed": "false",
+      onclick: () => showMoveDay(day, slots, button, buttons) },
+    el("span", { class: "day-name", text: dayLabel(day) }),
+    el("span", { class: "day-count", text: slots.length ? t("move.count", { count: slots.length }) : t("move.full") }));
+    buttons.push(button);
+  }
+  $("move-week").replaceChildren(...buttons);
+  $("move-keep").textContent = t("move.keep");
+  $("move-answer").hidden = true;
+  $("move-picker").hidden = false;
+  $("move-confirm").hidden = false;
+  const first = buttons.find((b) => !b.disabled);
+  if (first) showMoveDay(first.dataset.day, byDay.get(first.dataset.day), first, buttons);
+}
+
+function showMoveDay(day, slots, button, buttons) {
+  const zone = moving.facility.timezone;
+  for (const b of buttons) b.setAttribute("aria-pressed", b === button ? "true" : "false");
+  say($("move-day-label"), t("move.dayTimes", { day: dayLabel(day, "long"), zone: zoneName(zone) }));
+  $("move-times").replaceChildren(...slots.map((s) => el("button", { type: "button", class: "slot", "data-start": s.starts_at,
+    "aria-pressed": "false", onclick: () => choose(s) }, time(s.starts_at, zone))));
+  $("move-day").hidden = false;
+  choose(null);
+}
+
+function choose(slot) {
+  moving.chosen = slot;
+  for (const b of $("move-times").querySelectorAll(".slot")) {
+    b.setAttribute("aria-pressed", slot && b.dataset.start === slot.starts_at ? "true" : "false");
+  }
+  say($("move-chosen"), slot ? t("move.chosen", { when: when(slot.starts_at, moving.facility.timezone) }) : "");
+  // A time inside the notice can be neither moved again nor cancelled with credit (A6, M3a): say so first.
+  const short = slot && moving.noticeHours && Date.parse(slot.starts_at) - moving.noticeHours * 3600000 < serverNow();
+  say($("move-short"), short ? t("move.chosenShort", { hours: moving.noticeHours }) : "");
+  $("move-confirm").disabled = !slot;
+}
+
+$("move-prev").addEventListener("click", () => { moving.weekStart = addDays(moving.weekStart, -7); loadMoveWeek(); });
+$("move-next").addEventListener("click", () => { moving.weekStart = addDays(moving.weekStart, 7); loadMoveWeek(); });
+
+function closeMove() {
+  moveDialog.close();
+  if (moving && moving.opener && document.contains(moving.opener)) moving.opener.focus();
+}
+
+$("move-keep").addEventListener("click", closeMove);
+
+$("move-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  say($("move-error"), "");
+  const m = moving;
+  if (!m.chosen) {
+    say($("move-error"), t("move.pick"));
+    return;
+  }
+  const button = $("move-confirm");
+  button.disabled = true;
+  try {
+    const done = await api(`/v1/visits/${m.visit.id}/move`, { method: "POST", idempotent: m.key, body: { starts_at: m.chosen.starts_at } });
+    moveDialog.close();
+    const text = t("move.done", { name: done.resident_name || m.visit.resident_name, when: when(done.starts_at, m.facility.timezone) });
+    say($("notice"), done.status === "pending_review" ? `${text} ${t("move.doneReview")}` : text);
+    await load();
+    $("notice").scrollIntoView({ block: "center" });
+  } catch (err) {
+    if (err.status) m.key = `web-move-${crypto.randomUUID()}`;  // answered: the next try is a new attempt
+    say($("move-error"), t("move.failed", { message: err.message }));
+    if (err.status === 409 || err.status === 422) await loadMoveWeek();  // the time may have gone; show what is left
+    else button.disabled = false;
   }
 });
 
