@@ -1,9 +1,12 @@
 // The device and connection check (issue 13): camera preview, microphone level (Web Audio
 // AnalyserNode), a test tone, and whether this device reaches openvisit and can make video calls;
-// when something fails, what to do, in plain words. Anyone may use it, signed in or not. Nothing
-// leaves the device: the picture and sound are only shown and measured here.
-// The API offers no media-server loopback test, so this page places no test call.
-import { startPage, t } from "../lib/layout.js";
+// when something fails, what to do, in plain words. Anyone may use it, signed in or not: the
+// picture and sound stay on the device. Signed in, "Test my connection" places a short test call
+// to the media server (POST /v1/device-checks, docs/signaling.md section 8), which sends the
+// picture and sound straight back; getStats() measures the round trip, loss, frame rate and
+// bitrate, and the verdict (good / weak / failed) says what to do. Nothing is recorded.
+import { language } from "../lib/i18n.js";
+import { api, startPage, t } from "../lib/layout.js";
 
 const $ = (id) => document.getElementById(id);
 const HEARD = 8;            // meter level (0-100) that counts as "we hear you"
@@ -11,8 +14,11 @@ const QUIET_AFTER_MS = 10000;
 
 const state = { stream: null, audio: null, meterTimer: null, quietTimer: null, peak: 0, camera: "idle", mic: "idle",
   net: "idle" };
+// The test call: its connection, socket, timer, the getStats() samples, and its result state.
+const loop = { running: false, pc: null, ws: null, timer: null, began: 0, connectedAt: null, samples: [], last: null,
+  state: "idle", remote: null };
 
-await startPage("check");
+const { session } = await startPage("check");
 
 const back = new URLSearchParams(location.search).get("return");
 if (back && back.startsWith("/app/") && !back.startsWith("//")) {
@@ -53,7 +59,7 @@ function explain(kind, problem) {
 }
 
 function summarize() {
-  const all = [state.camera, state.mic, state.net];
+  const all = [state.camera, state.mic, state.net, ...(loop.state === "idle" ? [] : [loop.state])];
   if (all.includes("working") || all.includes("idle")) return;
   const ready = all.every((s) => s === "ok");
   $("summary").dataset.state = ready ? "ok" : "warn";
@@ -233,6 +239,7 @@ async function start({ video = true, audio = true } = {}) {
 
 $("start").addEventListener("click", () => start());
 $("stop").addEventListener("click", () => {
+  if (loop.running) stopLoopback("stopped");
   stopDevices();
   setCamera("idle", t("camera.off"));
   setMic("idle", t("mic.off"));
@@ -242,7 +249,10 @@ $("stop").addEventListener("click", () => {
 });
 $("camera-select").addEventListener("change", () => start({ video: true, audio: false }));
 $("mic-select").addEventListener("change", () => start({ video: false, audio: true }));
-window.addEventListener("pagehide", stopDevices);
+window.addEventListener("pagehide", () => {
+  if (loop.running) stopLoopback("stopped");
+  stopDevices();
+});
 
 // ------------------------------------------------------------------ speaker
 
@@ -289,3 +299,260 @@ async function checkConnection() {
 }
 
 checkConnection();
+
+// ------------------------------------------------------------------ test call (loopback)
+
+const MEASURE_MS = 12000;    // how long the test call measures once the picture comes back
+const CONNECT_MS = 10000;    // no connection to the media server by then: UDP is probably blocked
+const NO_MEDIA_MS = 10000;   // connected, but no picture back by then
+const GOOD = { rttMs: 300, lossPct: 3, fps: 15, kbps: 150 };
+
+const number = (value, digits = 0) => new Intl.NumberFormat(language(), { maximumFractionDigits: digits,
+  minimumFractionDigits: digits }).format(value);
+
+function showNumbers(m) {
+  const set = (id, value, text) => {
+    $(id).textContent = value === null ? "–" : text;
+    if (value === null) delete $(id).dataset.value;
+    else $(id).dataset.value = `${value}`;
+  };
+  set("loop-rtt", m.rttMs, t("loop.ms", { value: number(m.rttMs || 0) }));
+  set("loop-loss", m.lossPct, t("loop.pct", { value: number(m.lossPct || 0, 1) }));
+  set("loop-fps", m.fps, t("loop.fpsValue", { value: number(m.fps || 0) }));
+  set("loop-bitrate", m.kbps, t("loop.kbps", { value: number(m.kbps || 0) }));
+}
+
+/** One getStats() look: cumulative counters, and this moment's round trip and frame rate. */
+async function sample(pc) {
+  const s = { at: performance.now(), rtt: null, videoBytes: 0, videoFrames: 0, fps: null, received: 0, lost: 0,
+    audioPackets: 0, upLoss: null };
+  (await pc.getStats()).forEach((r) => {
+    if (r.type === "candidate-pair" && r.state === "succeeded" && r.nominated && r.currentRoundTripTime !== undefined) {
+      s.rtt = r.currentRoundTripTime;
+    } else if (r.type === "inbound-rtp") {
+      s.received += r.packetsReceived || 0;
+      s.lost += Math.max(0, r.packetsLost || 0);
+      if (r.kind === "video") {
+        s.videoBytes += r.bytesReceived || 0;
+        s.videoFrames += r.framesDecoded || r.framesReceived || 0;
+        if (r.framesPerSecond !== undefined) s.fps = r.framesPerSecond;
+      } else if (r.kind === "audio") {
+        s.audioPackets += r.packetsReceived || 0;
+      }
+    } else if (r.type === "remote-inbound-rtp") {  // the server's view of what this device sent
+      if (r.fractionLost !== undefined) s.upLoss = Math.max(s.upLoss || 0, r.fractionLost);
+      if (s.rtt === null && r.roundTripTime !== undefined) s.rtt = r.roundTripTime;
+    }
+  });
+  return s;
+}
+
+/** The measured numbers from the samples since the picture came back. */
+function measure() {
+  const withVideo = loop.samples.filter((s) => s.videoFrames > 0);
+  const rtts = loop.samples.map((s) => s.rtt).filter((v) => v !== null).sort((a, b) => a - b);
+  const last = loop.samples.at(-1);
+  const m = { rttMs: rtts.length ? Math.round(rtts[Math.floor(rtts.length / 2)] * 1000) : null, lossPct: null,
+    fps: null, kbps: null, video: Boolean(withVideo.length), audio: Boolean(last && last.audioPackets) };
+  if (last && last.received + last.lost > 0) {
+    const down = (100 * last.lost) / (last.received + last.lost);
+    m.lossPct = Math.max(down, 100 * (last.upLoss || 0));
+  }
+  if (withVideo.length >= 2) {
+    const first = withVideo[0];
+    const end = withVideo.at(-1);
+    const seconds = (end.at - first.at) / 1000;
+    if (seconds > 0) {
+      m.kbps = Math.round(((end.videoBytes - first.videoBytes) * 8) / seconds / 1000);
+      const recent = withVideo.slice(-3);
+      const span = (recent.at(-1).at - recent[0].at) / 1000;
+      m.fps = recent.at(-1).fps !== null ? Math.round(recent.at(-1).fps)
+        : span > 0 ? Math.round((recent.at(-1).videoFrames - recent[0].videoFrames) / span) : null;
+    }
+  }
+  return m;
+}
+
+function verdict(kind, reason, m = null) {
+  const box = $("loop-verdict");
+  box.dataset.state = kind === "good" ? "ok" : kind === "weak" ? "warn" : "failed";
+  box.dataset.verdict = kind;
+  const lines = [t(`loop.verdict.${kind}`)];
+  if (kind === "weak" && m) {
+    if (m.rttMs !== null && m.rttMs > GOOD.rttMs) lines.push(t("loop.why.rtt", { value: number(m.rttMs) }));
+    if (m.lossPct !== null && m.lossPct > GOOD.lossPct) lines.push(t("loop.why.loss", { value: number(m.lossPct, 1) }));
+    if (m.fps !== null && m.fps < GOOD.fps) lines.push(t("loop.why.fps", { value: number(m.fps) }));
+    if (m.kbps !== null && m.kbps < GOOD.kbps) lines.push(t("loop.why.kbps", { value: number(m.kbps) }));
+    if (!m.audio) lines.push(t("loop.why.audio"));
+  }
+  if (reason) lines.push(t(`loop.fix.${reason}`));
+  box.replaceChildren(...lines.map((line) => Object.assign(document.createElement("p"), { textContent: line })));
+  box.hidden = false;
+  loop.state = box.dataset.state;
+  if (reason) {
+    const part = { camera: "denied", udp: "udp", nomedia: "nomedia", weak: "network", server: "network" }[reason];
+    document.querySelectorAll(".help details").forEach((d) => { d.open = false; });
+    if (part && $(`help-${part}`)) $(`help-${part}`).open = true;
+  }
+  summarize();
+}
+
+function closeCall() {
+  clearInterval(loop.timer);
+  loop.timer = null;
+  loop.running = false;
+  if (loop.ws && loop.ws.readyState <= WebSocket.OPEN) {
+    try {
+      if (loop.ws.readyState === WebSocket.OPEN) loop.ws.send(JSON.stringify({ type: "leave" }));
+    } catch { /* closing anyway */ }
+    loop.ws.close();
+  }
+  if (loop.pc) loop.pc.close();
+  loop.ws = null;
+  loop.pc = null;
+  // The picture that came back ends with the call: no black box is left behind.
+  $("loop-video").srcObject = null;
+  $("loop-figure").hidden = true;
+  $("loop-grid").classList.remove("live");
+  $("loop-stop").hidden = true;
+  $("loop-start").disabled = false;
+  $("loop-start").textContent = t("loop.again");
+}
+
+/** End the test call: `done` (measured), `stopped` (by the person), or a failure reason. */
+function stopLoopback(outcome) {
+  if (!loop.running) return;
+  const m = measure();
+  closeCall();
+  showNumbers(m);
+  if (outcome === "done" || (outcome === "stopped" && m.video && m.fps !== null)) {
+    const weak = (m.rttMs !== null && m.rttMs > GOOD.rttMs) || (m.lossPct !== null && m.lossPct > GOOD.lossPct)
+      || (m.fps !== null && m.fps < GOOD.fps) || (m.kbps !== null && m.kbps < GOOD.kbps) || !m.audio;
+    result("loop-status", "ok", t("loop.measured"));
+    verdict(weak ? "weak" : "good", weak ? "weak" : null, m);
+  } else if (outcome === "stopped") {
+    result("loop-status", "idle", t("loop.stopped"));
+    loop.state = "idle";
+  } else {
+    result("loop-status", "failed", t(`loop.failedStatus.${outcome}`));
+    verdict("failed", outcome, m);
+  }
+}
+
+async function tick() {
+  if (!loop.running || !loop.pc) return;
+  const pc = loop.pc;
+  const elapsed = performance.now() - loop.began;
+  const s = await sample(pc).catch(() => null);
+  if (!loop.running || pc !== loop.pc) return;
+  if (s) loop.samples.push(s);
+  const connected = ["connected", "completed"].includes(pc.iceConnectionState);
+  if (connected && loop.connectedAt === null) loop.connectedAt = performance.now();
+  const m = measure();
+  showNumbers(m);
+  if (!connected && (elapsed > CONNECT_MS || pc.iceConnectionState === "failed")) {
+    stopLoopback("udp");
+  } else if (connected && !m.video && performance.now() - loop.connectedAt > NO_MEDIA_MS) {
+    stopLoopback("nomedia");
+  } else if (m.video) {
+    const first = loop.samples.find((x) => x.videoFrames > 0);
+    result("loop-status", "working", t("loop.measuring"));
+    if (performance.now() - first.at >= MEASURE_MS) stopLoopback("done");
+  }
+}
+
+async function runLoopback() {
+  if (!session) {
+    $("loop-signin").hidden = false;
+    return;
+  }
+  const button = $("loop-start");
+  button.disabled = true;
+  $("loop-verdict").hidden = true;
+  loop.state = "working";
+  loop.samples = [];
+  loop.connectedAt = null;
+  showNumbers({ rttMs: null, lossPct: null, fps: null, kbps: null });
+  result("loop-status", "working", t("loop.starting"));
+  const live = () => (state.stream ? state.stream.getTracks().filter((tr) => tr.readyState === "live") : []);
+  if (!live().some((tr) => tr.kind === "video")) await start();
+  const tracks = live();
+  if (!tracks.some((tr) => tr.kind === "video")) {
+    button.disabled = false;
+    result("loop-status", "failed", t("loop.failedStatus.camera"));
+    verdict("failed", "camera");
+    return;
+  }
+  let grant;
+  try {
+    grant = await api("/v1/device-checks", { method: "POST" });
+  } catch (err) {
+    button.disabled = false;
+    if (err.status === 429) {
+      const minutes = Math.max(1, Math.ceil((err.problem.retry_after_seconds || 60) / 60));
+      result("loop-status", "warn", t("loop.tooMany", { count: minutes }));
+      loop.state = "idle";
+    } else if (err.status === 409) {
+      result("loop-status", "warn", t("loop.busy"));
+      loop.state = "idle";
+    } else if (err.status === 401) {
+      result("loop-status", "idle", "");
+      $("loop-signin").hidden = false;
+      loop.state = "idle";
+    } else {
+      result("loop-status", "failed", t("loop.failedStatus.server"));
+      verdict("failed", "server");
+    }
+    return;
+  }
+  const pc = new RTCPeerConnection({ iceServers: grant.ice_servers });
+  const remote = new MediaStream();
+  for (const track of tracks) pc.addTrack(track, state.stream);
+  pc.ontrack = (event) => {
+    remote.addTrack(event.track);
+    const video = $("loop-video");
+    if (video.srcObject !== remote) video.srcObject = remote;
+    video.play().catch(() => {});
+  };
+  const ws = new WebSocket(grant.signaling_url);
+  Object.assign(loop, { running: true, pc, ws, began: performance.now(), remote });
+  $("loop-figure").hidden = false;
+  $("loop-grid").classList.add("live");
+  $("loop-stop").hidden = false;
+  ws.onopen = () => ws.send(JSON.stringify({ type: "check", token: grant.join_token }));
+  ws.onmessage = async (event) => {
+    const msg = JSON.parse(event.data);
+    if (msg.type === "check_joined") {
+      result("loop-status", "working", t("loop.connecting"));
+      pc.onicecandidate = (e) => {
+        if (ws.readyState !== WebSocket.OPEN) return;
+        ws.send(JSON.stringify(e.candidate ? { type: "candidate", candidate: e.candidate.toJSON() }
+          : { type: "end-of-candidates" }));
+      };
+      await pc.setLocalDescription(await pc.createOffer());
+      ws.send(JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }));
+    } else if (msg.type === "answer") {
+      await pc.setRemoteDescription({ type: "answer", sdp: msg.sdp });
+    } else if (msg.type === "ended") {
+      stopLoopback(measure().video ? "done" : "nomedia");
+    } else if (msg.type === "error" && msg.code !== "bad-candidate") {
+      if (msg.code === "check-open") {
+        closeCall();
+        result("loop-status", "warn", t("loop.busy"));
+        loop.state = "idle";
+      } else {
+        stopLoopback("server");
+      }
+    }
+  };
+  ws.onclose = () => {
+    if (loop.running && loop.ws === ws) stopLoopback(measure().video ? "done" : "server");
+  };
+  loop.timer = setInterval(tick, 1000);
+}
+
+if (!session) $("loop-signin-link").href = `/app/?next=${encodeURIComponent(location.pathname + location.search)}`;
+$("loop-signin").hidden = Boolean(session);
+$("loop-start").disabled = !session;
+$("loop-start").addEventListener("click", () => runLoopback());
+$("loop-stop").addEventListener("click", () => stopLoopback("stopped"));
