@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENDOR=control_api/static/vendor
 I18NEXT=27.2.10
+QRCODE=2.0.4  # the two-step sign-in key as a QR code (account page)
 SWAGGER_UI=5.35.0  # /v1/docs (control_api/docs_routes.py): Swagger UI 5 reads OpenAPI 3.1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -29,3 +30,11 @@ for file in swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagger-ui.css
 done
 echo "swagger-ui-dist $SWAGGER_UI (npm)" > "$VENDOR/swagger-ui/VERSION"
 echo "vendored: swagger-ui-dist $SWAGGER_UI"
+
+fetch qrcode-generator "$QRCODE"
+mkdir -p "$VENDOR/qrcode-generator"
+cp "$work/qrcode-generator/package/dist/qrcode.mjs" "$VENDOR/qrcode-generator/qrcode.js"  # an ES module; .js for its MIME type
+# MIT: the package ships its licence in the source header; the full text travels beside it.
+sed -n '1,16p' "$work/qrcode-generator/package/dist/qrcode.mjs" > "$VENDOR/qrcode-generator/LICENSE"
+echo "qrcode-generator $QRCODE (npm)" > "$VENDOR/qrcode-generator/VERSION"
+echo "vendored: qrcode-generator $QRCODE"

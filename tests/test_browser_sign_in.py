@@ -4,10 +4,13 @@ on asks for the app's code after the password. Headless Debian Chromium through 
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pyotp
 import pytest
+import zxingcpp
+from PIL import Image
 
 from openvisit.settings import Settings
 from tests.support import PASSWORD, Api
@@ -41,6 +44,9 @@ async def test_officer_sets_up_and_uses_an_authenticator_app(
     secret = (await page.text_content("#enrol-secret") or "").strip()
     assert await page.get_attribute("#enrol-link", "href") == pyotp.TOTP(secret).provisioning_uri(
         name=officer.extra["email"], issuer_name="openvisit")
+    await page.wait_for_selector("#enrol-qr img")  # the same key as a QR code for the phone's camera
+    [read] = zxingcpp.read_barcodes(Image.open(io.BytesIO(await page.locator("#enrol-qr img").screenshot())))
+    assert read.text == await page.get_attribute("#enrol-link", "href")
     await page.screenshot(path=str(SHOTS / f"sign-in-enrol-{name}.png"), full_page=True)
     await page.fill("#enrol-code", code_now(secret, api))
     await page.click("#enrol button[type=submit]")

@@ -7,12 +7,15 @@ English and Spanish. The journeys act only through pages; the API is read only t
 
 from __future__ import annotations
 
+import io
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pyotp
 import pytest
+import zxingcpp
+from PIL import Image
 
 from tests.support import PASSWORD, PNG, Api
 from tests.support_browser import PHONE, check_page, chromium, new_page  # noqa: F401 (fixture)
@@ -230,6 +233,11 @@ async def test_attorney_account_and_bar_verification(api: Api, chromium: Any) ->
     await page.click("#tf-start")
     await page.wait_for_selector("#tf-setup:not([hidden]) #tf-secret:not(:empty)")
     secret = (await page.text_content("#tf-secret") or "").strip()
+    # The QR code, read off the screen as an authenticator app would, carries the same key.
+    shot = Image.open(io.BytesIO(await page.locator("#tf-qr img").screenshot()))
+    [read] = zxingcpp.read_barcodes(shot)
+    assert read.text == await page.get_attribute("#tf-link", "href")
+    assert pyotp.parse_uri(read.text).secret == secret
     await page.fill("#tf-code", pyotp.TOTP(secret).at(api.ctx.clock.now()))
     await page.click("#tf-setup button[type=submit]")
     await page.wait_for_selector("#tf-codes-box:not([hidden])")

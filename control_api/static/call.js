@@ -511,6 +511,7 @@ function enrol(token) {
     box.innerHTML = `<h2>${x("enrol.heading", "Set up two-step sign-in")}</h2>
       <p>${x("enrol.intro", "Staff accounts sign in with a code from an authenticator app as well as the password. "
         + "Add this account to the app with the link or the key below, then type the code it shows.")}</p>
+      <p id="enrol-qr" class="qr-box"></p>
       <p><a id="enrol-link">${x("enrol.link", "Open in an authenticator app")}</a></p>
       <p>${x("enrol.key", "Key:")} <code id="enrol-secret"></code></p>
       <label for="enrol-code">${x("enrol.code", "Code from the app")}</label>
@@ -523,6 +524,11 @@ function enrol(token) {
     rawApi("/v1/me/second-factor/setup", { token, method: "POST" }).then((setup) => {
       $("enrol-link").href = setup.otpauth_uri;
       $("enrol-secret").textContent = setup.secret;
+      // The QR code comes from the pages' module (this script is a classic one): import() loads it.
+      return import("/app/lib/qr.js").then(({ qrImage }) => {
+        $("enrol-qr").replaceChildren(qrImage(setup.otpauth_uri,
+          tr("enrol.qr", "QR code of your two-step sign-in key: scan it with your authenticator app")));
+      });
     }).catch(reject);
     box.addEventListener("submit", async (event) => {
       event.preventDefault();

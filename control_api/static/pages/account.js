@@ -10,6 +10,7 @@ import { LANGUAGES, date, dateTime } from "../lib/i18n.js";
 // The facility's time with the zone named (A1), without the weekday.
 const when = (iso, timeZone) => dateTime(iso, timeZone, { weekday: undefined });
 import { adoptToken } from "../lib/session.js";
+import { qrImage } from "../lib/qr.js";
 
 const $ = (id) => document.getElementById(id);
 const MAILED = "openvisit.mailed-link";
@@ -312,6 +313,7 @@ function showCodes(codes) {
 
 $("tf-start").addEventListener("click", () => busy($("tf-start"), $("tf-error"), async () => {
   const setup = await api("/v1/me/second-factor/setup", { method: "POST" });
+  $("tf-qr").replaceChildren(qrImage(setup.otpauth_uri, t("twoStep.qr")));
   $("tf-link").href = setup.otpauth_uri;
   $("tf-secret").textContent = setup.secret;
   $("tf-codes-box").hidden = true;

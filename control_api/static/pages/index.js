@@ -2,6 +2,7 @@
 // staff who must use two-step sign-in set it up here first (issue 12).
 import { api, el, say, startPage, t } from "../lib/layout.js";
 import { adoptToken, currentSession, homeFor, signIn } from "../lib/session.js";
+import { qrImage } from "../lib/qr.js";
 
 const $ = (id) => document.getElementById(id);
 const next = new URLSearchParams(location.search).get("next");
@@ -45,6 +46,7 @@ async function enrol() {
   const form = $("enrol");
   form.hidden = false;
   const setup = await api("/v1/me/second-factor/setup", { method: "POST" });
+  $("enrol-qr").replaceChildren(qrImage(setup.otpauth_uri, t("enrol.qr")));
   $("enrol-link").href = setup.otpauth_uri;
   $("enrol-secret").textContent = setup.secret;
   $("enrol-code").focus();
