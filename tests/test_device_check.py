@@ -142,7 +142,7 @@ async def test_a_visitor_sees_their_own_video_come_back_through_the_server(api: 
         # Never recorded, never watched: the check's router refuses both, whoever asks (as P1's does).
         for role in ("recorder", "monitor"):
             with pytest.raises(PrivilegeViolationError):
-                session.router.admit("someone", role)  # type: ignore[arg-type]
+                session.router.admit("someone", role)
         # One open check per account: the API refuses a second while this one runs.
         (await visitor.post("/v1/device-checks")).problem(409, "check-open")
     finally:
