@@ -129,7 +129,7 @@ async def test_waiting_room_countdown_and_toggles(api: Api, chromium: Any, loopb
     await family.wait_for_selector("#waiting-for:has-text('Ana Reyes ya está aquí.')")
     assert "Ana Reyes entró a las" in await family.inner_text("#present")
     # Touch targets on the kiosk: at least 48px.
-    for selector in ("#mute", "#camera"):
+    for selector in ("#mute", "#camera", "#leave"):
         box = await kiosk.locator(selector).bounding_box()
         assert box and box["height"] >= 48 and box["width"] >= 48, (selector, box)
     await check_page(kiosk, "call-kiosk-waiting", language="es")
@@ -172,6 +172,19 @@ async def test_waiting_room_countdown_and_toggles(api: Api, chromium: Any, loopb
     await kiosk.wait_for_selector("#countdown:has-text('left')")
     await check_page(kiosk, "call-kiosk-in-call")
 
+    # Leaving is not ending (S2): the other side is told, the visitor may rejoin until the end.
+    await family.click("#leave")
+    await family.wait_for_selector("#banner:has-text('You left the visit. You can rejoin until')")
+    assert await family.is_hidden("#videos") and await family.is_hidden("#call-controls")
+    await kiosk.wait_for_selector("#banner:has-text('The other party left')")
+    await check_page(family, "call-left")
+    await family.click("#rejoin")
+    await family.wait_for_url(f"**/app/visitor.html?visit={visit['id']}")
+    await until(family, DECODED, within=30)
+    await family.wait_for_selector("#countdown:has-text('left')")
+    before = await kiosk.evaluate(DECODED)
+    await until(kiosk, f"async () => (await ({DECODED})()) > {before} + 10", within=30)  # video to the kiosk again
+
     # S2: the end, to the second; the view says why, and the way back.
     end = datetime.fromisoformat(visit["ends_at"])
     await api.advance(w.operator, int((end - api.ctx.clock.now()).total_seconds()) - 1)
@@ -181,6 +194,6 @@ async def test_waiting_room_countdown_and_toggles(api: Api, chromium: Any, loopb
         assert await page.is_hidden("#countdown") and await page.is_hidden("#videos")
         local_end = end.astimezone(ZoneInfo("America/Chicago"))
         assert f"{local_end.hour % 12 or 12}:{local_end:%M}" in await page.inner_text("#banner")  # A1
-    assert await family.get_attribute("#after-call a", "href") == "/app/visits.html"
+    assert await family.is_visible("#after-call a[href='/app/visits.html']")
     await check_page(family, "call-ended")
     await check_page(kiosk, "call-kiosk-ended")

@@ -306,6 +306,22 @@ async function startCall(accessToken, visitId, ui, about = {}) {
     if (ui.after) ui.after.hidden = false;
   };
 
+  // Leaving: this party goes (the other is told, `participant_left`), the visit goes on to its
+  // scheduled end (S2) and this party may rejoin until then; nothing reconnects on its own.
+  if (ui.leave) {
+    ui.leave.disabled = false;
+    ui.leave.onclick = () => {
+      if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "leave" }));
+      state.status = "left";
+      finish(tr("call.youLeft", "You left the visit. You can rejoin until {{end}} (facility time).",
+        { end: facilityTime(ends, zone) }));
+      if (ui.rejoin && serverNow() < ends) {
+        ui.rejoin.href = `${location.pathname}?visit=${encodeURIComponent(visitId)}`;
+        ui.rejoin.hidden = false;
+      }
+    };
+  }
+
   // One connection: a new peer connection and socket, joined with `first` (a join or a resume).
   const connect = (first) => {
     const peer = new RTCPeerConnection({ iceServers: join.ice_servers });
@@ -551,7 +567,7 @@ function enrol(token) {
 async function enterCall(token, visitId, before) {
   const ids = { self: "self", remote: "remote", banner: "banner", countdown: "countdown", videos: "videos",
     waiting: "waiting", waitingFor: "waiting-for", schedule: "waiting-schedule", present: "present",
-    controls: "call-controls", mute: "mute", camera: "camera", mediaState: "media-state", after: "after-call",
+    controls: "call-controls", mute: "mute", camera: "camera", leave: "leave", rejoin: "rejoin", mediaState: "media-state", after: "after-call",
     help: "call-help" };
   const ui = Object.fromEntries(Object.entries(ids).map(([key, id]) => [key, $(id)]));
   try {
