@@ -25,6 +25,13 @@ if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get 
   echo "installing chromium with apt-get"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
+# The TURN tests (tests/test_turn_relay.py) build NATs in network namespaces (nftables) around
+# Debian's coturn; the relay itself is not started as a service.
+if { ! command -v turnserver >/dev/null || ! command -v nft >/dev/null; } && [ "$(id -u)" = 0 ] \
+    && command -v apt-get >/dev/null; then
+  echo "installing coturn and nftables with apt-get"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn nftables >/dev/null
+fi
 
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
