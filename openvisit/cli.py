@@ -302,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     stored = recordings_sub.add_parser("verify", help="re-hash stored files against their signed manifests")
     stored.add_argument("visit_ids", nargs="*", help="visits to check (all when none)")
 
+    doctor = sub.add_parser("doctor", help="check this configuration before go-live and say what to fix")
+    doctor.add_argument("--json", action="store_true", help="findings as JSON")
+
     op = sub.add_parser("create-operator", help="create a platform operator account")
     op.add_argument("--email", required=True)
     op.add_argument("--name", required=True)
@@ -345,6 +348,10 @@ def _main(argv: Sequence[str] | None) -> None:
         raise SystemExit(_recordings_verify(_settings(args), args.visit_ids))
     elif args.command == "export":
         raise SystemExit(_export_verify(args.archive, args.public_key))
+    elif args.command == "doctor":
+        from openvisit.doctor import doctor_main
+
+        raise SystemExit(doctor_main(_settings(args), as_json=args.json))
     elif args.command == "audit":
         raise SystemExit(uvloop.run(_audit_verify(_settings(args))))
 
