@@ -52,8 +52,8 @@ async def move_on_page(page: Any, visit_id: str, *, language: str, notice_hours:
     return start
 
 
-async def booked(w_visitor: As, resident_id: str, **when: float) -> str:
-    return str((await book(w_visitor, resident_id, at(w_visitor.api, **when))).ok(201)["id"])
+async def booked(w_visitor: As, resident_id: str, *, days: float, hours: float = 0) -> str:
+    return str((await book(w_visitor, resident_id, at(w_visitor.api, days=days, hours=hours))).ok(201)["id"])
 
 
 async def test_a_visitor_moves_a_visit_on_my_visits(api: Api, chromium: Any) -> None:  # noqa: F811
