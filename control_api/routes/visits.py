@@ -596,7 +596,8 @@ async def patch_visit(req: ApiRequest[Any, Any]) -> None:
                            facility_id=visit.facility_id, visit_id=visit.id,
                            detail={"visit_type": visit.visit_type})
     raise unprocessable("a visit cannot be changed after booking; its type never changes (rule B1). Cancel it "
-                        "and book again, or move it to another time (POST /v1/visits/{id}/move).", slug="visit-immutable")
+                        "and book again, or move it to another time (POST /v1/visits/{id}/move).",
+                        slug="visit-immutable")
 
 
 # ------------------------------------------------------------------ kiosk (B7, S6)
