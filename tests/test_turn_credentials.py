@@ -155,3 +155,18 @@ async def test_every_join_token_comes_with_a_relay_credential_for_its_holder(api
         assert accepts(SECRET, username, credential, wall_now)
         assert not accepts(SECRET, username, credential, datetime.fromtimestamp(int(expiry) + 1, UTC))
     assert len({_turn_of(g)[0] for g in grants.values()}) == 3
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_device_check_gets_a_relay_credential_too(api: Api) -> None:
+    """The connection test must take the path the visit will take: through the relay where UDP
+    is blocked, so its grant carries a TURN credential for the checker, short-lived like the check."""
+    w = await build_facility(api)
+    visitor = await w.approved_visitor(api)
+    grant = (await visitor.post("/v1/device-checks")).ok(201)
+    username, credential = _turn_of(grant)
+    expiry, named = username.split(":")
+    assert named == f"check-{visitor.principal_id}"
+    assert accepts(SECRET, username, credential, datetime.now(UTC))
+    lasts = int(expiry) - datetime.now(UTC).timestamp()
+    assert 0 < lasts <= grant["max_seconds"] + 60 + api.ctx.settings.turn_credential_margin_seconds

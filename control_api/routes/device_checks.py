@@ -22,6 +22,7 @@ from control_api.auth import Role
 from control_api.domain.device_check_limits import CHECKS_PER_WINDOW, WINDOW, CheckRate, issued, wait_before_next
 from control_api.problems import ProblemError, conflict
 from control_api.routes.media import IceServerOut, signaling_url_for
+from control_api.services.ice_servers import ice_servers_for
 from openvisit.device_check_tokens import DeviceCheckTokenSigner
 
 routes = ApiRoutes()
@@ -81,5 +82,7 @@ async def start_check(req: ApiRequest[Any, Any]) -> DeviceCheckOut:
         account_id=p.id, account_role=p.role.value, max_seconds=CHECK_SECONDS, not_before=now - timedelta(seconds=5),
         expires_at=expires)
     return DeviceCheckOut(join_token=token, signaling_url=signaling_url,
-                          ice_servers=[IceServerOut(**s.model_dump()) for s in req.ctx.settings.ice_servers],
+                          ice_servers=[IceServerOut(**s.model_dump()) for s in ice_servers_for(
+                              req.ctx.settings, participant_id=f"check-{p.id}", now=now,
+                              valid_until=expires + timedelta(seconds=CHECK_SECONDS))],  # a relay, as for a visit
                           expires_at=expires, max_seconds=CHECK_SECONDS)
