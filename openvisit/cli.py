@@ -261,6 +261,33 @@ def _recordings_verify(settings: Settings, visit_ids: list[str]) -> int:
     return 1 if problems else 0
 
 
+def _backup_or_restore(settings: Settings, args: argparse.Namespace) -> int:
+    """One line on success, one line saying what to do on failure (exit 1)."""
+    import time
+    from pathlib import Path
+
+    from openvisit.backup import BackupError, create_backup, restore_backup
+
+    started = time.monotonic()
+    try:
+        if args.command == "backup":
+            folder = create_backup(settings, Path(args.destination))
+            size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+            print(f"backup written: {folder} ({size / 1e6:.1f} MB, {time.monotonic() - started:.1f} s)")
+            return 0
+        report = restore_backup(settings, Path(args.source), replace=args.replace)
+    except BackupError as exc:
+        print(f"openvisit {args.command}: {exc}", file=sys.stderr)
+        return 1
+    for problem in report.problems:
+        print(f"restore FAILED verification: {problem}", file=sys.stderr)
+    if report.problems:
+        return 1
+    print(f"restored and verified: {report.files} files, audit chain intact ({report.audit_entries} entries), "
+          f"{report.recordings_checked} recordings match their signed manifests ({time.monotonic() - started:.1f} s)")
+    return 0
+
+
 def _tls_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", help="PEM certificate chain: serve HTTPS and WSS (also tls_cert_file)")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert (also tls_key_file)")
@@ -301,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     recordings_sub = recordings.add_subparsers(dest="recordings_command", required=True)
     stored = recordings_sub.add_parser("verify", help="re-hash stored files against their signed manifests")
     stored.add_argument("visit_ids", nargs="*", help="visits to check (all when none)")
+
+    backup = sub.add_parser("backup", help="snapshot the database, recordings, photo IDs and signing key")
+    backup.add_argument("destination", help="folder to create the backup in (a new subfolder per backup)")
+    restore = sub.add_parser("restore", help="restore a backup into this configuration, then verify it")
+    restore.add_argument("source", help="the backup folder (openvisit-backup-…)")
+    restore.add_argument("--replace", action="store_true", help="overwrite a database or data folder holding data")
 
     doctor = sub.add_parser("doctor", help="check this configuration before go-live and say what to fix")
     doctor.add_argument("--json", action="store_true", help="findings as JSON")
@@ -348,6 +381,8 @@ def _main(argv: Sequence[str] | None) -> None:
         raise SystemExit(_recordings_verify(_settings(args), args.visit_ids))
     elif args.command == "export":
         raise SystemExit(_export_verify(args.archive, args.public_key))
+    elif args.command in ("backup", "restore"):
+        raise SystemExit(_backup_or_restore(_settings(args), args))
     elif args.command == "doctor":
         from openvisit.doctor import doctor_main
 
