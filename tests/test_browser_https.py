@@ -61,7 +61,9 @@ async def test_the_camera_needs_https_and_a_visit_runs_over_https_and_wss(api: A
     cert_file, key_file, spki = certificate(tmp_path / "tls")
     # The same application also listening with TLS, as `openvisit serve --tls-cert --tls-key` does.
     tls_port = free_port()
-    site = web.TCPSite(api.client.server.runner, "127.0.0.1", tls_port, ssl_context=server_context(cert_file, key_file))
+    runner = api.client.server.runner
+    assert runner is not None
+    site = web.TCPSite(runner, "127.0.0.1", tls_port, ssl_context=server_context(cert_file, key_file))
     await site.start()
     http_origin = f"http://{HOST}:{api.client.server.port}"
     https_origin = f"https://{HOST}:{tls_port}"
