@@ -3,14 +3,15 @@
 `/readyz` (openvisit/health.py) answers 503 naming what is missing. The database must answer and
 its schema must be at the migrations' head (an upgrade whose `openvisit migrate` was forgotten is
 caught here, not at the first request that needs a new column). The media plane is the embedded
-SFU inside `openvisit serve`, or at least one standalone media node holding a live lease. Further
-checks (the TURN relay) are added with `app[READINESS].add(name, check)`.
+SFU inside `openvisit serve`, or at least one standalone media node holding a live lease. With a
+TURN relay configured, `turn` allocates a relay address with credentials minted as for a visit:
+reported, but not required (a relay outage hurts only the visitors who need it; `degraded`).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from aiohttp import web
@@ -86,5 +87,26 @@ def install_readiness(app: web.Application, settings: Settings, *, embedded_medi
     readiness.add("recordings", recordings_folder_check(settings.recordings_dir, settings.recordings_min_free_mb << 20),
                   cache_seconds=cache_seconds)
     readiness.add("media", media, cache_seconds=cache_seconds)
+    if settings.turn_urls and settings.turn_secret:
+        secret = settings.turn_secret
+
+        async def turn() -> CheckResult:
+            from control_api.domain.turn_credentials import mint
+            from openvisit.turn_probe import allocate
+
+            credential = mint(secret, "openvisit-readiness", datetime.now(UTC) + timedelta(minutes=5))
+            refused = []
+            for number, url in enumerate(settings.turn_urls, 1):  # by position: URLs are not shown
+                try:
+                    await allocate(url, credential.username, credential.credential)
+                except Exception as exc:
+                    log.warning("readiness: TURN relay %s: %s: %s", url, type(exc).__name__, exc)
+                    refused.append(f"#{number} ({'credentials refused' if '401' in str(exc) else 'no answer'})")
+            if refused:
+                return CheckResult(False, f"TURN URL(s) {', '.join(refused)} of {len(settings.turn_urls)} fail: "
+                                          "run `openvisit doctor` for details")
+            return CheckResult(True, f"the relay accepts minted credentials on all {len(settings.turn_urls)} URL(s)")
+
+        readiness.add("turn", turn, cache_seconds=30.0, timeout=8.0, required=False)
     install_health(app, readiness)
     return readiness

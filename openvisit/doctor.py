@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import re
 import shutil
 import socket
 import ssl
@@ -30,6 +29,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from openvisit.settings import Mode, Settings
+from openvisit.turn_probe import allocate, turn_server
 
 Level = Literal["ok", "warn", "fail"]
 TURN_TIMEOUT = 5.0
@@ -287,38 +287,6 @@ def check_media(settings: Settings, report: Report) -> None:
                    "set media_announced_address to the public IP, and configure TURN")
 
 
-_TURN_URL = re.compile(r"(?P<scheme>turns?):(?P<host>\[[^\]]+\]|[^:?]+)(?::(?P<port>\d+))?"
-                       r"(?:\?transport=(?P<transport>udp|tcp))?")
-
-
-def turn_server(url: str) -> tuple[str, int, str, bool]:
-    """(host, port, transport, tls) of a turn:/turns: URL (RFC 7065)."""
-    match = _TURN_URL.fullmatch(url)
-    if match is None:
-        raise ValueError(f"not a TURN URL: {url}")
-    tls = match["scheme"] == "turns"
-    transport = match["transport"] or ("tcp" if tls else "udp")
-    return match["host"].strip("[]"), int(match["port"] or (443 if tls else 3478)), transport, tls
-
-
-async def _allocate(url: str, username: str, password: str) -> str:
-    """A TURN Allocate with these credentials: the relayed address on success; raises otherwise."""
-    import aioice.turn
-
-    host, port, transport, tls = turn_server(url)
-    context: ssl.SSLContext | None = None
-    if tls:
-        context = ssl.create_default_context()
-    turn_transport, _ = await aioice.turn.create_turn_endpoint(
-        asyncio.DatagramProtocol, server_addr=(host, port), username=username, password=password,
-        lifetime=60, ssl=context, transport=transport)
-    try:
-        relayed = turn_transport.get_extra_info("sockname")
-        return f"{relayed[0]}:{relayed[1]}"
-    finally:
-        turn_transport.close()
-
-
 async def check_turn(settings: Settings, report: Report, now: datetime) -> None:
     """Credentials minted as the API mints them must be accepted by the relay on every URL."""
     if not settings.turn_urls:
@@ -333,7 +301,7 @@ async def check_turn(settings: Settings, report: Report, now: datetime) -> None:
     for url in settings.turn_urls:
         try:
             async with asyncio.timeout(TURN_TIMEOUT):
-                relayed = await _allocate(url, credential.username, credential.credential)
+                relayed = await allocate(url, credential.username, credential.credential)
         except TimeoutError:
             report.add("turn", "fail", f"{url}: no answer within {TURN_TIMEOUT:g} s",
                        "check that coturn runs, listens there, and the firewall lets this transport through")

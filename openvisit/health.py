@@ -47,8 +47,9 @@ Check = Callable[[], Awaitable[CheckResult]]
 class _Registered:
     """A check with its cached answer; concurrent probes share one run."""
 
-    def __init__(self, name: str, check: Check, cache_seconds: float, timeout: float) -> None:
+    def __init__(self, name: str, check: Check, cache_seconds: float, timeout: float, required: bool) -> None:
         self.name = name
+        self.required = required
         self.check = check
         self.cache_seconds = cache_seconds
         self.timeout = timeout
@@ -85,10 +86,17 @@ class Readiness:
     def __init__(self) -> None:
         self._checks: dict[str, _Registered] = {}
 
-    def add(self, name: str, check: Check, *, cache_seconds: float = 0.0, timeout: float = CHECK_TIMEOUT) -> None:
+    def add(self, name: str, check: Check, *, cache_seconds: float = 0.0, timeout: float = CHECK_TIMEOUT,
+            required: bool = True) -> None:
+        """`required=False`: a failure is reported (`degraded`) but the process stays ready. For
+        what only some visits need (the TURN relay): taking every API process out of the load
+        balancer because the relay is down would stop the visits that do not need it too."""
         if name in self._checks:
             raise ValueError(f"readiness check {name!r} is registered twice")
-        self._checks[name] = _Registered(name, check, cache_seconds, timeout)
+        self._checks[name] = _Registered(name, check, cache_seconds, timeout, required)
+
+    def required(self, name: str) -> bool:
+        return self._checks[name].required
 
     @property
     def names(self) -> list[str]:
@@ -111,10 +119,12 @@ def install_health(app: web.Application, readiness: Readiness) -> None:
 
     async def readyz(_request: web.Request) -> web.Response:
         results = await readiness.run()
-        ready = all(r.ok for r in results.values())
-        body = {"status": "ready" if ready else "not ready",
+        failed = [name for name, r in results.items() if not r.ok]
+        missing = [name for name in failed if readiness.required(name)]
+        ready = not missing
+        body = {"status": ("ready" if not failed else "degraded") if ready else "not ready",
                 "checks": {name: r.as_json() for name, r in results.items()},
-                "missing": [name for name, r in results.items() if not r.ok]}
+                "missing": missing, "degraded": [name for name in failed if name not in missing]}
         return web.json_response(body, status=200 if ready else 503, headers={"Cache-Control": "no-store"})
 
     app.router.add_get("/livez", livez)

@@ -13,6 +13,8 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from openvisit.doctor import turn_server
+from openvisit.turn_probe import turn_server
 from tests.faults.processes import PYTHON, ROOT
 from tests.support_serve import free_port, make_certificate
 
@@ -216,3 +218,35 @@ def test_a_broken_configuration_names_each_problem_and_its_fix(tmp_path: Path, r
     assert text.returncode == 1 and "NOT ready for visits" in text.stdout
     assert text.stdout.count("fix: ") >= len(failed)
     print(f"doctor on a broken configuration: {took:.2f} s, {len(failed)} failures named")
+
+
+@pytest.mark.parametrize("right_secret", [True, False])
+def test_readiness_reports_the_relay_without_taking_the_api_out(tmp_path: Path, relay: Relay, relay_secret: str,
+                                                                right_secret: bool) -> None:
+    """`/readyz` allocates on the relay with minted credentials; a relay that refuses them makes
+    the API `degraded` (named, still 200): visitors who need no relay can still hold visits."""
+    from tests.support_serve import Served
+
+    secret = relay_secret if right_secret else relay_secret + "-wrong"
+    env = {"OPENVISIT_TURN_URLS": json.dumps([f"turn:127.0.0.1:{relay.port}?transport=udp",
+                                              f"turn:127.0.0.1:{relay.port}?transport=tcp"]),
+           "OPENVISIT_TURN_SECRET": secret}
+    with Served(tmp_path / "serve", env=env) as server:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"{server.url}/readyz", timeout=10) as resp:
+                    status, body = resp.status, json.loads(resp.read())
+            except urllib.error.HTTPError as exc:
+                status, body = exc.code, json.loads(exc.read())
+            if body["checks"].get("turn", {}).get("ok") is right_secret or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    assert status == 200, body  # the relay never takes the API out of the load balancer
+    if right_secret:
+        assert body["status"] == "ready" and body["degraded"] == [], body
+        assert "accepts minted credentials on all 2" in body["checks"]["turn"]["detail"]
+    else:
+        assert body["status"] == "degraded" and body["degraded"] == ["turn"] and body["missing"] == [], body
+        assert "#1 (credentials refused), #2 (credentials refused)" in body["checks"]["turn"]["detail"]
+        assert str(relay.port) not in json.dumps(body)  # no addresses in an unauthenticated answer
