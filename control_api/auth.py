@@ -29,6 +29,9 @@ class Role(StrEnum):
 
 
 STAFF_ROLES = frozenset({Role.ADMIN, Role.OFFICER, Role.INVESTIGATOR})
+# Who must use two-step sign-in (staff_second_factor): staff, who watch visits and export recordings,
+# and operators, who hold every facility's money and audit trail.
+SECOND_FACTOR_ROLES = frozenset({*STAFF_ROLES, Role.OPERATOR})
 VISITOR_ROLES = frozenset({Role.VISITOR, Role.ATTORNEY})
 USER_ROLES = frozenset({*VISITOR_ROLES, *STAFF_ROLES, Role.OPERATOR})
 

@@ -70,10 +70,23 @@ def _sqlite_path(url: str) -> Path:
     return Path(url.split(":///", 1)[1].split("?", 1)[0])
 
 
-def _libpq_url(url: str) -> str:
-    """pg_dump and pg_restore speak libpq: postgresql+asyncpg://… becomes postgresql://…"""
-    _, rest = url.split("://", 1)
-    return f"postgresql://{rest}"
+def _libpq(url: str) -> tuple[list[str], dict[str, str]]:
+    """pg_dump's and pg_restore's connection arguments for a SQLAlchemy URL, and their environment:
+    the password goes in PGPASSWORD, never on the command line (where `ps` shows it)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    args = [f"--dbname={parsed.database}"]
+    if parsed.host:
+        args.append(f"--host={parsed.host}")
+    if parsed.port:
+        args.append(f"--port={parsed.port}")
+    if parsed.username:
+        args.append(f"--username={parsed.username}")
+    env = dict(os.environ)
+    if parsed.password:
+        env["PGPASSWORD"] = str(parsed.password)
+    return args, env
 
 
 def _tool(name: str) -> str:
@@ -84,8 +97,8 @@ def _tool(name: str) -> str:
     return found
 
 
-def _run(argv: list[str]) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=3600)
+def _run(argv: list[str], env: dict[str, str]) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=3600, env=env)
     if done.returncode != 0:
         raise BackupError(f"{Path(argv[0]).name} failed: {done.stderr.strip().splitlines()[-1:] or done.returncode}")
 
@@ -141,7 +154,8 @@ def create_backup(settings: Settings, destination: Path, *, now: datetime | None
         else:
             audit_entries, audit_head = asyncio.run(_audit_state(url))  # the dump holds at least these
             dump = work / "database.dump"
-            _run([_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={dump}", _libpq_url(url)])
+            connection, env = _libpq(url)
+            _run([_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={dump}", *connection], env)
         files.append({"path": dump.name, "sha256": _sha256(dump), "size": dump.stat().st_size})
         for name in FOLDERS:
             _copy_folder(settings.data_dir / name, work / name, files, work)
@@ -227,8 +241,9 @@ def restore_backup(settings: Settings, source: Path, *, replace: bool = False) -
             Path(str(target) + suffix).unlink(missing_ok=True)
         os.replace(staged, target)
     else:
-        _run([_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--single-transaction",
-              f"--dbname={_libpq_url(url)}", str(dump)])
+        connection, env = _libpq(url)
+        _run([_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--single-transaction", *connection,
+              str(dump)], env)
     report = RestoreReport()
     for entry in manifest["files"]:
         top = entry["path"].split("/", 1)[0]

@@ -42,12 +42,17 @@ async def _migrate(settings: Settings) -> None:
         await engine.dispose()
 
 
-async def _until_signalled() -> None:
-    """Serve until SIGINT or SIGTERM, then return so the caller shuts down cleanly."""
+async def _until_signalled(*, certificate_watched: bool = False) -> None:
+    """Serve until SIGINT or SIGTERM, then return so the caller shuts down cleanly. SIGHUP
+    (a service manager's reload) reloads the certificate when serving HTTPS (CertificateWatcher
+    takes it over); without one it must not stop the process, so it is only logged."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if not certificate_watched:
+        loop.add_signal_handler(signal.SIGHUP, lambda: logging.getLogger("openvisit").info(
+            "SIGHUP: nothing to reload (no certificate served here; settings are read at start)"))
     await stop.wait()
 
 
@@ -150,7 +155,7 @@ async def _serve(settings: Settings, demo: bool) -> None:
         print("demo accounts (password for all: demo-password):")
         for role, who in accounts.items():
             print(f"  {role:<13} {who}")
-    await _until_signalled()
+    await _until_signalled(certificate_watched=watcher is not None)
     if watcher is not None:
         await watcher.stop()
     await runner.cleanup()
@@ -177,7 +182,7 @@ async def _media_node(settings: Settings, control_url: str) -> None:
     scheme = "wss" if context is not None else "ws"
     print(f"openvisit media node: signaling at {scheme}://{settings.host}:{port}/v1/signaling, "
           f"reporting to {control_url}", flush=True)
-    await _until_signalled()
+    await _until_signalled(certificate_watched=watcher is not None)
     if watcher is not None:
         await watcher.stop()
     await runner.cleanup()

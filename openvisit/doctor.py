@@ -186,15 +186,15 @@ async def check_database(settings: Settings, report: Report) -> None:
     engine = make_engine(url)
     try:
         async with engine.connect() as conn:
-            try:
-                versions = set((await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars())
-            except Exception:
-                versions = set()
             server_now = None
-            if engine.dialect.name == "postgresql":
+            if engine.dialect.name == "postgresql":  # first: a failed query below aborts the transaction
                 before = time.time()
                 server_now = (await conn.execute(text("SELECT extract(epoch FROM clock_timestamp())"))).scalar()
                 local = (before + time.time()) / 2
+            try:
+                versions = set((await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars())
+            except Exception:  # no such table: never migrated
+                versions = set()
     except Exception as exc:
         fix = ("the SQLite file cannot be opened: run `openvisit migrate` (it creates it), or check data_dir"
                if url.startswith("sqlite") else

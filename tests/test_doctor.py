@@ -250,3 +250,30 @@ def test_readiness_reports_the_relay_without_taking_the_api_out(tmp_path: Path, 
         assert body["status"] == "degraded" and body["degraded"] == ["turn"] and body["missing"] == [], body
         assert "#1 (credentials refused), #2 (credentials refused)" in body["checks"]["turn"]["detail"]
         assert str(relay.port) not in json.dumps(body)  # no addresses in an unauthenticated answer
+
+
+def test_an_unmigrated_postgresql_database_is_told_to_migrate(tmp_path: Path) -> None:
+    """Not 'cannot connect': the database answers, its schema is missing (the clock is read first,
+    as a failed query ends a PostgreSQL transaction)."""
+    from tests.conftest import PG_ADMIN_URL
+
+    name = f"openvisit_doctor_{secrets.token_hex(5)}"
+    admin = PG_ADMIN_URL.replace("+asyncpg", "")
+    created = subprocess.run(["psql", admin, "-c", f'CREATE DATABASE "{name}"'], capture_output=True, text=True,
+                             check=False)
+    if created.returncode != 0:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is not available: {created.stderr}")
+        pytest.skip(f"PostgreSQL is not available: {created.stderr}")
+    try:
+        config = tmp_path / "pg.toml"
+        config.write_text(toml({"mode": "test", "data_dir": str(tmp_path / "data"),
+                                "database_url": PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"}))
+        found = findings(openvisit(config, "doctor", "--json"))
+        [database] = found["database"]
+        assert database["level"] == "fail" and "postgresql reachable, schema at no schema" in database["detail"]
+        assert "openvisit migrate" in database["fix"]
+        assert found["database clock"][0]["level"] in ("ok", "warn")
+    finally:
+        subprocess.run(["psql", admin, "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], capture_output=True,
+                       check=False)

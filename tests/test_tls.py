@@ -120,6 +120,19 @@ def test_sighup_reloads_the_certificate_at_once(tmp_path: Path) -> None:
         assert server.proc.poll() is None
 
 
+def test_sighup_without_a_certificate_does_not_stop_the_server(tmp_path: Path) -> None:
+    """Behind a proxy (plain HTTP here) a service manager's reload must not end the process
+    (SIGHUP's default action), which systemd would not restart after a clean exit."""
+    with Served(tmp_path) as server:
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert server.proc.poll() is None
+        with urllib.request.urlopen(f"{server.url}/livez", timeout=5) as resp:
+            assert resp.status == 200
+        assert "SIGHUP: nothing to reload" in server.output()
+
+
 def run_openvisit(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENVISIT_")}
     env.update({"OPENVISIT_MODE": "test", "OPENVISIT_DATA_DIR": str(tmp_path / "data")})

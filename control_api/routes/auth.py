@@ -18,7 +18,14 @@ from pydantic import BaseModel, EmailStr, Field, StringConstraints
 from sqlalchemy import select
 
 from control_api.api import PUBLIC, ApiRequest, ApiRoutes
-from control_api.auth import STAFF_ROLES, USER_ROLES, Principal, Role, hash_password, verify_password_or_dummy
+from control_api.auth import (
+    SECOND_FACTOR_ROLES,
+    USER_ROLES,
+    Principal,
+    Role,
+    hash_password,
+    verify_password_or_dummy,
+)
 from control_api.db.models import AuthSession, Kiosk, User
 from control_api.problems import ProblemError, bad_request, forbidden, not_found, unauthorized
 from control_api.routes.accounts import Password, Strict, current_user, normalise_email
@@ -140,7 +147,7 @@ async def login(req: ApiRequest[Login, Any]) -> TokenOut:
 
 async def _open(req: ApiRequest[Any, Any], session: Any, user: User) -> sign_in.Issued:
     role = Role(user.role)
-    enrolling = (role in STAFF_ROLES and user.totp_secret is None
+    enrolling = (role in SECOND_FACTOR_ROLES and user.totp_secret is None
                  and req.ctx.settings.second_factor_required_for_staff)
     principal = Principal(id=user.id, role=role, facility_id=user.facility_id, enrolling=enrolling)
     return await sign_in.open_session(session, req.ctx, principal, now=req.now, source=_source(req),
@@ -381,7 +388,7 @@ class SecondFactorState(BaseModel):
                body=SecondFactorOff, response=SecondFactorState)
 async def turn_off_second_factor(req: ApiRequest[SecondFactorOff, Any]) -> SecondFactorState:
     user = await current_user(req)
-    if Role(user.role) in STAFF_ROLES and req.ctx.settings.second_factor_required_for_staff:
+    if Role(user.role) in SECOND_FACTOR_ROLES and req.ctx.settings.second_factor_required_for_staff:
         raise forbidden("staff must keep two-step sign-in; set up a new app with a recovery code instead")
     if user.totp_secret is None:
         return SecondFactorState(second_factor=False, recovery_codes_left=0)
