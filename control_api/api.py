@@ -60,10 +60,6 @@ class ApiRequest(Generic[B, Q]):
         return self._principal
 
     @property
-    def maybe_principal(self) -> Principal | None:
-        return self._principal
-
-    @property
     def body(self) -> B:
         assert self._body is not None, "endpoint declared no body model"
         return self._body

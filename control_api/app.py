@@ -24,17 +24,17 @@ from control_api.context import CONTEXT, AppContext
 from control_api.db.engine import make_engine, make_sessionmaker
 from control_api.db.models import ClockState
 from control_api.db.outage import DB_OUTAGE, OutageTracker, Unavailability, database_unavailability, describe
-from control_api.join_tokens import JoinTokenSigner
 from control_api.mail import MailDelivery
 from control_api.metrics import METRICS, ApiMetrics
 from control_api.payments.gateway import PaymentGateway
-from control_api.payments.test_gateway import TestPaymentGateway
+from control_api.payments.simulated_gateway import SimulatedPaymentGateway
 from control_api.problems import ProblemError, problem_middleware, problem_response
 from control_api.readiness import install_readiness
 from control_api.security_headers import apply_security_headers, security_headers_middleware, signaling_origin
 from control_api.services.media_sessions import LeaseWatcher
 from openvisit.clock import Clock
 from openvisit.forwarded import TrustedProxies, forwarded_middleware
+from openvisit.join_tokens import JoinTokenSigner
 from openvisit.keys import load_or_create_secret, load_or_create_signing_key
 from openvisit.settings import Mode, Settings
 
@@ -97,7 +97,7 @@ def create_app(settings: Settings, *, gateway: PaymentGateway | None = None,
             access_tokens=AccessTokens(settings.jwt_secret or load_or_create_secret(keys_dir, "jwt-secret"),
                                        timedelta(minutes=settings.access_token_minutes)),
             join_tokens=JoinTokenSigner(load_or_create_signing_key(keys_dir)),
-            gateway=gateway or TestPaymentGateway(),
+            gateway=gateway or SimulatedPaymentGateway(),
             media_secret=settings.media_secret or load_or_create_secret(keys_dir, "media-secret"),
             extra_engines=extra,
         )
@@ -225,8 +225,8 @@ async def start_site(app: web.Application, host: str, port: int,
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
-    server = site._server
-    bound = server.sockets[0].getsockname()[1] if server is not None and server.sockets else port  # type: ignore[attr-defined]
+    addresses = runner.addresses  # public: the bound (host, port, ...) of each listening socket
+    bound = addresses[0][1] if addresses else port
     return runner, int(bound)
 
 

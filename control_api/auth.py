@@ -1,7 +1,7 @@
 """Who is asking: passwords (argon2), access tokens (PyJWT, HS256) and the Principal.
 
 Join tokens for the media plane are different (Ed25519, verify-only on media nodes): see
-`control_api.join_tokens`.
+`openvisit.join_tokens`.
 """
 
 from __future__ import annotations
@@ -50,14 +50,6 @@ class Principal:
     @property
     def key(self) -> str:
         return f"{self.role.value}:{self.id}"
-
-    @property
-    def is_staff(self) -> bool:
-        return self.role in STAFF_ROLES
-
-    @property
-    def is_visitor(self) -> bool:
-        return self.role in VISITOR_ROLES
 
 
 _hasher = PasswordHasher()  # argon2id with the library's recommended parameters

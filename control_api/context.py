@@ -23,9 +23,9 @@ class MediaControl(Protocol):
 
 if TYPE_CHECKING:
     from control_api.auth import AccessTokens
-    from control_api.join_tokens import JoinTokenSigner
     from control_api.payments.gateway import PaymentGateway
     from control_api.services.media_sessions import LeaseWatcher
+    from openvisit.join_tokens import JoinTokenSigner
 
 
 @dataclass

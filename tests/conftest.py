@@ -32,7 +32,7 @@ from control_api.context import CONTEXT, AppContext
 from control_api.db.engine import make_engine
 from control_api.db.migrate import upgrade
 from control_api.db.models import Base
-from control_api.payments.test_gateway import TestPaymentGateway
+from control_api.payments.simulated_gateway import SimulatedPaymentGateway
 from control_api.problems import UNHANDLED_LOGGER
 from openvisit.settings import Mode, Settings
 from sfu.aiortc_adapter import restrict_host_candidates
@@ -273,12 +273,12 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 
 @pytest.fixture
-def gateway() -> TestPaymentGateway:
-    return TestPaymentGateway()
+def gateway() -> SimulatedPaymentGateway:
+    return SimulatedPaymentGateway()
 
 
 @pytest.fixture
-async def api(settings: Settings, gateway: TestPaymentGateway) -> AsyncIterator[Api]:
+async def api(settings: Settings, gateway: SimulatedPaymentGateway) -> AsyncIterator[Api]:
     """The real application on a loopback port, with a client that knows our auth scheme."""
     if settings.database_url and settings.database_url.startswith("postgresql"):
         await _truncate_postgres(settings.database_url)

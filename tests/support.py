@@ -19,7 +19,7 @@ from sqlalchemy import update
 from control_api.auth import Principal, Role, hash_password
 from control_api.context import AppContext
 from control_api.db.models import AuthSession, User
-from control_api.payments.test_gateway import TestPaymentGateway
+from control_api.payments.simulated_gateway import SimulatedPaymentGateway
 
 PASSWORD = "correct horse battery"
 
@@ -105,7 +105,7 @@ class As:
 
 
 class Api:
-    def __init__(self, client: TestClient, ctx: AppContext, gateway: TestPaymentGateway) -> None:
+    def __init__(self, client: TestClient, ctx: AppContext, gateway: SimulatedPaymentGateway) -> None:
         self.client = client
         self.ctx = ctx
         self.gateway = gateway

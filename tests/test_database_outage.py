@@ -47,7 +47,7 @@ from control_api.db.outage import (
     is_database_outage,
 )
 from control_api.payments.gateway import Charge
-from control_api.payments.test_gateway import TestPaymentGateway
+from control_api.payments.simulated_gateway import SimulatedPaymentGateway
 from control_api.problems import problem_middleware
 from control_api.services.billing import ledger_is_balanced
 from openvisit.settings import Mode, Settings
@@ -164,7 +164,7 @@ async def outage_api(cluster: Cluster, tmp_path: Path) -> AsyncIterator[Api]:
         cluster.start()
     settings = Settings(mode=Mode.TEST, data_dir=tmp_path / "data", database_url=cluster.url,
                         sweep_interval_seconds=0.3)
-    gateway = TestPaymentGateway()
+    gateway = SimulatedPaymentGateway()
     app = create_app(settings, gateway=gateway, run_sweeper=True, embedded_media=False)
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
@@ -391,7 +391,7 @@ async def test_restart_in_the_middle_of_writes_leaves_nothing_half_written(
           f" of which a booked visit still points at: {len(voided & charge_ids)}")
 
 
-class _HeldGateway(TestPaymentGateway):
+class _HeldGateway(SimulatedPaymentGateway):
     """Charges succeed, but the first one is held until the test lets it go (the database dies
     between the charge and the commit)."""
 

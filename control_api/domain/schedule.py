@@ -271,7 +271,3 @@ def _local(day: date, minute: int, zone: ZoneInfo) -> datetime:
         if instant.astimezone(zone).replace(tzinfo=None) == probe:
             return instant
     raise ValueError(f"no local time at or after {naive} in {zone}")  # pragma: no cover
-
-
-def spans_from(rows: Iterable[tuple[datetime, datetime]]) -> list[Span]:
-    return [Span(a, b) for a, b in rows]

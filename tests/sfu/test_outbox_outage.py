@@ -26,7 +26,7 @@ from sqlalchemy import select
 from control_api.app import create_app, start_site
 from control_api.context import CONTEXT
 from control_api.db.models import Visit, VisitEvent
-from control_api.payments.test_gateway import TestPaymentGateway
+from control_api.payments.simulated_gateway import SimulatedPaymentGateway
 from openvisit.settings import Settings
 from sfu.events import HttpDelivery
 from sfu.node import create_media_node_app, fetch_verifier
@@ -39,7 +39,7 @@ from tests.support_visits import seed_visit, seed_world
 OUTAGE = float(os.environ.get("OPENVISIT_OUTAGE_SECONDS", "8"))
 
 
-async def _control_api(settings: Settings, gateway: TestPaymentGateway, port: int = 0) -> TestClient:
+async def _control_api(settings: Settings, gateway: SimulatedPaymentGateway, port: int = 0) -> TestClient:
     client = TestClient(TestServer(create_app(settings, gateway=gateway, run_sweeper=False, embedded_media=False),
                                    host="127.0.0.1", port=port))
     await client.start_server()
@@ -57,7 +57,7 @@ async def _flowing(receiver: Client, more_than: int = 10) -> bool:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_events_during_a_control_api_outage_are_applied_once_when_it_returns(
-        settings: Settings, gateway: TestPaymentGateway, tmp_path: Path, loopback_only: None) -> None:
+        settings: Settings, gateway: SimulatedPaymentGateway, tmp_path: Path, loopback_only: None) -> None:
     client = await _control_api(settings, gateway)
     api = Api(client, client.app[CONTEXT], gateway)
     port = client.server.port

@@ -1,4 +1,5 @@
-"""A payment processor in test mode, in process: token-only card data, deterministic declines,
+"""A simulated payment processor, in process, for demos, development and tests (the product's
+default until a real processor is configured): token-only card data, deterministic declines,
 idempotent charges. Its tokens mirror common processors' test tokens:
 
 ==================================  =====================================
@@ -37,10 +38,10 @@ class _Record:
     voided: bool = False
 
 
-class TestPaymentGateway:
-    """Behaves like a processor's test mode. State lives for the life of the process."""
+class SimulatedPaymentGateway:
+    """Behaves like a processor's test mode. State lives for the life of the process; `name` stays
+    "test", the value stored with every charge it made."""
 
-    __test__ = False  # not a pytest class
     name = "test"
 
     def __init__(self) -> None:
