@@ -496,7 +496,7 @@ class Room:
                 except Exception:
                     log.exception("visit %s: recording its end on the node failed", self.visit_id)
             for producer in self.router.producers:  # from now on every frame meets the closed gate
-                producer.reroute()
+                producer.bypass_allowed = False
             self.end_reason = message
             self._both_since = None
             await self._broadcast({"type": "ended", "reason": reason, "disconnect_reason": disconnect_reason,

@@ -57,10 +57,6 @@ class Router:
             raise KeyError(f"producer {producer.id} is not in this router")
         return producer.add_consumer(consumer_id, role)
 
-    def producers_for(self, participant_id: str) -> list[Producer]:
-        """What a participant receives: everyone else's tracks (never its own)."""
-        return [p for p in self._producers.values() if p.participant_id != participant_id]
-
     async def close(self) -> None:
         self.closed = True
         for producer in list(self._producers.values()):

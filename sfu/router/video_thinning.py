@@ -12,6 +12,8 @@ Pure logic on a clock passed in, so it is tested without media.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class VideoThinning:
     # Video bitrate above estimate x margin: the link cannot carry it. Wide, because a receiver's
@@ -24,13 +26,26 @@ class VideoThinning:
     SETTLE = 1.5  # after a probe, estimates this fresh may still describe the thinned stream
     STABLE = 20.0  # full video this long after a probe: the link has recovered
 
-    def __init__(self) -> None:
-        self.active = False
+    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
+        self._active = False
+        self._on_change = on_change  # told whenever `active` flips (the consumer's bypass depends on it)
         self.times_thinned = 0
         self.probe_after = self.FIRST_PROBE
         self._since = 0.0
         self._resumed_at: float | None = None
         self._last_keyframe_request = float("-inf")
+
+    @property
+    def active(self) -> bool:
+        """Keyframes only, now."""
+        return self._active
+
+    @active.setter
+    def active(self, active: bool) -> None:
+        if active != self._active:
+            self._active = active
+            if self._on_change is not None:
+                self._on_change()
 
     def on_estimate(self, now: float, estimate: int, video_bitrate: int | None) -> None:
         """A receiver's bandwidth estimate (bits/s) against the video's incoming bitrate."""
