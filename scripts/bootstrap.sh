@@ -1,7 +1,7 @@
 # Sourced by start.sh and test.sh: make .venv with the project installed (extras in $1).
 set -euo pipefail
 
-# The SFU's per-packet path is a small C extension (sfu/_rtp_native.c): it needs gcc and Python.h.
+# The SFU's per-packet path is a small C extension (sfu/native/*.c): it needs gcc and Python.h.
 # Without them the install still works and the SFU forwards in Python, slower.
 ensure_c_toolchain() {
   local headers
@@ -37,7 +37,7 @@ ensure_venv() {
     fi
   fi
   local stamp=".venv/.installed${extras:+-$extras}"
-  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ sfu/_rtp_native.c -nt "$stamp" ]; then
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ -n "$(find sfu/native -newer "$stamp" -print -quit)" ]; then
     ensure_c_toolchain
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
     .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras:+[$extras]}"
