@@ -18,6 +18,7 @@ from control_api.db.outage import (
     database_unavailability,
     describe,
 )
+from control_api.domain.errors import Conflict, DomainError, Forbidden, NotFound, PaymentRequired, RuleViolation
 
 PROBLEM_TYPE_BASE = "https://openvisit.org/problems/"
 log = logging.getLogger(__name__)
@@ -86,6 +87,23 @@ def unprocessable(detail: str, slug: str = "rule-violated", **extra: Any) -> Pro
     return ProblemError(422, slug, detail, extra=extra)
 
 
+# The one place a domain refusal becomes an HTTP status (control_api.domain.errors).
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    NotFound: 404,
+    Forbidden: 403,
+    Conflict: 409,
+    RuleViolation: 422,
+    PaymentRequired: 402,
+    DomainError: 400,  # a refusal of no particular kind (kinds above are matched first)
+}
+
+
+def problem_for(error: DomainError) -> ProblemError:
+    """The problem+json answer for a domain refusal: its kind's status, its slug, detail and extras."""
+    status = next(code for kind, code in DOMAIN_STATUS.items() if isinstance(error, kind))
+    return ProblemError(status, error.slug, error.detail, extra=dict(error.extra))
+
+
 def problem_response(problem: ProblemError, instance: str | None = None) -> web.Response:
     return web.Response(
         status=problem.status,
@@ -116,6 +134,8 @@ async def problem_middleware(
         return await handler(request)
     except ProblemError as problem:
         return problem_response(problem, request.path)
+    except DomainError as error:
+        return problem_response(problem_for(error), request.path)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

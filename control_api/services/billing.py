@@ -34,9 +34,9 @@ from control_api.db.models import (
     Visit,
 )
 from control_api.domain import credits as credit_rules
+from control_api.domain.errors import Conflict, PaymentRequired, RuleViolation
 from control_api.domain.pricing import BillingMode, FeeSpec, Quote, build_quote, per_minute_charge, unused_tax_cents
 from control_api.payments.gateway import PaymentDeclinedError
-from control_api.problems import ProblemError, unprocessable
 from control_api.services.sweeps import sweep
 
 GATEWAY = "asset:gateway"
@@ -89,7 +89,7 @@ async def quote_for(session: AsyncSession, facility: Facility, visit_type: str, 
     option = next((o for o in options if o.length_minutes == length_minutes), None)
     if option is None:
         offered = ", ".join(str(o.length_minutes) for o in sorted(options, key=lambda o: o.length_minutes))
-        raise unprocessable(
+        raise RuleViolation(
             f"{facility.name} does not offer {length_minutes}-minute {visit_type} visits (rule A3); "
             f"offered: {offered or 'none'}", slug="length-not-offered")
     fees = (await session.scalars(select(FeeItem).where(FeeItem.facility_id == facility.id)
@@ -223,9 +223,8 @@ async def pay_for_visit(session: AsyncSession, ctx: AppContext, *, visit: Visit,
     charge = None
     if card_amount > 0:
         if not card_token:
-            raise ProblemError(402, "payment-required",
-                               f"{card_amount / 100:.2f} USD is due: give a card token (rule B6)",
-                               extra={"amount_due_cents": card_amount})
+            raise PaymentRequired(f"{card_amount / 100:.2f} USD is due: give a card token (rule B6)",
+                                  amount_due_cents=card_amount)
         try:
             # M1: the key makes a retried request reuse its charge. A charge found voided belongs
             # to an attempt that never committed (a database outage between charge and commit):
@@ -238,11 +237,11 @@ async def pay_for_visit(session: AsyncSession, ctx: AppContext, *, visit: Visit,
                     break
                 key = f"{visit.booker_id}:{idempotency_key}:after:{charge.charge_id}"
             else:
-                raise ProblemError(409, "payment-retry-exhausted", "this request's earlier charges were all voided; "
-                                   "retry it with a new Idempotency-Key")
+                raise Conflict("this request's earlier charges were all voided; retry it with a new Idempotency-Key",
+                               slug="payment-retry-exhausted")
         except PaymentDeclinedError as exc:
-            raise ProblemError(402, "payment-declined", f"the card was declined: {exc.message}",
-                               extra={"decline_code": exc.code}) from exc
+            raise PaymentRequired(f"the card was declined: {exc.message}", slug="payment-declined",
+                                  decline_code=exc.code) from exc
         gateway = ctx.gateway
         charge_id = charge.charge_id
 

@@ -29,9 +29,9 @@ from control_api.db.models import (
     VisitationWindow,
 )
 from control_api.domain.cancellation import CancelledBy, cancellation_credit_rule, rejection_credit_rule
+from control_api.domain.errors import Conflict, RuleViolation
 from control_api.domain.moving import may_move, status_after_move
 from control_api.domain.schedule import ACTIVE_STATUSES, BookedVisit, Policy, Schedule, Span, Violation, Window
-from control_api.problems import ProblemError, conflict
 from control_api.services import audit, billing
 from control_api.services.sweeps import sweep
 
@@ -72,7 +72,7 @@ async def resident_context(session: AsyncSession, resident_id: str, *, lock: boo
             facility = await session.get(Facility, resident.facility_id)
             assert facility is not None
             return ResidentContext(resident=resident, unit=unit, facility=facility)
-    raise conflict("the resident is being moved between housing units; try again", slug="resident-moving")
+    raise Conflict("the resident is being moved between housing units; try again", slug="resident-moving")
 
 
 async def lock_visit(session: AsyncSession, visit_id: str) -> Visit | None:
@@ -133,9 +133,9 @@ def raise_first(violations: list[Violation]) -> None:
     if not violations:
         return
     first = violations[0]
-    status = 409 if first.slug in ("slot-taken", "resident-busy") else 422
-    raise ProblemError(status, first.slug, first.message, extra={
-        "rule": first.rule, "violations": [{"rule": v.rule, "slug": v.slug, "detail": v.message} for v in violations]})
+    refusal = Conflict if first.slug in ("slot-taken", "resident-busy") else RuleViolation
+    raise refusal(first.message, slug=first.slug, rule=first.rule,
+                  violations=[{"rule": v.rule, "slug": v.slug, "detail": v.message} for v in violations])
 
 
 async def check_rules(session: AsyncSession, ctx: ResidentContext, span: Span, now: datetime,
@@ -187,10 +187,10 @@ async def review_visit(session: AsyncSession, app: AppContext, visit: Visit, *, 
     """A7: staff approve or reject a booking made under manual review; a rejection credits the
     price (M3c) and tells the resident (B7). `visit` should be locked (`lock_visit`)."""
     if visit.status != "pending_review":
-        raise conflict(f"only visits pending review can be reviewed; this one is {visit.status}",
+        raise Conflict(f"only visits pending review can be reviewed; this one is {visit.status}",
                        slug="not-pending-review")
     if now >= visit.starts_at:
-        raise conflict("the booking was not reviewed before its start; it lapses and is credited automatically "
+        raise Conflict("the booking was not reviewed before its start; it lapses and is credited automatically "
                        "(rule M3c)", slug="visit-started")
     facility = await session.get(Facility, visit.facility_id)
     assert facility is not None
@@ -235,9 +235,9 @@ async def cancel_visit(session: AsyncSession, app: AppContext, visit: Visit, *, 
                        reason: str, now: datetime) -> tuple[int, str | None]:
     """Cancel before the start; the credit follows M3a/b/d and M4. `visit` should be locked."""
     if visit.status not in ("pending_review", "scheduled"):
-        raise conflict(f"a {visit.status} visit cannot be cancelled", slug="not-cancellable")
+        raise Conflict(f"a {visit.status} visit cannot be cancelled", slug="not-cancellable")
     if now >= visit.starts_at:
-        raise conflict("the visit has started; an officer can disconnect it instead (rules M4, S4)",
+        raise Conflict("the visit has started; an officer can disconnect it instead (rules M4, S4)",
                        slug="visit-started")
     facility = await session.get(Facility, visit.facility_id)
     assert facility is not None
@@ -272,8 +272,8 @@ async def move_visit(session: AsyncSession, visit: Visit, *, ctx: ResidentContex
     verdict = may_move(status=visit.status, starts_at=visit.starts_at, now=now, by_booker=by_booker,
                        notice_hours=facility.cancellation_notice_hours, timezone=facility.timezone)
     if not verdict.allowed:
-        deadline = {"move_deadline": verdict.deadline.isoformat()} if verdict.deadline else None
-        raise ProblemError(409, verdict.slug, verdict.message, extra=deadline)
+        deadline = {"move_deadline": verdict.deadline.isoformat()} if verdict.deadline else {}
+        raise Conflict(verdict.message, slug=verdict.slug, **deadline)
     starts_at = starts_at.astimezone(UTC)
     span = Span(starts_at, starts_at + timedelta(minutes=visit.length_minutes))
     if span.start == visit.starts_at and ctx.unit.id == visit.housing_unit_id:
@@ -311,12 +311,12 @@ async def move_slots(session: AsyncSession, visit: Visit, ctx: ResidentContext, 
 def check_in(visit: Visit, *, now: datetime, lobby_minutes: int) -> None:
     """S6: the resident checks in at the kiosk from the lobby opening (S1) until the end."""
     if visit.status not in ("scheduled", "in_progress"):
-        raise conflict(f"a {visit.status} visit cannot be checked in", slug="not-checkable")
+        raise Conflict(f"a {visit.status} visit cannot be checked in", slug="not-checkable")
     opens = visit.starts_at - timedelta(minutes=lobby_minutes)
     if now < opens:
-        raise conflict(f"check-in opens at {opens.isoformat()}", slug="check-in-not-open")
+        raise Conflict(f"check-in opens at {opens.isoformat()}", slug="check-in-not-open")
     if now >= visit.ends_at:
-        raise conflict("the visit has ended", slug="visit-ended")
+        raise Conflict("the visit has ended", slug="visit-ended")
     if visit.resident_checked_in_at is None:
         visit.resident_checked_in_at = now
         visit.updated_at = now

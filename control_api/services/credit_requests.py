@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_api.context import AppContext
 from control_api.db.models import CreditRequest, Visit
-from control_api.problems import conflict, not_found, unprocessable
+from control_api.domain.errors import Conflict, NotFound, RuleViolation
 from control_api.services import billing
 
 # Visits that have started or ended. A `scheduled` visit qualifies once its start has passed.
@@ -35,14 +35,14 @@ async def file_request(session: AsyncSession, app: AppContext, *, visit_id: str,
     filings cannot both open a request (one open request per visit)."""
     visit = (await session.scalars(select(Visit).where(Visit.id == visit_id).with_for_update())).one_or_none()
     if visit is None or visit.booker_id != visitor_id:
-        raise not_found("visit")
+        raise NotFound.of("visit")
     if not is_claimable(visit, now):
-        raise unprocessable("a credit request is for a visit that has started or ended; cancel a future visit "
+        raise RuleViolation("a credit request is for a visit that has started or ended; cancel a future visit "
                             "instead (rules M3, M6)", slug="not-claimable")
     existing = await session.scalar(select(CreditRequest.id).where(CreditRequest.visit_id == visit.id,
                                                                    CreditRequest.status == "open"))
     if existing is not None:
-        raise conflict("there is already an open credit request for this visit", slug="already-requested")
+        raise Conflict("there is already an open credit request for this visit", slug="already-requested")
     request = CreditRequest(visitor_id=visitor_id, visit_id=visit.id, description=description, status="open",
                             filed_at=now,
                             decide_by=now + timedelta(hours=app.settings.credit_request_decision_hours))
@@ -73,7 +73,7 @@ async def get_for_decision(session: AsyncSession, request_id: str) -> CreditRequ
     request = (await session.scalars(select(CreditRequest).where(CreditRequest.id == request_id)
                                      .with_for_update())).one_or_none()
     if request is None:
-        raise not_found("credit request")
+        raise NotFound.of("credit request")
     return request
 
 
@@ -82,7 +82,7 @@ async def decide(session: AsyncSession, app: AppContext, request: CreditRequest,
     """Approving credits the visit's price once (M2, M6); a visit already credited (for example
     automatically as `failed`) gets no more. Returns the cents credited by this decision."""
     if request.status != "open":
-        raise conflict(f"this request was already {request.status}", slug="already-decided")
+        raise Conflict(f"this request was already {request.status}", slug="already-decided")
     request.status = "approved" if approve else "denied"
     request.decision_note = note
     request.decided_by = operator_id
