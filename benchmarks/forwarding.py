@@ -58,9 +58,9 @@ async def serve(mode: str, pubkey_pem: bytes) -> None:
     from aiohttp import web
 
     from control_api.app import start_site
-    from sfu.events import InProcessEventSink
     from sfu.service import Sfu
     from signaling.server import create_signaling_app
+    from tests.support_events import InProcessEventSink
 
     restrict_host_candidates(["127.0.0.1"])
     key = serialization.load_pem_public_key(pubkey_pem)

@@ -33,9 +33,9 @@ from control_api.app import start_site
 from loadtests.synthetic_media import ReplayTrack, SyntheticCamera, encode_opus
 from openvisit.join_tokens import JoinTokenSigner, JoinTokenVerifier
 from sfu.aiortc_adapter import restrict_host_candidates, rtc_configuration, tap_receiver
-from sfu.events import InProcessEventSink
 from sfu.service import Sfu
 from signaling.server import create_signaling_app
+from tests.support_events import InProcessEventSink
 
 
 def now() -> datetime:

@@ -4,13 +4,11 @@
 the event is on disk before `report` returns, and a `Delivery` hands it to the control plane
 until acknowledged, over HTTP for a standalone node (`HttpDelivery`, `/v1/internal/media-events`
 with the media secret) or by a direct call for the embedded media plane
-(`control_api/media_bridge.py: ControlPlaneEventSink`). `InProcessEventSink` keeps events in
-memory (tests).
+(`control_api/media_bridge.py: ControlPlaneEventSink`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -58,26 +56,6 @@ class VisitEvent:
 
 class VisitEventSink(Protocol):
     async def report(self, event: VisitEvent) -> None: ...
-
-
-class InProcessEventSink:
-    def __init__(self) -> None:
-        self.events: list[VisitEvent] = []
-        self._changed = asyncio.Condition()
-
-    async def report(self, event: VisitEvent) -> None:
-        async with self._changed:
-            self.events.append(event)
-            self._changed.notify_all()
-
-    async def wait_for(self, kind: EventKind) -> VisitEvent:
-        """The first event of `kind`, waiting for it (callers bound this with asyncio.timeout)."""
-        async with self._changed:
-            while True:
-                for e in self.events:
-                    if e.kind == kind:
-                        return e
-                await self._changed.wait()
 
 
 class DeliveryRefused(Exception):

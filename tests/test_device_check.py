@@ -25,12 +25,12 @@ from loadtests.synthetic_media import ReplayTrack
 from openvisit.device_check_tokens import DeviceCheckTokenSigner
 from openvisit.join_tokens import JoinTokenSigner, JoinTokenVerifier
 from sfu.aiortc_adapter import rtc_configuration, tap_receiver
-from sfu.events import InProcessEventSink
 from sfu.router import EncodedFrame, PrivilegeViolationError
 from sfu.service import Sfu
 from signaling.server import create_signaling_app
 from tests.sfu.test_signaling import OPUS, VP8, forwarded_in_order, now
 from tests.support import Api
+from tests.support_events import InProcessEventSink
 from tests.support_facility import build_facility
 from tests.test_monitoring import audit_actions, live, until
 

@@ -22,13 +22,13 @@ import pytest
 
 from control_api.services.recordings import merge_manifests
 from loadtests.synthetic_media import encode_opus, encode_vp8
-from sfu.events import InProcessEventSink
 from sfu.recording.party_writer import PartyWriter
 from sfu.recording.recorder import VisitRecorder
 from sfu.recording.recovery import recover_orphans
 from sfu.recording.storage import LocalFolderStorage, next_segment_number, segment_name, segment_number
 from sfu.router import EncodedFrame, Router
 from sfu.router.frames import vp8_is_keyframe
+from tests.support_events import InProcessEventSink
 
 VP8 = encode_vp8(frames=60)
 OPUS = encode_opus(packets=50)

@@ -15,11 +15,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from control_api.app import start_site
 from openvisit.join_tokens import JoinTokenSigner, JoinTokenVerifier
-from sfu.events import InProcessEventSink
 from sfu.node_state import NodeState
 from sfu.service import Sfu
 from signaling.server import create_signaling_app
 from tests.sfu.test_signaling import Client, Stack, connect, now, whole
+from tests.support_events import InProcessEventSink
 
 
 async def _node(key: Ed25519PrivateKey, state_file: Path) -> tuple[Stack, object]:

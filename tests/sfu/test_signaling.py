@@ -20,10 +20,10 @@ from control_api.app import start_site
 from loadtests.synthetic_media import ReplayTrack, encode_opus, encode_vp8
 from openvisit.join_tokens import JoinTokenSigner, JoinTokenVerifier
 from sfu.aiortc_adapter import rtc_configuration, tap_receiver
-from sfu.events import InProcessEventSink
 from sfu.router import EncodedFrame
 from sfu.service import Sfu
 from signaling.server import create_signaling_app
+from tests.support_events import InProcessEventSink
 
 VP8 = encode_vp8(frames=60)
 OPUS = encode_opus(packets=60)
