@@ -1,7 +1,6 @@
-"""sfu._rtp_native's Tap, Demux and Ingress against the Python reference (`_FrameTap` in
-sfu/aiortc_adapter.py): the same packets in, the same frames, NACKs, PLIs, REMBs and receiver
-statistics out; and frames routed straight to C Senders arrive on the wire as the Python path
-would send them."""
+"""tap.c: sfu._rtp_native.Tap against the Python reference (`_FrameTap` in the adapter): the same
+packets in, the same frames, NACKs, PLIs, REMBs and receiver statistics out; and frames routed
+straight to C Senders arrive on the wire as the Python path would send them."""
 
 from __future__ import annotations
 
@@ -13,50 +12,22 @@ import struct
 import types
 from typing import Any
 
-import pylibsrtp
 import pytest
-from aiortc.rate import RemoteBitrateEstimator
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtcrtpreceiver import NackGenerator
 
 import sfu.aiortc_adapter as adapter
-from sfu.aiortc_adapter import SrtpCalls, _FrameTap, _native_tap, parse_rtp, vp8_payloads
+from sfu.aiortc_adapter import _FrameTap, _native_tap, parse_rtp, vp8_payloads
 from sfu.router.frames import EncodedFrame
-
-VP8, RTX, OPUS = 96, 97, 111
-VIDEO_SSRC, RTX_SSRC, AUDIO_SSRC = 0x1111, 0x2222, 0x3333
-KEY = os.urandom(28)
-PROFILE = pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM
-
-
-
-
-class FakeReceiver:
-    """What both taps read of an RTCRtpReceiver (its private tables) and call on it (RTCP)."""
-
-    def __init__(self, kind: str) -> None:
-        self._enabled = True
-        self.sent: list[tuple[Any, ...]] = []
-        codecs = [RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90_000, payloadType=VP8),
-                  RTCRtpCodecParameters(mimeType="video/rtx", clockRate=90_000, payloadType=RTX,
-                                        parameters={"apt": VP8})] if kind == "video" else \
-            [RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48_000, channels=2, payloadType=OPUS)]
-        self._RTCRtpReceiver__codecs = {c.payloadType: c for c in codecs}
-        self._RTCRtpReceiver__remote_bitrate_estimator = RemoteBitrateEstimator() if kind == "video" else None
-        self._RTCRtpReceiver__active_ssrc: dict[int, Any] = {}
-        self._RTCRtpReceiver__remote_streams: dict[int, Any] = {}
-        self._RTCRtpReceiver__rtx_ssrc = {RTX_SSRC: VIDEO_SSRC} if kind == "video" else {}
-        self._RTCRtpReceiver__nack_generator = NackGenerator() if kind == "video" else None
-        self._RTCRtpReceiver__rtcp_ssrc = 0x9999
-
-    async def _send_rtcp_nack(self, media_ssrc: int, lost: list[int]) -> None:
-        self.sent.append(("nack", media_ssrc, lost))
-
-    async def _send_rtcp_pli(self, media_ssrc: int) -> None:
-        self.sent.append(("pli", media_ssrc))
-
-    async def _send_rtcp(self, packet: Any) -> None:
-        self.sent.append(("rtcp", bytes(packet)))
+from tests.sfu.native.support import (
+    AUDIO_SSRC,
+    OPUS,
+    RTX,
+    RTX_SSRC,
+    VIDEO_SSRC,
+    VP8,
+    FakeReceiver,
+    inbound_srtp,
+    outbound_srtp,
+)
 
 
 def _video_stream(seed: int) -> list[tuple[int, int, int, int, int, bytes, int, int | None, int]]:
@@ -166,15 +137,6 @@ async def test_the_c_tap_does_what_the_python_tap_does(native: Any, kind: str, s
     assert c_tap.frames_lost == python_tap._frames.frames_lost if kind == "video" else True
 
 
-# ---------------------------------------------------------------- the route past Python
-
-
-
-
-def _srtp(direction: int) -> SrtpCalls:
-    return SrtpCalls(pylibsrtp.Session(policy=pylibsrtp.Policy(key=KEY, ssrc_type=direction, srtp_profile=PROFILE)))
-
-
 async def test_routed_frames_go_straight_to_the_senders_until_one_cannot_send(
         native: Any, udp_pair: tuple[socket.socket, socket.socket]) -> None:
     sock, far_end = udp_pair
@@ -183,7 +145,7 @@ async def test_routed_frames_go_straight_to_the_senders_until_one_cannot_send(
     tap = _native_tap(receiver, "video", to_python.append)  # type: ignore[arg-type]
     out = native.Sender(True, 100, 0, 7)
     out.configure(96, 0xABCD, b"", b"", False)
-    srtp, inbound = _srtp(pylibsrtp.Policy.SSRC_ANY_OUTBOUND), _srtp(pylibsrtp.Policy.SSRC_ANY_INBOUND)
+    srtp, inbound = outbound_srtp(), inbound_srtp()
     pair, connected = object(), object()
     nominated = {1: pair}
     dtls = types.SimpleNamespace(_state=connected, _tx_srtp=srtp.session)
@@ -214,42 +176,3 @@ async def test_routed_frames_go_straight_to_the_senders_until_one_cannot_send(
     frame(b"\x01" + b"x" * 10, 15_000)
     assert not tap.routed and len(to_python) == 2 and to_python[-1].data == b"\x01" + b"x" * 10
     assert out.frames_sent == 3
-
-
-def _protect(srtp: SrtpCalls, fields: tuple[Any, ...]) -> bytes:
-    payload_type, marker, seq, timestamp, ssrc, payload = fields[:6]
-    return srtp.protect(struct.pack("!BBHII", 0x80, payload_type | (marker << 7), seq, timestamp, ssrc) + payload)
-
-
-async def test_the_ingress_handles_routed_rtp_in_c_and_hands_the_rest_to_python(native: Any) -> None:
-    receiver = FakeReceiver("audio")
-    frames: list[EncodedFrame] = []
-    tap = _native_tap(receiver, "audio", frames.append)  # type: ignore[arg-type]
-    fallback: list[bytes] = []
-    demux = native.Demux()
-    receive = demux.ingress(lambda data, addr: fallback.append(data)).datagram_received
-    outbound, inbound = _srtp(pylibsrtp.Policy.SSRC_ANY_OUTBOUND), _srtp(pylibsrtp.Policy.SSRC_ANY_INBOUND)
-    first = _protect(outbound, (OPUS, 1, 1, 960, AUDIO_SSRC, b"one"))
-    receive(first, ("127.0.0.1", 1))
-    assert fallback == [first]  # no SRTP session known yet
-    demux.set_srtp(inbound.address, inbound, -1)
-    receive(first, ("127.0.0.1", 1))
-    assert fallback == [first, first]  # not routed yet
-    assert demux.route(AUDIO_SSRC, OPUS, tap) is True
-    receive(_protect(outbound, (OPUS, 1, 2, 1920, AUDIO_SSRC, b"two")), ("127.0.0.1", 1))
-    assert [f.data for f in frames] == [b"two"] and len(fallback) == 2
-    other_type = _protect(outbound, (100, 1, 3, 2880, AUDIO_SSRC, b"x"))
-    stun = b"\x00\x01\x00\x00" + os.urandom(16)
-    rtcp = b"\x80\xc8" + os.urandom(30)
-    for datagram in (other_type, stun, rtcp):
-        receive(datagram, ("127.0.0.1", 1))
-    assert fallback[2:] == [other_type, stun, rtcp]
-    forged = bytearray(_protect(outbound, (OPUS, 1, 4, 3840, AUDIO_SSRC, b"four")))
-    forged[-1] ^= 1
-    receive(bytes(forged), ("127.0.0.1", 1))  # refused by SRTP: dropped
-    assert [f.data for f in frames] == [b"two"] and len(fallback) == 5
-    demux.unroute(tap)
-    assert demux.routes == 0
-    again = _protect(outbound, (OPUS, 1, 5, 4800, AUDIO_SSRC, b"five"))
-    receive(again, ("127.0.0.1", 1))
-    assert fallback[-1] == again
