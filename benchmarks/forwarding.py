@@ -72,10 +72,10 @@ async def serve(mode: str, pubkey_pem: bytes) -> None:
     latencies: list[float] = []  # ms, tap -> sent inside the SFU, frames of the measured window
     native = native_rtp()
     if mode == "ours":
-        import sfu.aiortc_adapter as adapter
+        from sfu.aiortc_adapter import FrameSender
 
         if native is None:  # the Python path: time each send here
-            original_send = adapter.DirectRtpSender.send_frame
+            original_send = FrameSender.send_frame
 
             def timed_send(self: Any, frame: Any) -> bool:
                 sent = original_send(self, frame)
@@ -83,7 +83,7 @@ async def serve(mode: str, pubkey_pem: bytes) -> None:
                     latencies.append((time.monotonic() - frame.received_at) * 1000)
                 return sent
 
-            adapter.DirectRtpSender.send_frame = timed_send  # type: ignore[method-assign]
+            FrameSender.send_frame = timed_send  # type: ignore[method-assign]
         sfu = Sfu(InProcessEventSink(), now, warnings=())
         app = create_signaling_app(sfu, verifier, now)
     else:

@@ -28,11 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadtests.synthetic_media import AUDIO_CLOCK, VIDEO_CLOCK, ReplayPublisher, encode_opus, encode_vp8
 from sfu.aiortc_adapter import (
-    DirectRtpSender,
     ForwardingTrack,
-    _native_target,
+    FrameSender,
+    contract,
     forward_through,
     install_fast_clock,
+    native,
     restrict_host_candidates,
     rtc_configuration,
     send_pli,
@@ -61,7 +62,8 @@ async def _negotiate(offerer: RTCPeerConnection, answerer: RTCPeerConnection) ->
 
 
 def _nominated(pc: RTCPeerConnection) -> Any:
-    return pc.getTransceivers()[0].sender.transport.transport._connection._nominated[1]
+    connection = contract.ice_connection(pc.getTransceivers()[0].sender.transport.transport)
+    return contract.nominated_pairs(connection)[1]
 
 
 async def main(frames: int, rounds: int) -> None:
@@ -86,7 +88,7 @@ async def main(frames: int, rounds: int) -> None:
         tap_receiver(receiver, producers[track.kind].publish, producers[track.kind])  # as the SFU does
 
     await _negotiate(publisher, sfu_in)
-    directs: dict[str, DirectRtpSender] = {}
+    directs: dict[str, FrameSender] = {}
     for kind in ("audio", "video"):
         track = ForwardingTrack(kind)
         track.attach(router.consume(producers[kind], f"resident-{kind}", "peer"))
@@ -112,17 +114,17 @@ async def main(frames: int, rounds: int) -> None:
     publisher_socket.transport = into_sfu
     pub_video, pub_audio = publishers["video"]._direct, publishers["audio"]._direct
     for direct in (pub_video, pub_audio):
-        direct._path = direct._output_path = None  # the cached socket (and the C Sender's)
+        direct._path = direct._writer_path = None  # the cached socket (and the writer's)
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.0.1", 0))
     sfu_pair = _nominated(sfu_out)
     for direct in directs.values():
         direct._path = (sfu_pair, sfu_pair.protocol.transport, sink.getsockname(),
-                        _native_target(sfu_pair.protocol.transport, sink.getsockname()))
-        direct._output_path = None
+                        native.implementation.socket_target(sfu_pair.protocol.transport, sink.getsockname()))
+        direct._writer_path = None
     for producer in producers.values():
         producer.reroute()  # the next frame goes through Python, which gives the C Senders the sink
-    native = "C (sfu._rtp_native)" if directs["video"]._path[3] is not None else "Python (sfu._rtp_native not built)"
+    path = "C (sfu._rtp_native)" if native.implementation.routable else "Python (sfu._rtp_native not built)"
 
     def frames_to_send(n: int) -> list[tuple[Any, EncodedFrame]]:
         out_frames = []
@@ -136,18 +138,14 @@ async def main(frames: int, rounds: int) -> None:
                                                            AUDIO_CLOCK, True, 0.0)))
         return out_frames
 
-    def sequence_of(direct: DirectRtpSender) -> int:
-        return int(direct.output.sequence) if direct.output is not None else direct._sequence
+    def sequence_of(direct: FrameSender) -> int:
+        return int(direct.writer.sequence)
 
-    def set_stream(direct: DirectRtpSender, sequence: int | None, ssrc: int) -> None:
-        direct.sender._ssrc = ssrc
+    def set_stream(direct: FrameSender, sequence: int | None, ssrc: int) -> None:
+        contract.set_sender_ssrc(direct.rtc_sender, ssrc)
+        direct.reconfigure()  # the writer keeps its own copy
         if sequence is not None:
-            direct._sequence = sequence
-        if direct.output is not None:  # the C Sender keeps its own copy
-            direct.output.configure(direct._payload_type, ssrc, direct._ext_head, direct._ext_tail,
-                                    direct._has_abs_send_time)
-            if sequence is not None:
-                direct.output.sequence = sequence
+            direct.writer.sequence = sequence
 
     def run(into: Any, shift: int) -> float:
         into_sfu.protocol = into
@@ -166,7 +164,7 @@ async def main(frames: int, rounds: int) -> None:
     for round_ in range(rounds):
         # The null round sends on other SSRCs (SRTP refuses to protect a sequence number twice),
         # and the real streams carry on where they were: the SFU sees no gap.
-        saved = [(d, sequence_of(d), d.sender._ssrc) for d in (pub_video, pub_audio)]
+        saved = [(d, sequence_of(d), contract.sender_ssrc(d.rtc_sender)) for d in (pub_video, pub_audio)]
         for d, _seq, ssrc in saved:
             set_stream(d, None, ssrc ^ (0x10000 << round_))
         publisher_cost = run(null, 2 * round_ * frames)
@@ -177,7 +175,7 @@ async def main(frames: int, rounds: int) -> None:
         costs.append(run(sfu_socket, (2 * round_ + 1) * frames) - publisher_cost)
         packets_out = sum(d.packets_sent for d in directs.values()) - sent_before
     sfu, packets_in = min(costs), into_sfu.packets
-    print(f"packets in {packets_in}, packets out {packets_out} per round, {rounds} rounds; sending in {native}")
+    print(f"packets in {packets_in}, packets out {packets_out} per round, {rounds} rounds; sending in {path}")
     print(f"SFU CPU per packet forwarded (in + out, SRTP both ways, sendto): {sfu / packets_in * 1e6:.1f} us "
           f"(rounds: {', '.join(f'{c / packets_in * 1e6:.1f}' for c in costs)})")
     print(f"SFU CPU per 2-party room at 30 fps + 50 audio packets/s each way: "

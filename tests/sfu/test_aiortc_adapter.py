@@ -102,12 +102,11 @@ async def peers(loopback_only: None) -> AsyncIterator[list[RTCPeerConnection]]:
 @pytest.fixture(params=["c", "python"])
 def media_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The per-packet path in C (sfu._rtp_native, as deployed) and the Python fallback."""
-    import sfu.aiortc_adapter as adapter
+    from sfu.aiortc_adapter import native
 
     if request.param == "python":
-        monkeypatch.setattr(adapter, "_native_checked", True)
-        monkeypatch.setattr(adapter, "_native_module", None)
-    elif adapter.native_rtp() is None:
+        monkeypatch.setattr(native, "implementation", native.PYTHON)
+    elif native.C is None:
         pytest.skip("sfu._rtp_native is not built")  # test_rtp_native fails for it under CI
     return str(request.param)
 
