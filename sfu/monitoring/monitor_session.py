@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
-from sfu.aiortc_adapter import ForwardingTrack, forward_through, rtc_configuration
+from sfu.aiortc_adapter import ForwardingTrack, rtc_configuration
+from sfu.forwarding_transceiver import add_forwarding_transceiver
 from sfu.router import Producer, Router
 from sfu.router.frames import Kind
 
@@ -36,14 +37,8 @@ class MonitorSession:
         # MAX_BUNDLE: a second transceiver of a kind must share the one transport (aiortc 1414/1437).
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=base.iceServers,
                                                      bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
-        self.tracks: dict[tuple[Side, Kind], ForwardingTrack] = {}
-        for side, kind in SLOTS:
-            track = ForwardingTrack(kind)
-            transceiver = self.pc.addTransceiver(track, direction="sendonly")
-            transceiver.setCodecPreferences([c for c in RTCRtpSender.getCapabilities(kind).codecs
-                                             if c.mimeType.lower() in ("video/vp8", "audio/opus")])
-            forward_through(transceiver.sender, track)
-            self.tracks[(side, kind)] = track
+        self.tracks: dict[tuple[Side, Kind], ForwardingTrack] = {
+            (side, kind): add_forwarding_transceiver(self.pc, kind, "sendonly") for side, kind in SLOTS}
         self.closed = False
 
     async def answer(self, offer_sdp: str) -> str:
