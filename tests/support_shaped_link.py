@@ -15,6 +15,8 @@ from typing import Any
 
 from aiortc import RTCPeerConnection
 
+from sfu.aiortc_adapter import contract
+
 
 @dataclass
 class LinkStats:
@@ -33,7 +35,7 @@ class ShapedDownlink:
     def apply(self, pc: RTCPeerConnection) -> None:
         """Shape every UDP socket the client gathered (call after setLocalDescription)."""
         ice = pc.getTransceivers()[0].receiver.transport.transport
-        for protocol in ice._connection._protocols:
+        for protocol in contract.ice_protocols(contract.ice_connection(ice)):
             self._shape(protocol)
 
     def _shape(self, protocol: Any) -> None:

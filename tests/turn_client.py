@@ -26,7 +26,7 @@ import aiohttp
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from loadtests.synthetic_media import ReplayTrack, encode_opus, encode_vp8
-from sfu.aiortc_adapter import restrict_host_candidates, rtc_configuration, tap_receiver
+from sfu.aiortc_adapter import contract, restrict_host_candidates, rtc_configuration, tap_receiver
 from sfu.router import EncodedFrame
 
 SCHEMES = {"udp": ("turn:", "udp"), "tcp": ("turn:", "tcp"), "tls": ("turns:", "tcp")}
@@ -61,11 +61,10 @@ def choose_servers(servers: list[dict[str, Any]], turn: str) -> list[dict[str, A
 def nominated_pair(pc: RTCPeerConnection) -> dict[str, Any] | None:
     """The pair ICE nominated (aioice's state, read once connected)."""
     transport = pc.getTransceivers()[0].sender.transport.transport
-    connection = transport._connection
-    pair = connection._nominated.get(1)
+    pair = contract.nominated_pairs(contract.ice_connection(transport)).get(1)
     if pair is None:
         return None
-    inner = getattr(pair.protocol.transport, "_TurnTransport__inner_protocol", None)
+    inner = contract.turn_inner_protocol(pair.protocol.transport)
     return {"local_type": pair.local_candidate.type, "local": [pair.local_candidate.host, pair.local_candidate.port],
             "remote_type": pair.remote_candidate.type,
             "remote": [pair.remote_candidate.host, pair.remote_candidate.port],

@@ -28,7 +28,7 @@ One module per mechanism:
 In C the whole steady-state path runs without Python: the socket's callback routes to a C Tap,
 which sends each complete frame straight to the consumers' C writers while the producer allows
 it (`sfu.router.fast_path`). The Python twins are the reference the C is tested against
-(tests/sfu/test_native_tap.py, test_rtp_native.py, test_frame_assembler.py) and the fallback if
+(tests/sfu/native/) and the fallback if
 it was not built.
 """
 

@@ -62,7 +62,8 @@ class PrivateName:
 
 
 def _mangled(cls: type, name: str) -> str:
-    return f"_{cls.__name__}__{name}"
+    """`__name` as Python stores it when a method of `cls` spells it."""
+    return f"_{cls.__name__.lstrip('_')}__{name}"
 
 
 _R, _S = RTCRtpReceiver, RTCRtpSender

@@ -1,9 +1,9 @@
 """The frame tap: a receiver's encoded frames, handed over from the socket callback, never decoded.
 
 `tap_receiver` ends aiortc's decoder thread when the receiver starts and puts a tap in its place:
-the Python `FrameTap` or the C `Tap` (`native.implementation`). The socket takeover
+the Python `PythonFrameTap` or the C `Tap` (`native.implementation`). The socket takeover
 (`socket_takeover.py`) routes each decrypted RTP packet to it synchronously. The tap does what
-`RTCRtpReceiver._handle_rtp_packet` does for the publisher's sake (REMB estimate, RTCP receiver
+aiortc's receiver does with each RTP packet for the publisher's sake (REMB estimate, RTCP receiver
 statistics, NACKs, RTX unwrapping, PLI after lost frames) and hands each complete encoded frame
 to `on_frame`: audio packets are frames as they are (an SFU need not hold audio), video frames
 come from a `FrameAssembler` at their last packet (RTP marker bit), not ~33 ms later when the
@@ -58,7 +58,7 @@ class _TimestampUnwrapper:
 
 
 class PythonFrameTap:
-    """Stands in for `RTCRtpReceiver._handle_rtp_packet`, called synchronously for each RTP packet
+    """Stands in for the RTP handler of aiortc's `RTCRtpReceiver`, called synchronously for each RTP packet
     straight from the socket callback (`socket_takeover`). It keeps what the receiver does
     for the publisher's sake (REMB estimate, RTCP receiver statistics, NACKs, RTX unwrapping,
     PLI after lost frames) and hands each complete encoded frame to `on_frame`: audio packets
@@ -71,7 +71,7 @@ class PythonFrameTap:
         self.on_frame = on_frame
         self.loop = asyncio.get_running_loop()
         tables = contract.receiver_tables(receiver)
-        self._enabled = contract.receiver_enabled
+        self._receiving = contract.receiver_enabled
         self._estimator = tables.remote_bitrate_estimator
         if self._estimator is not None:
             speed_up_estimator(self._estimator)
@@ -94,7 +94,7 @@ class PythonFrameTap:
 
     def handle(self, packet: ReceivedRtp, arrival_ms: int) -> None:
         receiver = self.receiver
-        if not self._enabled(receiver):
+        if not self._receiving(receiver):
             return
         if self._estimator is not None and packet.abs_send_time is not None:
             self._estimate(packet, arrival_ms)

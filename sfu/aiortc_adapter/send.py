@@ -48,8 +48,8 @@ class FrameSender:
         self._socket_target = implementation.socket_target
         self._stream: tuple[int, bytes, bytes, bool] | None = None  # payload type, extension head/tail, abs
         self._dtls: RTCDtlsTransport | None = None  # known once aiortc starts the sender (ICE and DTLS up)
-        self._nominated: dict[int, Any] = {}  # the ICE connection's nominated pairs
-        self._srtp: SrtpCalls | None = None
+        self._nominated_pairs: dict[int, Any] = {}  # the ICE connection's nominated pairs
+        self._srtp_calls: SrtpCalls | None = None
         self._path: Path | None = None
         self._writer_path: tuple[Any, Any] | None = None  # (pair, SRTP session) the writer was given
         contract.count_sender_reports_from(rtc_sender, self.writer)
@@ -93,7 +93,7 @@ class FrameSender:
             raise AdapterContractError("the negotiated codec has no payload type")
         self._stream = (payload_type, head, tail, has_abs_send_time)
         self._dtls = self.rtc_sender.transport  # final: bundling has picked the transport by now
-        self._nominated = contract.nominated_pairs(contract.ice_connection(self._dtls.transport))
+        self._nominated_pairs = contract.nominated_pairs(contract.ice_connection(self._dtls.transport))
         self.reconfigure()
 
     def reconfigure(self) -> None:
@@ -108,7 +108,7 @@ class FrameSender:
         dtls = self._dtls
         if dtls is None or contract.dtls_state(dtls) is not DtlsState.CONNECTED:
             return None
-        pair = self._nominated.get(1)
+        pair = self._nominated_pairs.get(1)
         if pair is None:
             return None
         path = self._path
@@ -123,15 +123,15 @@ class FrameSender:
         if now is None:
             return False
         dtls, (pair, transport, address, target) = now
-        srtp = self._srtp
+        srtp = self._srtp_calls
         session = contract.tx_srtp(dtls)
         if srtp is None or srtp.session is not session:
-            srtp = self._srtp = SrtpCalls(session)
+            srtp = self._srtp_calls = SrtpCalls(session)
         writer = self.writer
         if self._writer_path != (pair, session):  # told of a new path; in C it checks it itself past Python
             self._writer_path = (pair, session)
             fd, sockaddr = target if target is not None else (-1, b"")
-            writer.set_path(srtp.address, session, fd, sockaddr, dtls, DtlsState.CONNECTED, self._nominated, pair)
+            writer.set_path(srtp.address, session, fd, sockaddr, dtls, DtlsState.CONNECTED, self._nominated_pairs, pair)
         datagrams = writer.send(frame.data, frame.timestamp, frame.clock_rate, frame.received_at)
         if datagrams is not None:  # no socket of its own (Python, or a test's transport): send them here
             for datagram in datagrams:

@@ -44,11 +44,11 @@ class PythonStreamWriter:
         self.picture_id = picture_id & 0x7FFF
         self._timestamp_origin = timestamp_origin & 0xFFFFFFFF
         self._payload_type = 0
-        self._ssrc = 0
+        self._stream_ssrc = 0
         self._ext_head = b""  # up to and including the abs-send-time element's id byte
         self._ext_tail = b""  # the rest of the extension block (mid, padding)
         self._has_abs_send_time = False
-        self._srtp: SrtpCalls | None = None
+        self._srtp_calls: SrtpCalls | None = None
         self._rebase = False
         self._last_frame_at: float | None = None
         self.last_timestamp = 0  # RTP timestamp of the last frame sent
@@ -61,17 +61,17 @@ class PythonStreamWriter:
     def configure(self, payload_type: int, ssrc: int, ext_head: bytes, ext_tail: bytes,
                   has_abs_send_time: bool) -> None:
         """The negotiated payload type, SSRC, extensions."""
-        self._payload_type, self._ssrc = payload_type & 0x7F, ssrc
+        self._payload_type, self._stream_ssrc = payload_type & 0x7F, ssrc
         self._ext_head, self._ext_tail, self._has_abs_send_time = ext_head, ext_tail, has_abs_send_time
 
     def set_path(self, context: int, session: pylibsrtp.Session, fd: int, sockaddr: bytes, dtls: Any,
                  connected: Any, nominated: Any, pair: Any) -> None:
         """The SRTP session to protect with (the rest is the C twin's socket and its checks)."""
-        if self._srtp is None or self._srtp.session is not session:
-            self._srtp = SrtpCalls(session)
+        if self._srtp_calls is None or self._srtp_calls.session is not session:
+            self._srtp_calls = SrtpCalls(session)
 
     def clear_path(self) -> None:
-        self._srtp = None
+        self._srtp_calls = None
 
     def ready(self) -> bool:
         """Whether it could send past Python: never, it has no socket."""
@@ -88,7 +88,7 @@ class PythonStreamWriter:
 
     def send(self, data: bytes, timestamp: int, clock_rate: int, received_at: float) -> list[bytes]:
         """One frame (`timestamp`: the producer's count from 0) as protected datagrams."""
-        srtp = self._srtp
+        srtp = self._srtp_calls
         if srtp is None:
             raise RuntimeError("Sender has no path (set_path)")
         if self._rebase:
@@ -103,7 +103,7 @@ class PythonStreamWriter:
         else:
             extensions = self._ext_tail
         first_byte = 0x90 if extensions else 0x80
-        payload_type, ssrc, sequence = self._payload_type, self._ssrc, self.sequence
+        payload_type, ssrc, sequence = self._payload_type, self._stream_ssrc, self.sequence
         datagrams = []
         if not self.video:  # one packet, marker set (as aiortc does), no retransmission history
             datagrams.append(srtp.protect(_RTP_HEADER.pack(first_byte, payload_type | 0x80, sequence, rtp_timestamp,

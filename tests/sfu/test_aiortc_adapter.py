@@ -21,6 +21,7 @@ from aiortc.rate import RemoteBitrateEstimator
 from loadtests.synthetic_media import ReplayTrack, encode_opus, encode_vp8
 from sfu.aiortc_adapter import (
     ForwardingTrack,
+    contract,
     forward_through,
     native_rtp,
     rtc_configuration,
@@ -203,7 +204,7 @@ async def test_a_subscriber_remb_is_relayed_to_the_publisher(peers: list[RTCPeer
     await asyncio.sleep(1.0)  # media flowing, SSRCs known
     # The subscriber's link can carry 256 kbps (the seeds' minimum); its REMB arrives at the SFU's sender.
     await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0,
-                                                    fci=pack_remb_fci(256_000, [sender._ssrc])))
+                                                    fci=pack_remb_fci(256_000, [contract.sender_ssrc(sender)])))
     assert producers["video"].bitrate_limit() == 256_000
     encoder = None
     for _ in range(30):
@@ -349,7 +350,8 @@ async def test_a_lost_packet_is_retransmitted_from_the_senders_history(
     await subscriber.setRemoteDescription(sfu_out.localDescription)
     await subscriber.setLocalDescription(await subscriber.createAnswer())
     lost: list[int] = []
-    protocols: list[Any] = subscriber.getTransceivers()[0].receiver.transport.transport._connection._protocols
+    ice = subscriber.getTransceivers()[0].receiver.transport.transport
+    protocols = contract.ice_protocols(contract.ice_connection(ice))
     def lossy(data: bytes, addr: Any, deliver: Any) -> None:
         if len(data) > 1000 and len(lost) < 3 and direct.packets_sent > 40 + 10 * len(lost):
             lost.append(1)  # a video packet, now and then: the link lost it

@@ -8,7 +8,7 @@ import re
 import pytest
 from aiortc import RTCPeerConnection
 
-from sfu.aiortc_adapter import announce_host_address, restrict_host_candidates, rtc_configuration
+from sfu.aiortc_adapter import announce_host_address, contract, restrict_host_candidates, rtc_configuration
 
 
 async def test_host_candidates_announce_the_public_address_and_bind_the_private_one() -> None:
@@ -21,8 +21,8 @@ async def test_host_candidates_announce_the_public_address_and_bind_the_private_
         candidates = re.findall(r"a=candidate:\S+ \d+ udp \d+ (\S+) (\d+) typ host", sdp)
         assert candidates and {ip for ip, _ in candidates} == {"203.0.113.7"}, sdp
         assert "c=IN IP4 203.0.113.7" in sdp
-        connection = pc.getTransceivers()[0].sender.transport.transport._connection
-        bound = {p.transport.get_extra_info("sockname") for p in connection._protocols}
+        connection = contract.ice_connection(pc.getTransceivers()[0].sender.transport.transport)
+        bound = {p.transport.get_extra_info("sockname") for p in contract.ice_protocols(connection)}
         assert {(host, str(port)) for host, port in bound} == {("127.0.0.1", port) for _, port in candidates}
     finally:
         await pc.close()
