@@ -25,6 +25,7 @@ from control_api import idempotency
 from control_api.auth import Principal, Role, TokenError
 from control_api.context import CONTEXT, AppContext
 from control_api.problems import ProblemError, bad_request, forbidden, unauthorized
+from control_api.services import visit_access
 from control_api.services.sign_in import session_is_live
 
 B = TypeVar("B", bound=BaseModel)
@@ -78,11 +79,7 @@ class ApiRequest(Generic[B, Q]):
 
     def require_facility(self, facility_id: str) -> None:
         """V3: staff and kiosks act only within their own facility; operators everywhere."""
-        p = self.principal
-        if p.role is Role.OPERATOR:
-            return
-        if p.facility_id is None or p.facility_id != facility_id:
-            raise forbidden("this resource belongs to another facility")
+        visit_access.require_facility(self.principal, facility_id)
 
 
 Handler = Callable[[ApiRequest[Any, Any]], Awaitable[Any]]

@@ -11,9 +11,10 @@ from sqlalchemy import select
 from control_api.api import PUBLIC, ApiRequest, ApiRoutes
 from control_api.auth import Role
 from control_api.db.models import Visit
-from control_api.problems import conflict, forbidden, not_found
+from control_api.domain.join_window import JoinWindow, Position
+from control_api.problems import conflict, not_found
 from control_api.routes.common import Id, Instant, Strict
-from control_api.services import media_sessions
+from control_api.services import media_sessions, visit_access
 from control_api.services.ice_servers import ice_servers_for
 from control_api.services.visit_outcomes import record_event
 from openvisit.keys import public_pem
@@ -49,24 +50,23 @@ class JoinOut(BaseModel):
 async def join(req: ApiRequest[Any, Any]) -> JoinOut:
     """S1: only the visit's participants, only from the lobby opening until the scheduled end.
     The token is signed with Ed25519; media nodes verify it with the public key only."""
-    visit = await req.session.get(Visit, req.path("visit_id"))
     p = req.principal
-    if visit is None or (p.role is not Role.KIOSK and visit.booker_id != p.id):
-        raise not_found("visit")
+    visit = await visit_access.visible_visit(req.session, p, req.path("visit_id"),
+                                             refusal="this kiosk is not in the visit's housing unit")
     if p.role is Role.KIOSK:
-        if visit.housing_unit_id != p.housing_unit_id:
-            raise forbidden("this kiosk is not in the visit's housing unit")
         participant_id, participant_role = visit.resident_id, "resident"
     else:
         participant_id, participant_role = p.id, p.role.value
     if visit.status not in ("scheduled", "in_progress"):
         raise conflict(f"a {visit.status} visit cannot be joined", slug="not-joinable")
     now = req.now
-    opens = visit.starts_at - timedelta(minutes=req.ctx.settings.lobby_minutes)
-    if now < opens:
+    window = JoinWindow.of(visit.starts_at, visit.ends_at, req.ctx.settings.lobby_minutes)
+    opens = window.opens_at
+    position = window.position(now)
+    if position is Position.BEFORE:
         raise conflict(f"joining opens at {opens.isoformat()}, {req.ctx.settings.lobby_minutes} minutes before the "
                        "start (rule S1)", slug="outside-join-window", opens_at=opens.isoformat())
-    if now >= visit.ends_at:
+    if position is Position.AFTER:
         raise conflict(f"the visit ended at {visit.ends_at.isoformat()} (rule S2)", slug="outside-join-window")
     if p.role is Role.KIOSK and visit.resident_checked_in_at is None:
         raise conflict("check the resident in at the kiosk first (rule S6)", slug="not-checked-in")
@@ -109,10 +109,8 @@ async def disconnect(req: ApiRequest[DisconnectIn, Any]) -> DisconnectOut:
     """S4: an officer of the visit's facility ends it at once; both parties see the reason. The
     media plane reports the end, which sets the visit `disconnected` (no credit for conduct or
     facility reasons, M4)."""
-    visit = await req.session.get(Visit, req.path("visit_id"))
-    if visit is None:
-        raise not_found("visit")
-    req.require_facility(visit.facility_id)
+    visit = await visit_access.visible_visit(req.session, req.principal, req.path("visit_id"),
+                                             refusal=visit_access.ANOTHER_FACILITY)
     if visit.status not in ("scheduled", "in_progress"):
         raise conflict(f"a {visit.status} visit is not live", slug="not-live")
     media = req.ctx.media

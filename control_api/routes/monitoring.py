@@ -13,9 +13,10 @@ from sqlalchemy import select
 from control_api.api import ApiRequest, ApiRoutes
 from control_api.auth import Role
 from control_api.db.models import HousingUnit, Resident, User, Visit
-from control_api.problems import ProblemError, conflict, forbidden, not_found
+from control_api.domain.join_window import JoinWindow, latest_start_open_at
+from control_api.problems import ProblemError, conflict, forbidden
 from control_api.routes.media import IceServerOut, JoinOut, JoinVisit, signaling_url_for
-from control_api.services import audit
+from control_api.services import audit, visit_access
 from control_api.services.ice_servers import ice_servers_for
 
 routes = ApiRoutes()
@@ -43,13 +44,12 @@ async def live_visits(req: ApiRequest[Any, Any]) -> list[LiveVisitOut]:
     facility_id = req.path("facility_id")
     req.require_facility(facility_id)
     now = req.now
-    lobby = timedelta(minutes=req.ctx.settings.lobby_minutes)
     rows = (await req.session.execute(
         select(Visit, Resident.full_name, HousingUnit.name, User.legal_name)
         .join(Resident, Resident.id == Visit.resident_id).join(HousingUnit, HousingUnit.id == Visit.housing_unit_id)
         .join(User, User.id == Visit.booker_id)
         .where(Visit.facility_id == facility_id, Visit.status.in_(("scheduled", "in_progress")),
-               Visit.starts_at <= now + lobby, Visit.ends_at > now)
+               Visit.starts_at <= latest_start_open_at(now, req.ctx.settings.lobby_minutes), Visit.ends_at > now)
         .order_by(Visit.starts_at, Visit.id))).all()
     media = req.ctx.media
     return [LiveVisitOut(id=v.id, visit_type=v.visit_type, locked=v.visit_type == "privileged", status=v.status,
@@ -64,9 +64,7 @@ async def monitor(req: ApiRequest[Any, Any]) -> JoinOut:
     """Officers of the visit's facility watch a live social visit, hidden and receive-only. A
     privileged visit is refused to everyone, and every such attempt is written to the audit log
     (P1) before the refusal is sent."""
-    visit = await req.session.get(Visit, req.path("visit_id"))
-    if visit is None:
-        raise not_found("visit")
+    visit = await visit_access.find_visit(req.session, req.path("visit_id"))
     p = req.principal
     if visit.visit_type == "privileged":
         async with req.ctx.sessions() as session, session.begin():  # committed even though we refuse
@@ -75,12 +73,12 @@ async def monitor(req: ApiRequest[Any, Any]) -> JoinOut:
                                detail={"attempt": "monitor", "source": "control-api"})
         raise ProblemError(403, "privileged-visit", "a privileged visit is never monitored (rule P1); this attempt "
                                                    "was recorded in the audit log")
-    req.require_facility(visit.facility_id)
+    visit_access.require_facility(p, visit.facility_id)
     if p.role is not Role.OFFICER:
         raise forbidden("only the facility's officers monitor live visits")
     now = req.now
-    if visit.status not in ("scheduled", "in_progress") or not (
-            visit.starts_at - timedelta(minutes=req.ctx.settings.lobby_minutes) <= now < visit.ends_at):
+    if visit.status not in ("scheduled", "in_progress") or not JoinWindow.of(
+            visit.starts_at, visit.ends_at, req.ctx.settings.lobby_minutes).is_open(now):
         raise conflict("the visit is not live", slug="not-live")
     expires = min(now + timedelta(seconds=req.ctx.settings.join_token_seconds), visit.ends_at)
     token, _ = req.ctx.join_tokens.issue(

@@ -9,9 +9,9 @@ from pydantic import BaseModel
 
 from control_api.api import ApiRequest, ApiRoutes
 from control_api.auth import Role
-from control_api.db.models import AuditEntry, Visit
-from control_api.problems import conflict, not_found
-from control_api.services import audit
+from control_api.db.models import AuditEntry
+from control_api.problems import conflict
+from control_api.services import audit, visit_access
 from openvisit.signed_documents import sign_document
 
 routes = ApiRoutes()
@@ -99,10 +99,7 @@ async def attestation(req: ApiRequest[Any, Any]) -> AttestationOut:
     monitor or `privilege.violation` and the trail verifies; every breaking entry is listed under
     `violations` (time, detail, `evidence_of`), every refusal under `refused_attempts` (an
     unverifiable source's identity as `claimed_identity`, never as the actor)."""
-    visit = await req.session.get(Visit, req.path("visit_id"))
-    p = req.principal
-    if visit is None or (p.role is Role.ATTORNEY and visit.booker_id != p.id):
-        raise not_found("visit")
+    visit = await visit_access.visible_visit(req.session, req.principal, req.path("visit_id"))
     if visit.visit_type != "privileged":
         raise conflict("only privileged visits are attested; social visits are recorded (rule R1)",
                        slug="not-privileged")

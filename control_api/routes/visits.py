@@ -14,14 +14,14 @@ from sqlalchemy.sql.elements import ColumnElement
 from typing_extensions import TypedDict
 
 from control_api.api import ApiRequest, ApiRoutes
-from control_api.auth import Principal, Role
+from control_api.auth import Role
 from control_api.db.models import Facility, KioskNotification, Resident, Visit
 from control_api.domain.cancellation import CancelledBy, cancellation_credit_rule
 from control_api.domain.moving import may_move, status_after_move
 from control_api.domain.schedule import Span
 from control_api.problems import forbidden, not_found, unprocessable
 from control_api.routes.common import Day, Id, Instant, InstantOrDay, Reason, Strict, get_or_404
-from control_api.services import audit, billing, booking
+from control_api.services import audit, billing, booking, visit_access
 from control_api.services.access import has_approved_access, is_verified_attorney
 
 routes = ApiRoutes()
@@ -209,25 +209,9 @@ async def _booking_refusal(req: ApiRequest[Any, Any], facility_id: str, visit_ty
     return None
 
 
-def can_see(principal: Principal, visit: Visit) -> bool:
-    if principal.role is Role.OPERATOR:
-        return True
-    if principal.role in VISITORS:
-        return visit.booker_id == principal.id
-    if principal.role is Role.KIOSK:
-        return visit.housing_unit_id == principal.housing_unit_id
-    return visit.facility_id == principal.facility_id
-
-
 async def visible_visit(req: ApiRequest[Any, Any], visit_id: str, *, lock: bool = False) -> Visit:
-    """Visitors probing others' visits get 404 (nothing to learn); other facilities' staff 403 (V3).
-    With `lock`, the row stays locked until commit (every change of a visit's state)."""
-    visit = await (booking.lock_visit(req.session, visit_id) if lock else req.session.get(Visit, visit_id))
-    if visit is None or (req.principal.role in VISITORS and visit.booker_id != req.principal.id):
-        raise not_found("visit")
-    if not can_see(req.principal, visit):
-        raise forbidden("this visit belongs to another facility or housing unit")
-    return visit
+    """The visit if the caller may see it (services.visit_access); with `lock`, locked until commit."""
+    return await visit_access.visible_visit(req.session, req.principal, visit_id, lock=lock)
 
 
 async def _resident_name(req: ApiRequest[Any, Any], resident_id: str) -> str | None:
@@ -350,17 +334,16 @@ async def list_visits(req: ApiRequest[Any, VisitQuery]) -> list[VisitOut]:
     ones, operators everything; filters: status, resident_id, facility_id, from, to."""
     p, q = req.principal, req.query
     stmt = select(Visit, Resident.full_name).join(Resident, Resident.id == Visit.resident_id)
+    visible = visit_access.visible_to(p)
+    if visible is not None:
+        stmt = stmt.where(visible)
     scope = q.facility_id
-    if p.role in VISITORS:
-        stmt = stmt.where(Visit.booker_id == p.id)
-    elif p.role is Role.KIOSK:
-        stmt = stmt.where(Visit.housing_unit_id == p.housing_unit_id, Visit.ends_at > req.now,
-                          Visit.status.in_(("scheduled", "in_progress")))
+    if p.role is Role.KIOSK:  # only the upcoming ones
+        stmt = stmt.where(Visit.ends_at > req.now, Visit.status.in_(("scheduled", "in_progress")))
         scope = p.facility_id
-    elif p.role is not Role.OPERATOR:
+    elif p.role not in VISITORS and p.role is not Role.OPERATOR:
         if q.facility_id and q.facility_id != p.facility_id:
             req.require_facility(q.facility_id)
-        stmt = stmt.where(Visit.facility_id == p.facility_id)
         scope = p.facility_id
     if q.facility_id:
         stmt = stmt.where(Visit.facility_id == q.facility_id)

@@ -30,6 +30,7 @@ from control_api.db.models import (
 )
 from control_api.domain.cancellation import CancelledBy, cancellation_credit_rule, rejection_credit_rule
 from control_api.domain.errors import Conflict, RuleViolation
+from control_api.domain.join_window import JoinWindow, Position
 from control_api.domain.moving import may_move, status_after_move
 from control_api.domain.schedule import ACTIVE_STATUSES, BookedVisit, Policy, Schedule, Span, Violation, Window
 from control_api.services import audit, billing
@@ -312,10 +313,11 @@ def check_in(visit: Visit, *, now: datetime, lobby_minutes: int) -> None:
     """S6: the resident checks in at the kiosk from the lobby opening (S1) until the end."""
     if visit.status not in ("scheduled", "in_progress"):
         raise Conflict(f"a {visit.status} visit cannot be checked in", slug="not-checkable")
-    opens = visit.starts_at - timedelta(minutes=lobby_minutes)
-    if now < opens:
-        raise Conflict(f"check-in opens at {opens.isoformat()}", slug="check-in-not-open")
-    if now >= visit.ends_at:
+    window = JoinWindow.of(visit.starts_at, visit.ends_at, lobby_minutes)
+    position = window.position(now)
+    if position is Position.BEFORE:
+        raise Conflict(f"check-in opens at {window.opens_at.isoformat()}", slug="check-in-not-open")
+    if position is Position.AFTER:
         raise Conflict("the visit has ended", slug="visit-ended")
     if visit.resident_checked_in_at is None:
         visit.resident_checked_in_at = now
