@@ -9,7 +9,6 @@ be decoded or encoded anywhere on the path.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,13 +22,13 @@ from sfu.aiortc_adapter import (
     ForwardingTrack,
     contract,
     forward_through,
-    native_rtp,
     rtc_configuration,
     send_pli,
     speed_up_estimator,
     tap_receiver,
 )
 from sfu.router import EncodedFrame, Producer, Router
+from tests.sfu.support_estimator import estimator_samples
 from tests.support_shaped_link import intercept_datagrams
 
 VP8 = encode_vp8(frames=90)
@@ -418,28 +417,11 @@ def test_direct_srtp_calls_equal_pylibsrtps_own() -> None:
 
 
 
-def _estimator_samples(count: int, seed: int) -> list[tuple[int, int, int]]:
-    """(arrival ms, abs-send-time, bytes) per video frame: 30 fps over a link that congests every
-    other 10 s (queueing delay builds up), a keyframe every 3 s, and now and then a pause longer
-    than the estimator's 1 s rate window."""
-    rnd = random.Random(seed)
-    send_ms, queue_ms, samples = 0.0, 0.0, []
-    for i in range(count):
-        send_ms += 33.3 + rnd.uniform(-2, 2)
-        size = 30_000 if i % 90 == 0 else rnd.randint(800, 4000)
-        bytes_per_ms = 10 if (i // 300) % 2 else 60
-        queue_ms = max(0.0, queue_ms - 33.3) + size / bytes_per_ms / 10
-        pause = rnd.randint(1000, 2500) if rnd.random() < 0.01 else 0
-        arrival = int(send_ms + 20 + queue_ms + rnd.uniform(0, 3)) + pause
-        samples.append((arrival, int(send_ms * (1 << 18) / 1000) & 0xFFFFFF, size))
-    return sorted(samples)
-
-
 def test_the_sped_up_remb_estimator_gives_every_estimate_the_stock_one_gives() -> None:
     """speed_up_estimator replaces two of the estimator's pieces (the rate window, the minimum
     frame period): same inputs, same REMBs, also when it takes over an estimator mid-stream."""
     for seed in (1, 2, 3):
-        samples = _estimator_samples(4000, seed)
+        samples = estimator_samples(4000, seed)
         stock, fast, late = RemoteBitrateEstimator(), RemoteBitrateEstimator(), RemoteBitrateEstimator()
         speed_up_estimator(fast)
         expected, got, got_late = [], [], []
@@ -453,23 +435,6 @@ def test_the_sped_up_remb_estimator_gives_every_estimate_the_stock_one_gives() -
         assert len(estimates) > 100 and len({bitrate for bitrate, _ in estimates}) > 50  # it really estimated
         assert got == expected
         assert got_late == expected
-
-
-def test_the_c_remb_estimator_gives_every_estimate_the_stock_one_gives() -> None:
-    """sfu._rtp_native.BitrateEstimator (what the C Tap feeds) against aiortc's own, with two
-    SSRCs: the same REMBs (bitrate and SSRC list) after every sample."""
-    native = native_rtp()
-    if native is None:
-        pytest.skip("sfu._rtp_native is not built")  # test_rtp_native fails for it under CI
-    for seed in (1, 2, 3, 4):
-        stock, ours = RemoteBitrateEstimator(), native.BitrateEstimator()
-        expected, got = [], []
-        for index, (arrival, send_time, size) in enumerate(_estimator_samples(4000, seed)):
-            ssrc = 7 if index % 7 else 0xFFFFFFF0
-            expected.append(stock.add(arrival_time_ms=arrival, abs_send_time=send_time, payload_size=size, ssrc=ssrc))
-            got.append(ours.add(arrival_time_ms=arrival, abs_send_time=send_time, payload_size=size, ssrc=ssrc))
-        assert len([e for e in expected if e is not None]) > 100
-        assert got == expected
 
 
 async def test_a_closed_forwarding_connection_is_freed(media_path: str, loopback_only: None) -> None:
