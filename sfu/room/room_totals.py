@@ -8,9 +8,17 @@ add these to the live counts (and to the totals of closed rooms).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
-from sfu.room.participant_connection import ParticipantConnection
 from sfu.router import Producer
+
+
+class Senders(Protocol):
+    """A party's outgoing senders, as counted (a `ParticipantConnection`)."""
+
+    def packets_retransmitted(self) -> int: ...
+
+    def datagrams_refused(self) -> int: ...
 
 
 @dataclass
@@ -27,7 +35,7 @@ class RoomTotals:
         self.bytes_received += producer.bytes_published
         self.plis_sent += producer.keyframes.plis_sent
 
-    def add_senders(self, participant: ParticipantConnection) -> None:
+    def add_senders(self, participant: Senders) -> None:
         """A party about to be closed: what was sent to it again, and what its socket refused."""
         self.packets_retransmitted += participant.packets_retransmitted()
         self.datagrams_refused += participant.datagrams_refused()
