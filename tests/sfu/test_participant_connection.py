@@ -43,7 +43,7 @@ async def test_its_published_frames_are_counted_over_its_producers() -> None:
         assert party.frames_published() == 0
         audio = router.add_producer("user-1", "audio", _no_pli)
         video = router.add_producer("user-1", "video", _no_pli)
-        party.producers.update(audio=audio, video=video)
+        party.producers["audio"], party.producers["video"] = audio, video
         audio.publish(EncodedFrame("audio", b"\xfc", 0, 48_000, True, 0.0))
         video.publish(EncodedFrame("video", b"\x10\x02\x00", 0, 90_000, True, 0.0))
         video.publish(EncodedFrame("video", b"\x31", 3000, 90_000, False, 0.0))
