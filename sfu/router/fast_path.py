@@ -3,9 +3,11 @@
 In steady state a consumer only hands each frame to its sender: nothing waits for a keyframe,
 no link is too weak, no sink is still connecting. Then the adapter (`sfu.aiortc_adapter`, in C)
 can send each frame to every consumer's sender from the very call that assembled it, and the
-interpreter never sees it. The producer decides when that is allowed (`Producer.route_if_clear`
-after each frame it did see; `Producer.reroute` on anything that changes the picture) and the
-fast path itself hands a frame back to Python whenever one of its senders cannot send.
+interpreter never sees it. When that is allowed is decided in one place (`sfu.router.bypass`),
+asked by the producer after each frame it did see (`Producer.route_if_clear`); every change to
+what that rule reads notifies the producer, which routes every frame through Python again
+(`Producer.reroute`). The fast path itself hands a frame back to Python whenever one of its
+senders cannot send.
 
 The router stays free of aiortc: this protocol is all it knows of the C path.
 """
