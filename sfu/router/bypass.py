@@ -12,7 +12,8 @@ when it changes (the consumer's properties and its `VideoThinning` call
 `ConsumerListener.bypass_changed`; the producer's own inputs go through its setters), and the
 producer then sends every frame through Python until this rule, consulted after a frame Python
 saw, finds the way clear again. The one decision taken elsewhere is per frame, in C: the Tap hands
-a frame back to Python (and ends the route) when one of the outputs cannot send it now.
+a frame back to Python (and ends the route) when one of the outputs cannot send it now. The
+adapter's track wiring only supplies an input: no output while someone listens to each frame sent.
 """
 
 from __future__ import annotations
