@@ -13,8 +13,7 @@ gap cannot be decoded, so the caller should ask for a keyframe.
 Pure logic on sequence numbers, timestamps and bytes: no aiortc, tested directly. The SFU runs its
 C twin (`sfu._rtp_native.FrameAssembler`, same API, same results); this class is the reference
 (tests/sfu/native/test_frame_assembler.py runs every case on both and compares them on random
-streams)
-and the fallback when the extension is not built.
+streams) and the fallback when the extension is not built.
 """
 
 from __future__ import annotations
