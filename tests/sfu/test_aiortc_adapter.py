@@ -1,4 +1,4 @@
-"""Contract tests for sfu/aiortc_adapter.py against the real aiortc (pinned 1.16).
+"""The adapter (sfu/aiortc_adapter/) against the real aiortc (pinned 1.16), end to end.
 
 A publisher sends pre-encoded VP8 and Opus through real WebRTC on loopback to the SFU's receiving
 peer connection; the router forwards the encoded frames to the SFU's sending peer connection and
@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver
 from aiortc.codecs import opus, vpx
-from aiortc.rate import RemoteBitrateEstimator
 
 from loadtests.synthetic_media import ReplayTrack, encode_opus, encode_vp8
 from sfu.aiortc_adapter import (
@@ -24,11 +23,9 @@ from sfu.aiortc_adapter import (
     forward_through,
     rtc_configuration,
     send_pli,
-    speed_up_estimator,
     tap_receiver,
 )
 from sfu.router import EncodedFrame, Producer, Router
-from tests.sfu.support_estimator import estimator_samples
 from tests.support_shaped_link import intercept_datagrams
 
 VP8 = encode_vp8(frames=90)
@@ -254,77 +251,6 @@ async def test_ice_sockets_bind_only_inside_the_configured_udp_port_range(loopba
         restrict_udp_ports(10, 5)
 
 
-def test_the_fast_clock_gives_aiortc_the_same_times() -> None:
-    """abs-send-time and arrival times read from integer time, equal to aiortc's datetime version."""
-    import aiortc.clock
-
-    from sfu.aiortc_adapter import install_fast_clock
-
-    reference_ms = int((aiortc.clock.current_datetime() - aiortc.clock.NTP_EPOCH).total_seconds() * 1000)
-    reference_ntp = aiortc.clock.datetime_to_ntp(aiortc.clock.current_datetime())
-    install_fast_clock()
-    assert abs(aiortc.clock.current_ms() - reference_ms) < 50
-    assert abs(aiortc.clock.current_ntp_time() - reference_ntp) < 0.05 * 2**32
-    assert aiortc.clock.current_ntp_time() >> 32 > 3_900_000_000  # seconds since 1900, this century
-
-
-def test_parse_rtp_reads_what_aiortc_writes() -> None:
-    """The receive path's own parser agrees with aiortc's serializer: header fields, CSRCs skipped,
-    abs-send-time found among other extensions, padding removed; malformed packets raise."""
-    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
-    from aiortc.rtp import HeaderExtensionsMap, RtpPacket
-
-    from sfu.aiortc_adapter import parse_rtp
-
-    extensions = HeaderExtensionsMap()
-    extensions.configure(RTCRtpParameters(headerExtensions=[
-        RTCRtpHeaderExtensionParameters(id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
-        RTCRtpHeaderExtensionParameters(id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time")]))
-    packet = RtpPacket(payload_type=96, marker=1, sequence_number=65535, timestamp=0xFFFFFFF0, ssrc=0x12345678,
-                       payload=b"\x90\x80\x81\x02vp8 data")
-    packet.csrc = [7, 8]
-    packet.extensions.mid = "video0"
-    packet.extensions.abs_send_time = 0xABCDEF
-    parsed = parse_rtp(packet.serialize(extensions), abs_send_time_id=3)
-    assert (parsed.payload_type, parsed.marker, parsed.sequence_number, parsed.timestamp, parsed.ssrc) == (
-        96, 1, 65535, 0xFFFFFFF0, 0x12345678)
-    assert parsed.abs_send_time == 0xABCDEF and parsed.payload == b"\x90\x80\x81\x02vp8 data"
-    assert parse_rtp(packet.serialize(extensions), abs_send_time_id=None).abs_send_time is None
-    padded = bytearray(RtpPacket(payload_type=111, sequence_number=1, payload=b"opus").serialize())
-    padded[0] |= 0x20
-    padded += b"\0\0\3"
-    assert parse_rtp(bytes(padded), None).payload == b"opus"
-    for bad in (b"\x80\x60", b"\x40" + bytes(11), bytes(padded[:-1]) + b"\x40",
-                b"\x90\x60" + bytes(10) + b"\xbe\xde\x00\x09"):
-        with pytest.raises(ValueError):
-            parse_rtp(bad, 3)
-
-
-def test_vp8_packetising_matches_aiortc_and_strips_back_to_the_frame() -> None:
-    """The direct sender's VP8 payloads are aiortc's own packetiser's, byte for byte, and the
-    receive path's descriptor strip recovers the frame from them and from richer descriptors."""
-    from aiortc.codecs.vpx import Vp8Encoder, VpxPayloadDescriptor, vp8_depayload
-
-    from sfu.aiortc_adapter import vp8_payloads
-    from sfu.frame_assembler import vp8_frame_slice
-
-    for size in (1, 1296, 1297, 2592, 4000):
-        frame = bytes(i % 251 for i in range(size))
-        for picture_id in (0, 127, 128, 0x7FFF):
-            payloads = vp8_payloads(frame, picture_id)
-            assert payloads == Vp8Encoder._packetize(frame, picture_id)
-            assert b"".join(vp8_frame_slice(p) for p in payloads) == frame
-    for descriptor in (VpxPayloadDescriptor(partition_start=1, partition_id=0),
-                       VpxPayloadDescriptor(partition_start=1, partition_id=0, picture_id=5),
-                       VpxPayloadDescriptor(partition_start=0, partition_id=0, picture_id=300, tl0picidx=4,
-                                            tid=(1, 0), keyidx=3),
-                       VpxPayloadDescriptor(partition_start=1, partition_id=0, tl0picidx=9)):
-        payload = bytes(descriptor) + b"frame bytes"
-        assert vp8_frame_slice(payload) == vp8_depayload(payload) == b"frame bytes"
-    with pytest.raises(ValueError):
-        vp8_frame_slice(b"\x90\x80\x81")
-
-
 async def test_a_lost_packet_is_retransmitted_from_the_senders_history(
         peers: list[RTCPeerConnection]) -> None:
     """The subscriber's link loses video packets; its NACKs reach the SFU's sender, which sends them
@@ -373,68 +299,6 @@ async def test_a_lost_packet_is_retransmitted_from_the_senders_history(
     reports = [s for s in stats.values() if s.type == "remote-outbound-rtp"]
     assert reports and 0 < reports[0].packetsSent <= direct.packets_sent
     await router.close()
-
-
-def test_rtp_timestamps_unwrap_late_ones_are_refused_and_a_restart_carries_on() -> None:
-    from sfu.aiortc_adapter import _TimestampUnwrapper
-
-    unwrap = _TimestampUnwrapper(48_000)
-    assert [unwrap.map(t) for t in (0xFFFFFC40, 0xFFFFFFF0, 0x00000330, 0x00000720)] == [0, 944, 1776, 2784]
-    assert unwrap.map(0x00000330) is None  # older than the newest: a late packet
-    assert unwrap.map(0x00000B10) == 3792
-    assert unwrap.map(0xF0000000) == 3793  # far behind: the sender started over, the count goes on
-    assert unwrap.map(0xF00003C0) == 4753
-
-
-def test_direct_srtp_calls_equal_pylibsrtps_own() -> None:
-    """The SFU calls libsrtp through pylibsrtp's binding without its per-call wrapper: the same
-    ciphertext as Session.protect, decrypted back, a replay and a forgery refused alike."""
-    import os
-
-    import pylibsrtp
-
-    from sfu.aiortc_adapter import SrtpCalls
-
-    key = os.urandom(28)
-
-    def session(direction: int) -> pylibsrtp.Session:
-        return pylibsrtp.Session(policy=pylibsrtp.Policy(key=key, ssrc_type=direction,
-                                                         srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM))
-
-    theirs, ours = session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND), SrtpCalls(session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
-    receiver = SrtpCalls(session(pylibsrtp.Policy.SSRC_ANY_INBOUND))
-    for seq in range(1, 4):
-        plain = bytes([0x80, 96, 0, seq, 0, 0, 0, 1, 0, 0, 0, 7]) + os.urandom(1200)
-        protected = ours.protect(plain)
-        assert protected == theirs.protect(plain)
-        assert receiver.unprotect(protected) == plain
-    with pytest.raises(pylibsrtp.Error):
-        receiver.unprotect(protected)  # a replay
-    with pytest.raises(pylibsrtp.Error):
-        receiver.unprotect(protected[:-1] + bytes([protected[-1] ^ 1]))  # a forged tag
-    with pytest.raises(ValueError):
-        ours.protect(bytes(4000))
-
-
-
-def test_the_sped_up_remb_estimator_gives_every_estimate_the_stock_one_gives() -> None:
-    """speed_up_estimator replaces two of the estimator's pieces (the rate window, the minimum
-    frame period): same inputs, same REMBs, also when it takes over an estimator mid-stream."""
-    for seed in (1, 2, 3):
-        samples = estimator_samples(4000, seed)
-        stock, fast, late = RemoteBitrateEstimator(), RemoteBitrateEstimator(), RemoteBitrateEstimator()
-        speed_up_estimator(fast)
-        expected, got, got_late = [], [], []
-        for index, (arrival, send_time, size) in enumerate(samples):
-            if index == 1500:
-                speed_up_estimator(late)  # its window is full of the stock counter's buckets
-            expected.append(stock.add(arrival_time_ms=arrival, abs_send_time=send_time, payload_size=size, ssrc=7))
-            got.append(fast.add(arrival_time_ms=arrival, abs_send_time=send_time, payload_size=size, ssrc=7))
-            got_late.append(late.add(arrival_time_ms=arrival, abs_send_time=send_time, payload_size=size, ssrc=7))
-        estimates = [e for e in expected if e is not None]
-        assert len(estimates) > 100 and len({bitrate for bitrate, _ in estimates}) > 50  # it really estimated
-        assert got == expected
-        assert got_late == expected
 
 
 async def test_a_closed_forwarding_connection_is_freed(media_path: str, loopback_only: None) -> None:
