@@ -1,6 +1,6 @@
 /* sfu._rtp_native: the SFU's per-packet work in C. Decrypt and parse a received RTP packet;
- * packetise, encrypt and send a frame. Python does the same in the adapter (sfu/aiortc_adapter:
- * parse_rtp, vp8_payloads, DirectRtpSender, _FrameTap) and stays the reference: the tests in
+ * packetise, encrypt and send a frame. Python does the same in the adapter (sfu/aiortc_adapter/:
+ * parse_rtp, PythonStreamWriter, PythonFrameTap) and stays the reference: the tests in
  * tests/sfu/native/ (one per source here) check both give the same bytes. Why C: in the live SFU
  * each datagram is handled shortly after the CPU woke up, when the interpreter's caches and
  * branch predictors are cold; these few hundred instructions replace a few thousand bytecodes
@@ -24,13 +24,14 @@
  * frame and sent to each consumer's sender in this one call, without entering the interpreter:
  *
  *   Ingress.datagram_received (aioice's socket callback) -> Demux route (SSRC, payload type)
- *   -> Tap (what RTCRtpReceiver does for the publisher's sake; _FrameTap in Python)
- *   -> Sender x consumers (DirectRtpSender in Python)
+ *   -> Tap (what RTCRtpReceiver does for the publisher's sake; PythonFrameTap in Python)
+ *   -> Sender x consumers (PythonStreamWriter in Python)
  *
  * Python decides everything else: which packets are ours (Demux routes are added by the Python
  * path after aiortc's own router chose the receiver), when a producer may bypass Python
- * (Tap.route, from sfu/router/producer.py), and what happens on every rare event (NACK, PLI,
- * the estimator's per-frame sample, an SSRC seen, a sender that cannot send). */
+ * (Tap.route, from sfu/router/producer.py as sfu/router/bypass.py decides), and what happens on
+ * every rare event (NACK, PLI, the estimator's per-frame sample, an SSRC seen, a sender that
+ * cannot send). */
 
 #include "common.h"
 

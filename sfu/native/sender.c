@@ -1,4 +1,4 @@
-/* Sender: DirectRtpSender (the Python adapter's send path) in C: packetise a frame (VP8 payload
+/* Sender: PythonStreamWriter (the adapter's stream writer) in C: packetise a frame (VP8 payload
  * descriptor, header extensions with abs-send-time), protect each packet with libsrtp and
  * sendto() it on the ICE connection's own socket, keeping the stream's sequence numbers, RTP
  * clock, counters and the history a NACK is answered from. The path it sends on (set_path) holds
@@ -15,7 +15,7 @@
 #include "forwarding_latency.h"
 #include "rtp_packet.h"
 
-#define HISTORY 512 /* packets kept for retransmission, as DirectRtpSender's _HISTORY */
+#define HISTORY 512 /* packets kept for retransmission, as PythonStreamWriter's HISTORY */
 #define EXT_MAX 64
 
 struct Sender {
@@ -364,7 +364,7 @@ static int sender_set_sequence(Sender *self, PyObject *value, void *c) {
 
 static PyGetSetDef sender_getset[] = {
     {"sequence", (getter)sender_get_sequence, (setter)sender_set_sequence,
-     "the next sequence number (settable, as DirectRtpSender's)", NULL},
+     "the next sequence number (settable, as PythonStreamWriter's)", NULL},
     {"last_timestamp", (getter)sender_get_last_timestamp, NULL, "RTP timestamp of the last frame sent", NULL},
     {"last_ntp", (getter)sender_get_last_ntp, NULL, "NTP time the last frame was sent", NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -377,7 +377,7 @@ PyTypeObject SenderType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_traverse = (traverseproc)sender_traverse,
     .tp_clear = (inquiry)sender_clear,
-    .tp_doc = "DirectRtpSender's packetise + SRTP + sendto, with its stream state and history, in C",
+    .tp_doc = "PythonStreamWriter's packetise + SRTP, plus sendto, with its stream state and history, in C",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)sender_init,
     .tp_dealloc = (destructor)sender_dealloc,

@@ -1,9 +1,9 @@
-/* Tap: what aiortc's RTCRtpReceiver does for the publisher's sake with each packet (_FrameTap in
- * the Python adapter is the reference): receiver statistics, NACKs, RTX unwrapped, frames
+/* Tap: what aiortc's RTCRtpReceiver does for the publisher's sake with each packet (PythonFrameTap
+ * in the Python adapter is the reference): receiver statistics, NACKs, RTX unwrapped, frames
  * assembled, keyframe requests after a loss, the REMB estimator's per-frame sample, each SSRC
  * noted once a second. A complete frame goes to Python (on_frame) or, once the producer routes
  * the tap (Tap.route, from sfu/router/producer.py), straight to its consumers' Senders while
- * every one of them can send. tests/sfu/native/test_tap.py runs it against _FrameTap. */
+ * every one of them can send. tests/sfu/native/test_tap.py runs it against PythonFrameTap. */
 
 #include "tap.h"
 
@@ -116,7 +116,7 @@ static int tap_forward(Tap *self, const uint8_t *data, Py_ssize_t size, long lon
     return 1;
 }
 
-/* _FrameTap._deliver: a complete frame. `frame` is a bytes object (a new reference is taken
+/* PythonFrameTap._deliver: a complete frame. `frame` is a bytes object (a new reference is taken
  * only if Python gets it). */
 static int tap_deliver(Tap *self, Codec *codec, PyObject *frame, uint32_t rtp_timestamp) {
     long long timestamp;
@@ -175,7 +175,7 @@ static int tap_deliver(Tap *self, Codec *codec, PyObject *frame, uint32_t rtp_ti
     return 0;
 }
 
-/* _FrameTap.handle for one decrypted packet. 0, or -1 with an exception set. */
+/* PythonFrameTap.handle for one decrypted packet. 0, or -1 with an exception set. */
 int tap_handle(Tap *self, RtpFields *f, long long arrival_ms) {
     PyObject *enabled = PyObject_GetAttr(self->receiver, str_enabled);
     if (enabled == NULL)
@@ -464,7 +464,7 @@ PyTypeObject TapType = {
     .tp_name = "sfu._rtp_native.Tap",
     .tp_basicsize = sizeof(Tap),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "sfu.aiortc_adapter._FrameTap in C, with a route straight to Senders",
+    .tp_doc = "sfu.aiortc_adapter.PythonFrameTap in C, with a route straight to Senders",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)tap_init,
     .tp_traverse = (traverseproc)tap_traverse,

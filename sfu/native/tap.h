@@ -11,7 +11,7 @@ typedef struct Tap Tap;
 
 extern PyTypeObject TapType; /* sfu._rtp_native.Tap */
 
-/* _FrameTap.handle for one decrypted packet (arrival_ms: as aiortc.clock.current_ms). 0, or -1
+/* PythonFrameTap.handle for one decrypted packet (arrival_ms: as aiortc.clock.current_ms). 0, or -1
  * with an exception set. */
 int tap_handle(Tap *self, RtpFields *f, long long arrival_ms);
 

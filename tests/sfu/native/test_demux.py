@@ -8,7 +8,7 @@ import os
 import struct
 from typing import Any
 
-from sfu.aiortc_adapter import SrtpCalls, _native_tap
+from sfu.aiortc_adapter import SrtpCalls, c_frame_tap
 from sfu.router.frames import EncodedFrame
 from tests.sfu.native.support import AUDIO_SSRC, OPUS, FakeReceiver, inbound_srtp, outbound_srtp
 
@@ -21,7 +21,7 @@ def _protect(srtp: SrtpCalls, fields: tuple[Any, ...]) -> bytes:
 async def test_the_ingress_handles_routed_rtp_in_c_and_hands_the_rest_to_python(native: Any) -> None:
     receiver = FakeReceiver("audio")
     frames: list[EncodedFrame] = []
-    tap = _native_tap(receiver, "audio", frames.append)  # type: ignore[arg-type]
+    tap = c_frame_tap(receiver, "audio", frames.append)  # type: ignore[arg-type]
     fallback: list[bytes] = []
     demux = native.Demux()
     receive = demux.ingress(lambda data, addr: fallback.append(data)).datagram_received

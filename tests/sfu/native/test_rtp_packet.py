@@ -9,11 +9,11 @@ import struct
 
 import pytest
 
-from sfu.aiortc_adapter import _ReceivedRtp, parse_rtp
+from sfu.aiortc_adapter import ReceivedRtp, parse_rtp
 from tests.sfu.native.support import inbound_srtp, outbound_srtp
 
 
-def _fields(packet: _ReceivedRtp) -> tuple[object, ...]:
+def _fields(packet: ReceivedRtp) -> tuple[object, ...]:
     return (packet.payload_type, packet.marker, packet.sequence_number, packet.timestamp, packet.ssrc, packet.payload,
             packet.padding_size, packet.abs_send_time)
 
@@ -48,7 +48,7 @@ def test_unprotect_rtp_gives_the_fields_the_python_parser_gives(native: object) 
         got = native.unprotect_rtp(ours.address, protect_b.protect(plain), 3)  # type: ignore[attr-defined]
         assert got is not None
         assert got == _fields(expected)
-        assert _fields(_ReceivedRtp(*got)) == _fields(expected)
+        assert _fields(ReceivedRtp(*got)) == _fields(expected)
     again = protect_b.protect(_rtp(9))
     assert native.unprotect_rtp(ours.address, again, -1) is not None  # type: ignore[attr-defined]
     assert native.unprotect_rtp(ours.address, again, -1) is None  # type: ignore[attr-defined]  # a replay

@@ -1,6 +1,6 @@
-"""tap.c: sfu._rtp_native.Tap against the Python reference (`_FrameTap` in the adapter): the same
-packets in, the same frames, NACKs, PLIs, REMBs and receiver statistics out; and frames routed
-straight to C Senders arrive on the wire as the Python path would send them."""
+"""tap.c: sfu._rtp_native.Tap against the Python reference (`PythonFrameTap` in the adapter):
+the same packets in, the same frames, NACKs, PLIs, REMBs and receiver statistics out; and frames
+routed straight to C Senders arrive on the wire as the Python path would send them."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-import sfu.aiortc_adapter as adapter
-from sfu.aiortc_adapter import _FrameTap, _native_tap, parse_rtp, vp8_payloads
+from sfu.aiortc_adapter import PythonFrameTap, ReceivedRtp, c_frame_tap, parse_rtp, vp8_payloads
 from sfu.router.frames import EncodedFrame
 from tests.sfu.native.support import (
     AUDIO_SSRC,
@@ -95,8 +94,8 @@ def _audio_stream(seed: int) -> list[tuple[Any, ...]]:
     return packets
 
 
-def _as_received(fields: tuple[Any, ...]) -> adapter._ReceivedRtp:
-    return adapter._ReceivedRtp(*fields[:8])
+def _as_received(fields: tuple[Any, ...]) -> ReceivedRtp:
+    return ReceivedRtp(*fields[:8])
 
 
 def _frames(got: list[EncodedFrame]) -> list[tuple[Any, ...]]:
@@ -114,8 +113,8 @@ async def test_the_c_tap_does_what_the_python_tap_does(native: Any, kind: str, s
     theirs, ours = FakeReceiver(kind), FakeReceiver(kind)
     got_theirs: list[EncodedFrame] = []
     got_ours: list[EncodedFrame] = []
-    python_tap = _FrameTap(theirs, kind, got_theirs.append)  # type: ignore[arg-type]
-    c_tap = _native_tap(ours, kind, got_ours.append)  # type: ignore[arg-type]
+    python_tap = PythonFrameTap(theirs, kind, got_theirs.append)  # type: ignore[arg-type]
+    c_tap = c_frame_tap(ours, kind, got_ours.append)  # type: ignore[arg-type]
     stream = _video_stream(seed) if kind == "video" else _audio_stream(seed)
     for index, fields in enumerate(stream):
         if index == len(stream) // 2:  # paused (direction change): nothing counted meanwhile
@@ -142,7 +141,7 @@ async def test_routed_frames_go_straight_to_the_senders_until_one_cannot_send(
     sock, far_end = udp_pair
     receiver = FakeReceiver("video")
     to_python: list[EncodedFrame] = []
-    tap = _native_tap(receiver, "video", to_python.append)  # type: ignore[arg-type]
+    tap = c_frame_tap(receiver, "video", to_python.append)  # type: ignore[arg-type]
     out = native.Sender(True, 100, 0, 7)
     out.configure(96, 0xABCD, b"", b"", False)
     srtp, inbound = outbound_srtp(), inbound_srtp()
