@@ -5,12 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (
-    Boolean,
-    Integer,
-    String,
-    Text,
-)
+from sqlalchemy import Boolean, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_api.db.models.base import Base, fk_column, id_column

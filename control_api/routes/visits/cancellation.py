@@ -13,13 +13,7 @@ from control_api.auth import Role
 from control_api.db.models import Facility
 from control_api.domain.cancellation import CancelledBy, cancellation_credit_rule
 from control_api.routes.common import Reason, Strict
-from control_api.routes.visits.views import (
-    TAGS,
-    VISITORS,
-    ChangeResult,
-    visible_visit,
-    visit_out,
-)
+from control_api.routes.visits.views import TAGS, VISITORS, ChangeResult, visible_visit, visit_out
 from control_api.services import booking
 
 routes = ApiRoutes()

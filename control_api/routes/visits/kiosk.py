@@ -13,12 +13,7 @@ from control_api.auth import Role
 from control_api.db.models import KioskNotification, Resident
 from control_api.problems import not_found
 from control_api.routes.common import get_or_404
-from control_api.routes.visits.views import (
-    VisitOut,
-    resident_name,
-    visible_visit,
-    visit_out,
-)
+from control_api.routes.visits.views import VisitOut, resident_name, visible_visit, visit_out
 from control_api.services import booking
 
 routes = ApiRoutes()
