@@ -27,7 +27,10 @@ number of processes. Its cost: a waiting copy holds a database connection, for a
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -39,7 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_api.context import AppContext
 from control_api.db.models import IdempotentResponse
 from control_api.db.types import new_id
-from control_api.problems import ProblemError
+from control_api.problems import ProblemError, bad_request
 
 IN_FLIGHT = 0  # status_code of a claimed key whose answer is not known yet (seen only by its own transaction)
 # How long a copy waits for the first request with its key. Real time, measured by the database
@@ -48,6 +51,32 @@ IN_FLIGHT = 0  # status_code of a claimed key whose answer is not known yet (see
 IN_FLIGHT_WAIT_SECONDS = 10.0
 RETRY_AFTER_SECONDS = 2
 _LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout expired
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-:.]{8,200}$")
+
+
+@dataclass(frozen=True)
+class KeyedRequest:
+    """A money-moving request's identity: who sent it, its key, and what exactly it asked."""
+
+    principal: str
+    key: str
+    fingerprint: str
+
+
+def keyed_request(request: web.Request, principal: str, body: bytes | None) -> KeyedRequest:
+    """The request's Idempotency-Key (required and well-formed, else 400) and its fingerprint:
+    method, path, query string and body, so a key reused for a different request is told apart."""
+    key = request.headers.get("Idempotency-Key")
+    if not key:
+        raise bad_request("this request moves money: send an Idempotency-Key header",
+                          slug="idempotency-key-required")
+    if not KEY_PATTERN.match(key):
+        raise bad_request("Idempotency-Key must be 8-200 characters of A-Z a-z 0-9 _ - : .",
+                          slug="idempotency-key-invalid")
+    h = hashlib.sha256()
+    h.update(f"{request.method} {request.path}?{request.query_string}".encode())
+    h.update(body or b"")
+    return KeyedRequest(principal=principal, key=key, fingerprint=h.hexdigest())
 
 
 def in_use() -> ProblemError:
