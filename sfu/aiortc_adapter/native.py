@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from aiortc.rtcrtpreceiver import StreamStatistics
 
-from sfu.aiortc_adapter.contract import srtp_ffi, srtp_lib
+from sfu.aiortc_adapter.contract import dtls_state, receiver_enabled, srtp_ffi, srtp_lib, tx_srtp
 from sfu.aiortc_adapter.stream_writer import PythonStreamWriter
 from sfu.frame_assembler import FrameAssembler
 
@@ -66,6 +66,7 @@ def _load_c() -> Implementation | None:
         return int(srtp_ffi.cast("uintptr_t", srtp_ffi.addressof(srtp_lib, function)))
 
     _rtp_native.set_srtp(address("srtp_protect"), address("srtp_unprotect"))
+    _rtp_native.bind_accessors(dtls_state, tx_srtp, receiver_enabled)  # the C reads aiortc's state through these
 
     def socket_target(transport: Any, address: Any) -> tuple[int, bytes] | None:
         """(socket fd, sockaddr) for the C Sender to send on, if `transport` is a real socket."""

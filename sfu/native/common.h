@@ -20,7 +20,11 @@
 #define VP8_PAYLOAD_MAX 1296 /* bytes of frame per packet, after the 4-byte descriptor (as aiortc) */
 
 /* Attribute names looked up per packet and the key 1 (ICE's nominated pair), made at import. */
-extern PyObject *str_sequence_number, *str_timestamp, *str_state, *str_tx_srtp, *str_enabled, *int_one;
+extern PyObject *str_sequence_number, *str_timestamp, *int_one;
+/* aiortc's private state, read through accessors the adapter's contract module hands over
+ * (sfu/aiortc_adapter/contract.py: bind_accessors at import); no aiortc name is spelled in C. */
+extern PyObject *get_dtls_state, *get_tx_srtp, *get_receiver_enabled;
+int accessors_bound(void);
 
 /* A sequence number kept as -1 until known: None until then, as in aiortc. */
 static inline PyObject *optional_long(long value) {

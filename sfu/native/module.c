@@ -46,10 +46,40 @@
 #include "tap.h"
 
 PyObject *str_sequence_number = NULL, *str_timestamp = NULL;
-PyObject *str_state = NULL, *str_tx_srtp = NULL, *str_enabled = NULL, *int_one = NULL;
+PyObject *int_one = NULL;
+PyObject *get_dtls_state = NULL, *get_tx_srtp = NULL, *get_receiver_enabled = NULL;
+
+int accessors_bound(void) {
+    if (get_dtls_state && get_tx_srtp && get_receiver_enabled)
+        return 1;
+    PyErr_SetString(PyExc_RuntimeError, "sfu._rtp_native: bind_accessors() was not called "
+                                        "(sfu.aiortc_adapter.native does it at import)");
+    return 0;
+}
+
+/* bind_accessors(dtls_state, tx_srtp, receiver_enabled): callables taking the DTLS transport or
+ * the receiver, from the contract module, the one place that names aiortc's private state. */
+static PyObject *bind_accessors(PyObject *self, PyObject *args) {
+    PyObject *state, *srtp, *enabled;
+    if (!PyArg_ParseTuple(args, "OOO", &state, &srtp, &enabled))
+        return NULL;
+    if (!PyCallable_Check(state) || !PyCallable_Check(srtp) || !PyCallable_Check(enabled)) {
+        PyErr_SetString(PyExc_TypeError, "bind_accessors takes three callables");
+        return NULL;
+    }
+    Py_INCREF(state);
+    Py_INCREF(srtp);
+    Py_INCREF(enabled);
+    Py_XSETREF(get_dtls_state, state);
+    Py_XSETREF(get_tx_srtp, srtp);
+    Py_XSETREF(get_receiver_enabled, enabled);
+    Py_RETURN_NONE;
+}
 
 static PyMethodDef methods[] = {
     {"set_srtp", set_srtp, METH_VARARGS, "Addresses of libsrtp's srtp_protect and srtp_unprotect."},
+    {"bind_accessors", bind_accessors, METH_VARARGS,
+     "bind_accessors(dtls_state, tx_srtp, receiver_enabled): how to read aiortc's private state."},
     {"unprotect_rtp", (PyCFunction)(void (*)(void))unprotect_rtp, METH_FASTCALL,
      "Decrypt and parse one SRTP packet; None if refused or malformed."},
     {"sockaddr", make_sockaddr, METH_VARARGS, "The sockaddr bytes for an IP literal and port."},
@@ -65,9 +95,7 @@ PyMODINIT_FUNC PyInit__rtp_native(void) {
         PyType_Ready(&SenderType) < 0 || PyType_Ready(&TapType) < 0 || PyType_Ready(&DemuxType) < 0 ||
         PyType_Ready(&IngressType) < 0 || PyType_Ready(&EstimatorType) < 0)
         return NULL;
-    if ((str_state = PyUnicode_InternFromString("_state")) == NULL ||
-        (str_tx_srtp = PyUnicode_InternFromString("_tx_srtp")) == NULL ||
-        (str_enabled = PyUnicode_InternFromString("_enabled")) == NULL || (int_one = PyLong_FromLong(1)) == NULL)
+    if ((int_one = PyLong_FromLong(1)) == NULL)
         return NULL;
     if (str_sequence_number == NULL && (str_sequence_number = PyUnicode_InternFromString("sequence_number")) == NULL)
         return NULL;

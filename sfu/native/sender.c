@@ -61,14 +61,16 @@ int sender_ready(Sender *self) {
             return PyErr_Occurred() ? -1 : 0;
     }
     if (self->dtls != NULL) {
-        PyObject *state = PyObject_GetAttr(self->dtls, str_state);
+        if (!accessors_bound())
+            return -1;
+        PyObject *state = PyObject_CallOneArg(get_dtls_state, self->dtls);
         if (state == NULL)
             return -1;
         int same = state == self->connected;
         Py_DECREF(state);
         if (!same)
             return 0;
-        PyObject *session = PyObject_GetAttr(self->dtls, str_tx_srtp);
+        PyObject *session = PyObject_CallOneArg(get_tx_srtp, self->dtls);
         if (session == NULL)
             return -1;
         same = session == self->session;

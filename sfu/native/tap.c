@@ -177,7 +177,9 @@ static int tap_deliver(Tap *self, Codec *codec, PyObject *frame, uint32_t rtp_ti
 
 /* PythonFrameTap.handle for one decrypted packet. 0, or -1 with an exception set. */
 int tap_handle(Tap *self, RtpFields *f, long long arrival_ms) {
-    PyObject *enabled = PyObject_GetAttr(self->receiver, str_enabled);
+    if (!accessors_bound())
+        return -1;
+    PyObject *enabled = PyObject_CallOneArg(get_receiver_enabled, self->receiver);
     if (enabled == NULL)
         return -1;
     int on = PyObject_IsTrue(enabled);
