@@ -76,12 +76,14 @@ def test_private_accessors_fail_clearly_on_an_object_without_the_name() -> None:
 
 
 def test_no_module_but_the_contract_spells_a_listed_private_name() -> None:
-    """The adapter's other modules, the media side, benchmarks and test helpers reach aiortc's
-    internals through the contract's accessors only."""
+    """The adapter's other modules, the media side (Python and C), the control plane, the tools,
+    benchmarks, load tests and test helpers reach aiortc's internals through the contract only."""
     names = sorted({entry.name for entry in PRIVATE_NAMES if entry.name.startswith("_")})
     spelled = re.compile(r"(?:\.|[\"'])(" + "|".join(map(re.escape, names)) + r")\b")
-    files = [*ROOT.glob("sfu/**/*.py"), *ROOT.glob("signaling/**/*.py"), *ROOT.glob("benchmarks/*.py"),
-             ROOT / "tests/support_shaped_link.py", ROOT / "tests/turn_client.py"]
+    files = [*ROOT.glob("sfu/**/*.py"), *ROOT.glob("sfu/native/*.[ch]"), *ROOT.glob("signaling/**/*.py"),
+             *ROOT.glob("control_api/**/*.py"), *ROOT.glob("openvisit/**/*.py"), *ROOT.glob("loadtests/**/*.py"),
+             *ROOT.glob("benchmarks/*.py"), ROOT / "tests/support_shaped_link.py", ROOT / "tests/turn_client.py"]
+    assert any(path.suffix == ".c" for path in files)
     found = [f"{path.relative_to(ROOT)}:{number}: {match.group(1)}"
              for path in files if path.name != "contract.py"
              for number, line in enumerate(path.read_text().splitlines(), 1)
