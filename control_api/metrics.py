@@ -1,6 +1,8 @@
 """Prometheus metrics for the control API, served at /metrics.
 
-Each application gets its own registry, so several apps in one process (tests) never collide.
+Each application gets its own registry, so several apps in one process (tests) never collide;
+it carries the process's own metrics (`process_cpu_seconds_total`, memory, `python_gc_*`), once:
+the embedded media plane adds its collectors to this same registry (one /metrics per process).
 Labels use the route template (``/v1/visits/{visit_id}``), never the raw path, to keep
 cardinality bounded.
 """
@@ -11,12 +13,23 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
 
 class ApiMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        for process_collector in (ProcessCollector, PlatformCollector, GCCollector):
+            process_collector(registry=self.registry)
         self.requests = Counter("openvisit_http_requests_total", "HTTP requests by route and status",
                                 ["method", "route", "status"], registry=self.registry)
         self.latency = Histogram("openvisit_http_request_seconds", "HTTP request latency by route",

@@ -4,37 +4,11 @@ and RTP statistics, so they are tested without a network and without Locust."""
 
 from __future__ import annotations
 
-import itertools
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-FREEZE_WINDOW = 30  # frames in the moving average of frame intervals (libwebrtc averages recent frames)
-FREEZE_FLOOR_S = 0.150  # WebRTC stats: a freeze is an interval > max(3 x avg, avg + 150 ms)
-
-
-@dataclass(frozen=True)
-class Freezes:
-    count: int
-    total_seconds: float
-
-
-def freezes(arrivals: Sequence[float], window: int = FREEZE_WINDOW) -> Freezes:
-    """Freezes as webrtc-stats defines `freezeCount`/`totalFreezesDuration`: a frame whose interval
-    since the previous one exceeds max(3 x avg, avg + 150 ms), avg over the recent intervals.
-    A freeze's interval is not added to the average (it would hide the next one)."""
-    recent: deque[float] = deque(maxlen=window)
-    count, total = 0, 0.0
-    for before, after in itertools.pairwise(arrivals):
-        interval = after - before
-        if len(recent) >= 3:
-            avg = sum(recent) / len(recent)
-            if interval > max(3 * avg, avg + FREEZE_FLOOR_S):
-                count += 1
-                total += interval
-                continue
-        recent.append(interval)
-    return Freezes(count, total)
+# WebRTC's freeze definition, the same code the SFU counts its freezes with (its /metrics).
+from sfu.freeze_detector import Freezes, freezes
 
 
 def received_fps(arrivals: Sequence[float], since: float | None = None, until: float | None = None) -> float:

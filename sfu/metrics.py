@@ -8,9 +8,11 @@ import contextlib
 import time
 from collections.abc import Iterator
 
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
+from sfu.media_quality import MediaQuality
 from sfu.service import Sfu
 
 JOIN_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -105,3 +107,46 @@ class SfuCollector(Collector):
         if self.lag is not None:
             yield GaugeMetricFamily("openvisit_event_loop_lag_seconds", "Event-loop lag (last 100 ms sleep)",
                                     value=self.lag.last)
+        yield from media_quality_metrics(self.sfu.media_quality)
+
+
+def media_quality_metrics(quality: MediaQuality) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+    """Loss, jitter and freezes of the media the SFU receives, across streams (no visit label:
+    visits are many; kind and side are two values each)."""
+    received = CounterMetricFamily("openvisit_sfu_packets_received",
+                                   "RTP packets received from publishers (retransmissions not counted)",
+                                   labels=["kind", "side"])
+    lost = CounterMetricFamily("openvisit_sfu_packets_lost",
+                               "RTP packets publishers sent that never arrived (before any retransmission)",
+                               labels=["kind", "side"])
+    loss = HistogramMetricFamily("openvisit_sfu_packet_loss_ratio",
+                                 "Share of a received stream's packets lost, per 2 s interval and stream",
+                                 labels=["kind", "side"])
+    jitter = HistogramMetricFamily("openvisit_sfu_jitter_seconds",
+                                   "Interarrival jitter of a received stream (RFC 3550), every 2 s per stream",
+                                   labels=["kind", "side"])
+    for (kind, side), histogram in quality.loss.items():
+        labels = [kind, side]
+        received.add_metric(labels, quality.packets_received[kind, side])
+        lost.add_metric(labels, quality.packets_lost[kind, side])
+        loss.add_metric(labels, histogram.buckets(), histogram.total)
+        jitter_histogram = quality.jitter[kind, side]
+        jitter.add_metric(labels, jitter_histogram.buckets(), jitter_histogram.total)
+    freezes = CounterMetricFamily("openvisit_sfu_video_freezes",
+                                  "Freezes of received video (WebRTC's definition: a frame interval over "
+                                  "max(3 x average, average + 150 ms)), as the SFU forwards it", labels=["side"])
+    durations = HistogramMetricFamily("openvisit_sfu_video_freeze_seconds",
+                                      "How long each freeze of received video lasted", labels=["side"])
+    for side, histogram in quality.freezes.items():
+        freezes.add_metric([side], quality.video_freezes[side])
+        durations.add_metric([side], histogram.buckets(), histogram.total)
+    yield from (received, lost, loss, jitter, freezes, durations)
+
+
+def register_process_metrics(registry: CollectorRegistry) -> None:
+    """`process_cpu_seconds_total`, memory, open files (ProcessCollector), `python_info` and
+    `python_gc_*` on a registry of our own (the default registry has them; ours does not). Once per
+    process's /metrics: the embedded media plane shares the API's registry and does not call this."""
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)

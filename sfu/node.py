@@ -30,7 +30,7 @@ from openvisit.keys import load_public_key
 from sfu.aiortc_adapter import announce_host_address, restrict_host_candidates, restrict_udp_ports
 from sfu.events import HttpDelivery, VisitEventSink
 from sfu.heartbeat import FollowingClock, Heartbeat, Transport, http_transport
-from sfu.metrics import SfuCollector
+from sfu.metrics import SfuCollector, register_process_metrics
 from sfu.node_state import NodeState, state_file_next_to
 from sfu.outbox import Outbox, OutboxCollector
 from sfu.recording.storage import LocalFolderStorage, RecordingStorage
@@ -110,6 +110,7 @@ def create_media_node_app(verifier: JoinTokenVerifier, sink: VisitEventSink, *,
     if trusted_proxies:
         app.middlewares.insert(0, forwarded_middleware(TrustedProxies(trusted_proxies)))
     registry = CollectorRegistry()
+    register_process_metrics(registry)  # this process's CPU and memory (the node is a process of its own)
     registry.register(SfuCollector(sfu))
     if isinstance(sink, Outbox):
         registry.register(OutboxCollector(sink))

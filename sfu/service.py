@@ -20,6 +20,7 @@ from openvisit.join_tokens import JoinClaims
 from sfu.aiortc_adapter import install_fast_clock
 from sfu.device_check import DeviceChecks
 from sfu.events import VisitEvent, VisitEventSink
+from sfu.media_quality import MediaQuality
 from sfu.node_state import NodeState
 from sfu.recording.recovery import recover_orphans, unreported_segments
 from sfu.recording.storage import LocalFolderStorage, RecordingStorage
@@ -63,6 +64,7 @@ class Sfu:
         self.state = state or NodeState()
         self.ended: set[str] = set(self.state.ended)  # visits that ended here: a late join must not reopen them (S2)
         self.join_to_first_frame: list[float] = []  # seconds, for the metrics histogram
+        self.media_quality = MediaQuality()  # loss, jitter, freezes of the media received (metrics)
         self._closed_totals = SfuStats(0, 0, 0)
         self._refusals: dict[str, list[float]] = {}  # source -> [window start, attempts, dropped]
         self.refusal_window = 60.0  # seconds per source over which REFUSALS_PER_MINUTE applies
@@ -79,7 +81,7 @@ class Sfu:
                         now=self.now, ice_servers=self.ice_servers, warnings=self.warnings,
                         media_timeout=self.media_timeout, recordings=self.recordings, on_closed=self._closed,
                         on_first_frame=self._first_frame, stall_seconds=self.stall_seconds, on_ending=self._ending,
-                        node_id=self.node_id)
+                        node_id=self.node_id, media_quality=self.media_quality)
             self.rooms[claims.visit_id] = room
         return room
 
@@ -202,3 +204,4 @@ class Sfu:
         await asyncio.gather(*(room.end("failed", message="the media server shut down; the visit will be credited")
                                for room in list(self.rooms.values())), self.device_checks.close(),
                              return_exceptions=True)
+        await self.media_quality.close()

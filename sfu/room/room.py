@@ -23,7 +23,9 @@ from typing import Any, Literal
 from aiortc import RTCSessionDescription
 
 from sfu.aiortc_adapter import clamp_publisher_remb, send_pli, tap_receiver
+from sfu.aiortc_adapter.receive_statistics import receive_statistics
 from sfu.events import VisitEvent, VisitEventSink
+from sfu.media_quality import MediaQuality
 from sfu.monitoring.monitor_session import MonitorSession
 from sfu.recording.recorder import VisitRecorder
 from sfu.recording.storage import RecordingStorage
@@ -57,8 +59,10 @@ class Room:
                  on_closed: Callable[[Room], None] | None = None,
                  on_ending: Callable[[Room], Awaitable[None]] | None = None,
                  on_first_frame: Callable[[float], None] | None = None, session_id: str | None = None,
-                 node_id: str | None = None, stall_seconds: float = DEFAULT_STALL_SECONDS) -> None:
+                 node_id: str | None = None, stall_seconds: float = DEFAULT_STALL_SECONDS,
+                 media_quality: MediaQuality | None = None) -> None:
         self.visit_id = visit_id
+        self.media_quality = media_quality  # loss, jitter, freezes of what the parties publish (metrics)
         # One room is one media session of the visit: its events and heartbeats name it, so the
         # control plane adds up connected time across a node's crash and the rejoin elsewhere (S5).
         self.session_id = session_id or f"room-{uuid.uuid4().hex}"
@@ -178,6 +182,8 @@ class Room:
         producer.send_bitrate_limit = clamp_publisher_remb(receiver, producer.bitrate_limit)
         participant.producers[kind] = producer
         tap_receiver(receiver, self._gate(producer, participant), producer)
+        if self.media_quality is not None:
+            self.media_quality.watch(producer, side, lambda: receive_statistics(receiver))
         other = self.participants.get(other_side(side))
         if other is not None:
             other.outgoing[kind].attach(self.router.consume(producer, f"{other.participant_id}-{kind}", "peer"))
