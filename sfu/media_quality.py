@@ -161,6 +161,10 @@ class MediaQuality:
             self.jitter[key].observe(stream.jitter_seconds)
 
     @property
+    def streams_watched(self) -> int:
+        return len(self._watched)
+
+    @property
     def video_freezes(self) -> dict[str, int]:
         return {side: sum(h.counts) for side, h in self.freezes.items()}
 
