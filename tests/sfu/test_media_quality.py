@@ -4,9 +4,12 @@ sampled on a timer, and what /metrics shows of them after a real visit on loopba
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -24,6 +27,8 @@ from sfu.node import create_media_node_app
 from sfu.router.frames import Kind
 from tests.sfu.test_signaling import Stack, connect, now
 from tests.support_events import InProcessEventSink
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "openvisit.json"
 
 
 @dataclass
@@ -155,3 +160,8 @@ async def test_a_real_visit_shows_loss_jitter_freezes_and_cpu_on_the_nodes_metri
             assert 0 <= jitter < 0.03, (kind, side, jitter)
     for side in ("visitor", "resident"):
         assert value(found, "openvisit_sfu_video_freezes_total", side=side) == 0
+    # Every media-plane and process series the Grafana dashboard graphs is exported by a node.
+    exprs = [t["expr"] for panel in json.loads(DASHBOARD.read_text())["panels"] for t in panel["targets"]]
+    graphed = {name for expr in exprs for name in re.findall(r"\b(?:openvisit_sfu_(?!recordings)|process_)\w+", expr)}
+    assert {"openvisit_sfu_packets_lost_total", "openvisit_sfu_video_freezes_total"} <= graphed
+    assert graphed <= {name for name, _labels in found}, graphed - {name for name, _labels in found}
