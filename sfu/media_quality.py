@@ -76,7 +76,8 @@ class Histogram:
         self.total += value
 
     def buckets(self) -> list[tuple[str, float]]:
-        cumulative, running = [], 0
+        cumulative: list[tuple[str, float]] = []
+        running = 0
         for bound, count in zip((*map(str, self.bounds), "+Inf"), self.counts, strict=True):
             running += count
             cumulative.append((bound, running))
