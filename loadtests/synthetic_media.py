@@ -113,7 +113,7 @@ class SyntheticCamera(MediaStreamTrack):
 
 class ReplayPublisher:
     """What `ReplayTrack` does, for load generators that must stay cheap: pre-encoded frames sent in
-    real time through the SFU's own `DirectRtpSender` (RTP packetised, SRTP, sendto in one call)
+    real time through the SFU's own `FrameSender` (RTP packetised, SRTP, sendto in one call)
     instead of aiortc's per-packet sender task. Call `publish(pc, kind)` before negotiating and
     `start()` once it is done; `sent_at` maps each payload to its last send time."""
 
