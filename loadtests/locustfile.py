@@ -369,7 +369,9 @@ async def watch_with(api: str, visit_id: str, token: str, seconds: float, watch:
 
 class Investigator(SignedIn):
     """Recording review: searches the facility's recordings of the last week, opens one (audited,
-    R3) and plays its first file with HTTP range requests, as a browser's player seeks."""
+    R3) and plays one of its files with HTTP range requests, as a browser's player seeks: each must
+    answer 206 Partial Content (a 200 would mean the player cannot seek). Provisioning with
+    `--recorded-visits` makes sure there is something to play in a short run."""
 
     weight = 1
     wait_time = between(5, 15)
@@ -395,9 +397,12 @@ class Investigator(SignedIn):
         files = opened.json().get("files", []) if opened is not None else []
         if not files:
             return
-        file = files[0]
-        size = int(file.get("size_bytes") or 0)
-        for start in (0, size // 2, max(0, size - 65536)) if size else (0,):
-            self.call("GET", file["url"], "/v1/recordings/[id]/files/[name] (range)", ok=(200, 206),
-                      headers={"Range": f"bytes={start}-{start + 65535}"})
+        playable = [f for f in files if int(f.get("size_bytes") or 0) > 0 and not f.get("damaged")]
+        if not playable:
+            return
+        file = random.choice(playable)
+        size = int(file["size_bytes"])
+        for start in sorted({0, size // 2, max(0, size - 65536)}):  # open, seek to the middle, the end's cues
+            self.call("GET", file["url"], "/v1/recordings/[id]/files/[name] (range)", ok=(206,),
+                      headers={"Range": f"bytes={start}-{min(size, start + 65536) - 1}"})
             gevent.sleep(random.uniform(0.5, 2))

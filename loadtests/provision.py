@@ -15,11 +15,16 @@ file); and one booked, card-paid (test gateway token) social visit per pair.
 
 Time: when the target has a movable clock (demo or test mode), the visits start a minute ahead and
 the clock is moved to just past their start, so they are live at once and for `--visit-minutes`.
-Otherwise they start `--start-in` seconds from now (joining is open from the lobby, S1)."""
+Otherwise they start `--start-in` seconds from now (joining is open from the lobby, S1).
+
+Recordings: with a movable clock, `--recorded-visits N` first holds N short visits with real media
+and ends them (loadtests/recorded.py), so the investigators have recordings to play at once; their
+ids are in the world file (`recordings`)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import math
 import secrets
@@ -30,6 +35,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from loadtests.api import Api, ApiError, login, totp_code
+from loadtests.recorded import RecordedVisit, RecordingFailed, record, wait_for_recording
 from loadtests.world import Account, Kiosk, LiveVisit, World
 
 ALL_DAY = [{"weekday": d, "start": "00:00", "end": "24:00"} for d in range(7)]
@@ -77,7 +83,7 @@ class Provisioner:
             "booking_number": f"{prefix}-{self.tag}-{n}", "full_name": f"Load Resident {prefix}{n}",
             "housing_unit_id": unit})["id"])
 
-    def kiosk(self, fid: str, unit: str, n: int) -> Kiosk:
+    def kiosk(self, fid: str, unit: str, n: int | str) -> Kiosk:
         made = self.operator.post(f"/v1/facilities/{fid}/kiosks", {"housing_unit_id": unit, "name": f"Kiosk {n}"})
         return Kiosk(made["id"], made["secret"])
 
@@ -106,7 +112,7 @@ class Provisioner:
                                {"decision": "approve"})
         return given
 
-    def staff(self, fid: str, role: str, n: int) -> Account:
+    def staff(self, fid: str, role: str, n: int | str) -> Account:
         """An officer or investigator; enrolled in two-step sign-in if the target requires it."""
         account = Account(f"load-{role}-{self.tag}-{n}@loadtest.openvisit.org", self.password)
         self.operator.post(f"/v1/facilities/{fid}/staff", {"email": account.email, "legal_name": f"Load {role} {n}",
@@ -167,19 +173,62 @@ def provision(args: argparse.Namespace) -> World:
     world.bookers = accounts[args.pairs:]
     world.officers = [p.staff(fid, "officer", i) for i in range(args.officers)]
     world.investigators = [p.staff(fid, "investigator", i) for i in range(args.investigators)]
+    recorded = getattr(args, "recorded_visits", 0)
+    if recorded and not movable:
+        log("--recorded-visits needs a movable clock (demo or test mode): none made")
+    elif recorded:
+        world.recordings = recorded_visits(p, operator, world, visit_unit, accounts, recorded,
+                                           min(BOOKING_LENGTH, args.visit_minutes))
+        now = datetime.fromisoformat(operator.get("/v1/test-clock")["now"])
     lead = 60 if movable else args.start_in
     start = (now + timedelta(seconds=lead)).replace(microsecond=0)
     for i in range(args.pairs):
         got = p.book(accounts[i], residents[i], start, args.visit_minutes)
         world.visits.append(LiveVisit(got["id"], got["starts_at"], got["ends_at"], accounts[i], kiosks[i]))
     if movable and args.pairs:
-        clock_now = datetime.fromisoformat(operator.get("/v1/test-clock")["now"])
-        operator.post("/v1/test-clock/advance",
-                      {"seconds": max(1, math.ceil((start - clock_now).total_seconds()) + 1)})
+        advance_to(operator, start)
     log(f"{args.pairs} visits live from {start.isoformat()} for {args.visit_minutes} min "
         f"({'test clock moved' if movable else 'real clock'}); {len(world.bookers)} bookers, "
         f"{len(world.officers)} officers, {len(world.investigators)} investigators")
     return world
+
+
+def advance_to(operator: Api, moment: datetime) -> None:
+    """Move the test clock to just past `moment`."""
+    clock_now = datetime.fromisoformat(operator.get("/v1/test-clock")["now"])
+    operator.post("/v1/test-clock/advance", {"seconds": max(1, math.ceil((moment - clock_now).total_seconds()) + 1)})
+
+
+def recorded_visits(p: Provisioner, operator: Api, world: World, unit: str, accounts: list[Account],
+                    count: int, minutes: int) -> list[str]:
+    """`count` finished, recorded social visits one after another (R1), each listed by the
+    recording search (R3) before the next; their own residents, so the live visits stay free (B3)."""
+    fid = world.facility_id
+    officer_account = world.officers[0] if world.officers else p.staff(fid, "officer", "recorder")
+    reviewer_account = world.investigators[0] if world.investigators else None
+    officer = login(p.api, officer_account.email, officer_account.password, officer_account.totp_secret)
+    reviewer = (login(p.api, reviewer_account.email, reviewer_account.password, reviewer_account.totp_secret)
+                if reviewer_account is not None else operator)
+    visitor_account = accounts[0] if accounts else p.visitor(fid, 0, None)
+    visitor = login(p.api, visitor_account.email, visitor_account.password)
+    kiosk = p.kiosk(fid, unit, "R")
+    done: list[str] = []
+    for n in range(count):
+        resident = p.resident(fid, unit, n, "R")
+        now = datetime.fromisoformat(operator.get("/v1/test-clock")["now"])
+        start = (now + timedelta(seconds=60)).replace(microsecond=0)
+        visit = p.book(visitor_account, resident, start, minutes)
+        advance_to(operator, start)
+        made = RecordedVisit(
+            visit_id=visit["id"], facility_id=fid, officer=officer, reviewer=reviewer,
+            visitor=visitor,
+            kiosk=p.api.as_(p.api.as_("").post("/v1/auth/kiosk", {"kiosk_id": kiosk.id,
+                                                                   "secret": kiosk.secret})["access_token"]))
+        asyncio.run(record(made))
+        found = wait_for_recording(made, start - timedelta(minutes=1))
+        log(f"recorded visit {visit['id']}: listed, {found['segments']} segment(s)")
+        done.append(visit["id"])
+    return done
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,15 +248,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="length of the live visits (the longest load run they can serve)")
     parser.add_argument("--start-in", type=int, default=30, help="real clock only: seconds until the visits start")
     parser.add_argument("--real-clock", action="store_true", help="never move the target's test clock")
+    parser.add_argument("--recorded-visits", type=int, default=0, metavar="N",
+                        help="movable clock only: N short visits held with media and ended first, so investigators "
+                             "have recordings to play")
+    parser.add_argument("--ice-addresses", default="",
+                        help="comma-separated addresses the recorded visits' peers gather ICE candidates on "
+                             "(127.0.0.1 for a local target)")
     parser.add_argument("--visitors-file", type=Path, default=None,
                         help="email,password lines of confirmed visitor accounts (targets without the demo outbox)")
     parser.add_argument("--tag", default=None, help="names the run's accounts and facility (default: random)")
     parser.add_argument("--insecure", action="store_true", help="accept a self-signed TLS certificate")
     parser.add_argument("--out", type=Path, default=Path("world.json"))
     args = parser.parse_args(argv)
+    if args.ice_addresses:
+        from sfu.aiortc_adapter import restrict_host_candidates
+
+        restrict_host_candidates([a.strip() for a in args.ice_addresses.split(",") if a.strip()])
     try:
         world = provision(args)
-    except ApiError as exc:
+    except (ApiError, RecordingFailed) as exc:
         log(f"provisioning failed: {exc}")
         return 1
     world.save(args.out)

@@ -44,6 +44,7 @@ class World:
     booking_length_minutes: int = 30
     officers: list[Account] = field(default_factory=list)
     investigators: list[Account] = field(default_factory=list)
+    recordings: list[str] = field(default_factory=list)  # visit ids of finished, recorded visits (R3)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -59,4 +60,5 @@ class World:
             booking_residents=list(raw.get("booking_residents", [])),
             booking_length_minutes=int(raw.get("booking_length_minutes", 30)),
             officers=[Account(**a) for a in raw.get("officers", [])],
-            investigators=[Account(**a) for a in raw.get("investigators", [])])
+            investigators=[Account(**a) for a in raw.get("investigators", [])],
+            recordings=list(raw.get("recordings", [])))

@@ -1,8 +1,10 @@
 """The SREs' load test, small (issue 16): a real `openvisit serve` (test mode, media on 127.0.0.1),
 `python -m loadtests.provision` over its public API, then Locust headless for 30 s with two visit
-pairs and two bookers, each a subprocess (Locust's gevent patching never enters this process).
-Asserted on Locust's CSV: zero failures, media samples present and sane, and the exit code from
-the thresholds. The server's log must hold no traceback (a 500 in the API would show there).
+pairs, two bookers and an investigator, each a subprocess (Locust's gevent patching never enters this process).
+Provisioning first holds one short visit with media and ends it (`--recorded-visits 1`), so the
+investigator plays a real recording with range requests (R3). Asserted on Locust's CSV: zero
+failures, media samples present and sane, the playback's 206 range requests, and the exit code
+from the thresholds. The server's log must hold no traceback (a 500 in the API would show there).
 
 Also the pure parts the run depends on: WebRTC's freeze definition and the threshold check."""
 
@@ -21,7 +23,8 @@ from loadtests.thresholds import FIRST_FRAME, FPS, LOSS, MEDIA, Limits, violatio
 from tests.faults.processes import PYTHON, ROOT
 from tests.support_serve import Served
 
-PAIRS, BOOKERS = 2, 2
+PAIRS, BOOKERS, INVESTIGATORS = 2, 2, 1
+USERS = PAIRS + BOOKERS + INVESTIGATORS
 
 
 def rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
@@ -40,14 +43,17 @@ def test_locust_smoke_run_visits_and_bookers(tmp_path: Path) -> None:
         provisioned = subprocess.run(
             [PYTHON, "-m", "loadtests.provision", "--target", server.url, "--operator-email", "ops@smoke.example.org",
              "--operator-password", "smoke-operator-pw", "--pairs", str(PAIRS), "--bookers", str(BOOKERS),
-             "--officers", "0", "--investigators", "0", "--visit-minutes", "10", "--out", str(world)],
+             "--officers", "0", "--investigators", str(INVESTIGATORS), "--recorded-visits", "1",
+             "--ice-addresses", "127.0.0.1", "--visit-minutes", "10", "--out", str(world)],
             cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert provisioned.returncode == 0, provisioned.stderr
-        assert json.loads(world.read_text())["clock"] == "test"
+        provisioned_world = json.loads(world.read_text())
+        assert provisioned_world["clock"] == "test"
+        assert len(provisioned_world["recordings"]) == 1
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPENVISIT_")}
         run = subprocess.run(
             [str(Path(PYTHON).parent / "locust"), "-f", "loadtests/locustfile.py", "--world", str(world),
-             "--headless", "-u", str(PAIRS + BOOKERS), "-r", str(PAIRS + BOOKERS), "-t", "30s",
+             "--headless", "-u", str(USERS), "-r", str(USERS), "-t", "30s",
              "--hold-seconds", "10", "--ice-addresses", "127.0.0.1", "--csv", str(tmp_path / "run"),
              "--only-summary", "--stop-timeout", "15",
              "--max-first-frame-p95-ms", "5000", "--min-fps", "5", "--max-loss-pct", "5", "--max-error-rate-pct", "0"],
@@ -69,6 +75,9 @@ def test_locust_smoke_run_visits_and_bookers(tmp_path: Path) -> None:
     assert 100 < float(stats[(MEDIA, "bitrate kbps")]["Average Response Time"]) < 5000  # ~500 kbps of VP8 + Opus
     for name in ("/v1/residents/[id]/availability", "/v1/quotes", "/v1/visits (book)"):
         assert int(stats[("GET" if "availability" in name else "POST", name)]["Request Count"]) >= 1, name
+    for name in ("/v1/facilities/[id]/recordings", "/v1/recordings/[id]", "/v1/recordings/[id]/files/[name] (range)"):
+        assert int(stats[("GET", name)]["Request Count"]) >= 1, name  # the recording was found, opened, played
+        assert int(stats[("GET", name)]["Failure Count"]) == 0, name  # every range request answered 206
 
 
 def test_freezes_follow_the_webrtc_definition() -> None:
