@@ -66,6 +66,7 @@ class Shared:
     lock = gevent.lock.Semaphore()
     media: Any = None
     tokens: dict[str, tuple[str, float]] = {}
+    process = "1 of 1"  # this process's share of the visits, for the log
 
     @classmethod
     def setup(cls, environment: Environment) -> None:
@@ -76,6 +77,8 @@ class Shared:
         slices = options.visit_slices or max(1, getattr(options, "processes", 0) or 0) or 1
         index = getattr(environment.runner, "worker_index", 0) or 0
         cls.free = [v for i, v in enumerate(cls.world.visits) if i % slices == index % slices]
+        cls.process = f"{index % slices + 1} of {slices}"
+        log.info("process %s holds visits %s", cls.process, [v.id for v in cls.free])
         if environment.host is None:
             environment.host = cls.world.target
 
@@ -224,6 +227,7 @@ class VisitPair(User):
         for party in parties:
             report_party(self.environment, party)
         errors = [f"{p.side}: {p.error}" for p in parties if p.error]
+        log.info("process %s: visit %s %s", Shared.process, visit.id, "; ".join(errors) or "held")
         fire(self.environment, th.VISIT, th.OUTCOME, (time.monotonic() - started) * 1000,
              exception=RuntimeError("; ".join(errors)) if errors else None)
 

@@ -1,6 +1,7 @@
 """The SREs' load test, small (issue 16): a real `openvisit serve` (test mode, media on 127.0.0.1),
 `python -m loadtests.provision` over its public API, then Locust headless for 30 s with two visit
-pairs, two bookers and an investigator, each a subprocess (Locust's gevent patching never enters this process).
+pairs, two bookers and an investigator, distributed (`--processes 2`: the master aggregates both
+workers' samples), each a subprocess (Locust's gevent patching never enters this process).
 Provisioning first holds one short visit with media and ends it (`--recorded-visits 1`), so the
 investigator plays a real recording with range requests (R3). Asserted on Locust's CSV: zero
 failures, media samples present and sane, the playback's 206 range requests, and the exit code
@@ -25,6 +26,7 @@ from tests.support_serve import Served
 
 PAIRS, BOOKERS, INVESTIGATORS = 2, 2, 1
 USERS = PAIRS + BOOKERS + INVESTIGATORS
+PROCESSES = 2  # a distributed run: the media samples of both workers must add up on the master
 
 
 def rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
@@ -55,7 +57,7 @@ def test_locust_smoke_run_visits_and_bookers(tmp_path: Path) -> None:
             [str(Path(PYTHON).parent / "locust"), "-f", "loadtests/locustfile.py", "--world", str(world),
              "--headless", "-u", str(USERS), "-r", str(USERS), "-t", "30s",
              "--hold-seconds", "10", "--ice-addresses", "127.0.0.1", "--csv", str(tmp_path / "run"),
-             "--only-summary", "--stop-timeout", "15",
+             "--only-summary", "--stop-timeout", "15", "--processes", str(PROCESSES),
              "--max-first-frame-p95-ms", "5000", "--min-fps", "5", "--max-loss-pct", "5", "--max-error-rate-pct", "0"],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=90)
         log = server.output()
@@ -69,6 +71,10 @@ def test_locust_smoke_run_visits_and_bookers(tmp_path: Path) -> None:
     for name in ("join http ms", "ice connected ms", "first frame ms", "fps", "loss 0.01%", "jitter ms", "freezes",
                  "bitrate kbps"):
         assert int(stats[(MEDIA, name)]["Request Count"]) >= 2 * PAIRS, name  # both parties of each visit
+    for n in range(1, PROCESSES + 1):  # each worker held visits of its own share, and
+        assert f"process {n} of {PROCESSES}: visit " in run.stderr, run.stderr[-4000:]
+    visits = int(outcome["Request Count"])
+    assert int(stats[(MEDIA, "first frame ms")]["Request Count"]) == 2 * visits  # both parties' samples of each
     assert float(stats[(MEDIA, "fps")]["Average Response Time"]) > 5
     assert float(stats[(MEDIA, "loss 0.01%")]["Average Response Time"]) < 500  # under 5 %
     assert float(stats[(MEDIA, "first frame ms")]["95%"]) < 5000
