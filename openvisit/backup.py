@@ -19,7 +19,6 @@ start) and the settings file (kept with the deployment's configuration).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import shutil
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from openvisit.settings import Settings
+from sfu.recording.storage import sha256_file
 
 FORMAT = "openvisit-backup/1"
 MANIFEST = "backup-manifest.json"
@@ -48,14 +48,6 @@ class RestoreReport:
     audit_entries: int = 0
     recordings_checked: int = 0
     problems: list[str] = field(default_factory=list)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _engine_kind(url: str) -> str:
@@ -127,7 +119,8 @@ def _copy_folder(source: Path, target: Path, files: list[dict[str, Any]], base: 
             dest = target / path.relative_to(source)
             dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             shutil.copy2(path, dest)
-            files.append({"path": str(dest.relative_to(base)), "sha256": _sha256(dest), "size": dest.stat().st_size})
+            files.append({"path": str(dest.relative_to(base)), "sha256": sha256_file(dest),
+                          "size": dest.stat().st_size})
 
 
 def create_backup(settings: Settings, destination: Path, *, now: datetime | None = None) -> Path:
@@ -156,7 +149,7 @@ def create_backup(settings: Settings, destination: Path, *, now: datetime | None
             dump = work / "database.dump"
             connection, env = _libpq(url)
             _run([_tool("pg_dump"), "--format=custom", "--no-owner", f"--file={dump}", *connection], env)
-        files.append({"path": dump.name, "sha256": _sha256(dump), "size": dump.stat().st_size})
+        files.append({"path": dump.name, "sha256": sha256_file(dump), "size": dump.stat().st_size})
         for name in FOLDERS:
             _copy_folder(settings.data_dir / name, work / name, files, work)
         manifest = {"format": FORMAT, "created_at": now.isoformat(), "database": {"engine": kind, "file": dump.name},
@@ -184,7 +177,7 @@ def read_manifest(source: Path) -> dict[str, Any]:
         path = source / entry["path"]
         if not path.is_file():
             raise BackupError(f"the backup is damaged: {entry['path']} is missing")
-        if _sha256(path) != entry["sha256"]:
+        if sha256_file(path) != entry["sha256"]:
             raise BackupError(f"the backup is damaged: {entry['path']} does not match its SHA-256")
     return manifest
 

@@ -6,19 +6,18 @@ and, as any refused attempt on a visit, reported against that visit (audited).""
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-import jwt
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from openvisit.device_check_tokens import DeviceCheckTokenError, DeviceCheckTokenVerifier
 from openvisit.join_tokens import JoinTokenError, JoinTokenVerifier
 from sfu.device_check import CheckRefusedError
 from sfu.service import Sfu
+from signaling.messages import parse_message, unverified_claims
 
 log = logging.getLogger(__name__)
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -47,7 +46,7 @@ async def serve_device_check(ws: web.WebSocketResponse, sfu: Sfu, verifier: Join
     early: list[dict[str, Any]] = []  # candidates trickled before the offer was answered
     try:
         async for raw in ws:
-            msg = _parse(raw)
+            msg = parse_message(raw)
             kind = None if msg is None else msg.get("type")
             if msg is None:
                 await send({"type": "error", "code": "bad-message", "message": "messages are JSON objects"})
@@ -88,7 +87,7 @@ async def _report_visit_token(sfu: Sfu, verifier: JoinTokenVerifier, token: str,
     try:
         claims = verifier.verify(token, at)
     except JoinTokenError:
-        named = _named_visit(token)
+        named = unverified_claims(token)
         if named is not None:
             await sfu.report_refusal(named[0], named[1], "a token that is not a device-check token was presented "
                                                          "to open a device check", source=source)
@@ -96,26 +95,3 @@ async def _report_visit_token(sfu: Sfu, verifier: JoinTokenVerifier, token: str,
     await sfu.report_refusal(claims.visit_id, claims.participant_id,
                              "the visit's join token was presented to open a device check", source=source,
                              verified=True)
-
-
-def _named_visit(token: str) -> tuple[str, str] | None:
-    """The visit and subject an unverifiable token names (for the audit trail only; never trusted)."""
-    try:
-        payload = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return None
-    visit, subject = payload.get("visit"), payload.get("sub")
-    if isinstance(visit, str) and isinstance(subject, str) and 0 < len(visit) <= 36 and len(subject) <= 120:
-        return visit, subject
-    return None
-
-
-def _parse(message: Any) -> dict[str, Any] | None:
-    if message.type != WSMsgType.TEXT:
-        return None
-    try:
-        value = json.loads(message.data)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-

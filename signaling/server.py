@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-import jwt
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from openvisit.device_check_tokens import looks_like_device_check
 from openvisit.join_tokens import JoinTokenError, JoinTokenVerifier
@@ -21,6 +19,7 @@ from sfu.room import Room, RoomClosedError, Send, side_of
 from sfu.router import PrivilegeViolationError
 from sfu.service import Sfu
 from signaling.device_check import serve_device_check
+from signaling.messages import parse_message, unverified_claims
 
 log = logging.getLogger(__name__)
 JOIN_TIMEOUT = 10.0
@@ -72,7 +71,7 @@ def signaling_handler(get_sfu: Callable[[], Sfu], get_verifier: Callable[[], Joi
             first = await ws.receive(timeout=JOIN_TIMEOUT)
         except TimeoutError:
             return await fail("join-timeout", "send a join message first")
-        msg = _parse(first)
+        msg = parse_message(first)
         if msg is not None and msg.get("type") == "check":  # a device check (section 8), never a visit
             return await serve_device_check(ws, sfu, verifier, msg.get("token"), now=now, send=send, fail=fail,
                                             add_candidate=_add_candidate, source=request.remote)
@@ -87,7 +86,7 @@ def signaling_handler(get_sfu: Callable[[], Sfu], get_verifier: Callable[[], Joi
                 if looks_like_device_check(token):  # names no visit: refused, nothing to audit it against
                     log.warning("a device-check token was presented to join a visit (from %s)", request.remote)
                     return await fail("bad-token", "a device-check token never joins a visit")
-                claimed = _unverified_claims(token)
+                claimed = unverified_claims(token)
                 if claimed is not None:  # audited against the visit it names, as an attempt
                     await sfu.report_refusal(claimed[0], claimed[1], f"bad token: {exc}", source=request.remote)
                 return await fail("bad-token", str(exc))
@@ -120,7 +119,7 @@ def signaling_handler(get_sfu: Callable[[], Sfu], get_verifier: Callable[[], Joi
         early_candidates: list[dict[str, Any]] = []  # trickled before the offer was answered
         try:
             async for raw in ws:
-                msg = _parse(raw)
+                msg = parse_message(raw)
                 if msg is None:
                     await send({"type": "error", "code": "bad-message", "message": "messages are JSON objects"})
                     continue
@@ -171,7 +170,7 @@ async def _monitor(ws: web.WebSocketResponse, room: Room, monitor_id: str, send:
     joined = False
     try:
         async for raw in ws:
-            msg = _parse(raw)
+            msg = parse_message(raw)
             kind = None if msg is None else msg.get("type")
             if msg is not None and kind == "offer" and isinstance(msg.get("sdp"), str) and not joined:
                 try:
@@ -230,25 +229,3 @@ async def _add_candidate(add: Callable[[str, str | None, int | None], Awaitable[
         await add(*parsed)
     except (ValueError, IndexError) as exc:
         await send({"type": "error", "code": "bad-candidate", "message": f"unusable candidate: {exc}"})
-
-
-def _unverified_claims(token: str) -> tuple[str, str] | None:
-    """The visit and subject a rejected token names (for the audit trail only; never trusted)."""
-    try:
-        payload = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return None
-    visit, subject = payload.get("visit"), payload.get("sub")
-    if isinstance(visit, str) and isinstance(subject, str) and 0 < len(visit) <= 36 and len(subject) <= 120:
-        return visit, subject
-    return None
-
-
-def _parse(message: Any) -> dict[str, Any] | None:
-    if message.type != WSMsgType.TEXT:
-        return None
-    try:
-        value = json.loads(message.data)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
